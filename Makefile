@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`. Both set up what they need first
+# (a virtualenv in .venv with this package and its dev tools) and are safe to run again.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint bench setup clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/worker db install
+	$(BIN)/python -m domain.demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check worker tests domain projections handlers bench
+	$(BIN)/ruff format --check worker tests domain projections handlers bench
+	$(BIN)/mypy --strict worker
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .worker .pytest_cache .mypy_cache .ruff_cache

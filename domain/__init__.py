@@ -1,0 +1,1 @@
+"""The example domain: the seed's event-sourced Order and the fact-event Book."""

@@ -1,0 +1,1 @@
+"""The example read models and their projectors."""

@@ -1,0 +1,101 @@
+"""Test fixtures: a real PostgreSQL with the genuine MessageDB, a fresh database per test.
+
+The server is the one ``WORKER_EVENT_STORE__DATABASE_URI`` names (its database part is ignored);
+when none is named, an embedded PostgreSQL in ``.worker/test-postgres``. MessageDB is installed
+once per session into a template database; each test gets ``CREATE DATABASE ... TEMPLATE``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import asyncpg
+import pytest
+
+from worker.database import (
+    create_pool,
+    is_embedded,
+    start_embedded,
+    unavailable,
+    with_database,
+)
+from worker.installer import install, quote_identifier
+from worker.message_store import MessageStore
+from worker.settings import MessageDBSettings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = "worker_test_template"
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _server_dsn() -> str:
+    named = os.environ.get("WORKER_EVENT_STORE__DATABASE_URI")
+    if not is_embedded(named):
+        assert named is not None
+        return with_database(named, "postgres")
+    return start_embedded(ROOT / ".worker" / "test-postgres", "postgres")
+
+
+async def _admin(dsn: str, *statements: str) -> None:
+    try:
+        conn = await asyncpg.connect(dsn)
+    except (OSError, asyncpg.PostgresError) as error:
+        raise unavailable(dsn, error) from error
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> str:
+    """DSN of the test server's ``postgres`` database."""
+    return _server_dsn()
+
+
+@pytest.fixture(scope="session")
+def template_dsn(server_dsn: str) -> str:
+    """A template database with MessageDB and the worker schema installed, made once."""
+    name = quote_identifier(TEMPLATE)
+
+    async def build() -> None:
+        await _admin(server_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await install(with_database(server_dsn, TEMPLATE), MessageDBSettings())
+
+    anyio.run(build)
+    return with_database(server_dsn, TEMPLATE)
+
+
+@pytest.fixture
+def database_dsn(server_dsn: str, template_dsn: str) -> Iterator[str]:
+    """A fresh database for this test, copied from the template; dropped afterwards."""
+    name = f"wt_{uuid.uuid4().hex[:16]}"
+    anyio.run(_admin, server_dsn, f"CREATE DATABASE {name} TEMPLATE {quote_identifier(TEMPLATE)}")
+    yield with_database(server_dsn, name)
+    anyio.run(_admin, server_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+async def pool(database_dsn: str) -> AsyncIterator[asyncpg.Pool[Any]]:
+    pool = await create_pool(database_dsn, min_size=1, max_size=10)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def store(pool: asyncpg.Pool[Any]) -> MessageStore:
+    return MessageStore(pool)

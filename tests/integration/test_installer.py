@@ -1,0 +1,116 @@
+"""`worker db install`: the genuine MessageDB from npm, idempotent, with clear failures."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+
+from tests.conftest import ROOT
+from worker import InstallError
+from worker.database import with_database
+from worker.installer import install, locate_package
+from worker.settings import MessageDBSettings
+
+pytestmark = pytest.mark.anyio
+
+_SCHEMA_SNAPSHOT = """
+SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname IN ('message_store', 'worker')
+UNION ALL
+SELECT n.nspname, p.proname || '/' || md5(p.prosrc), 'f' FROM pg_proc p
+JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname IN ('message_store', 'worker')
+ORDER BY 1, 2
+"""
+
+
+async def snapshot(dsn: str) -> list[Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(_SCHEMA_SNAPSHOT)
+        version = await conn.fetchval("SELECT message_store.message_store_version()")
+        return [tuple(r) for r in rows] + [version]
+    finally:
+        await conn.close()
+
+
+async def test_install_is_idempotent(server_dsn: str, template_dsn: str) -> None:
+    """A second install finds everything in place and changes nothing."""
+    dsn = with_database(server_dsn, f"wi_{uuid.uuid4().hex[:12]}")
+    try:
+        first = await install(dsn, MessageDBSettings())
+        assert first.message_db_installed and first.message_db_version.startswith("1.3.")
+        assert first.migrations_applied
+        before = await snapshot(dsn)
+        second = await install(dsn, MessageDBSettings())
+        assert not second.message_db_installed and second.migrations_applied == ()
+        assert await snapshot(dsn) == before
+    finally:
+        conn = await asyncpg.connect(server_dsn)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
+        await conn.close()
+
+
+def test_missing_npm_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(InstallError, match="npm is not installed.*PACKAGE_PATH"):
+        locate_package(MessageDBSettings(cache_dir=tmp_path / "cache"))
+
+
+def test_package_path_is_used_and_checked(tmp_path: Path) -> None:
+    real = locate_package(MessageDBSettings())
+    assert locate_package(MessageDBSettings(package_path=real.parent)) == real
+    with pytest.raises(InstallError, match="not an unpacked @eventide/message-db"):
+        locate_package(MessageDBSettings(package_path=tmp_path))
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, **env}
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=environment,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_unreachable_server_is_one_line_without_password() -> None:
+    """A named server that is down fails with one line; no silent switch to embedded."""
+    result = run_cli(
+        "db", "install", WORKER_EVENT_STORE__DATABASE_URI="postgresql://u:hunter2@127.0.0.1:1/x"
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "cannot connect to PostgreSQL at postgresql://u:***@127.0.0.1:1/x" in lines[0]
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_cli_install_twice_against_named_server(server_dsn: str, template_dsn: str) -> None:
+    name = f"wc_{uuid.uuid4().hex[:12]}"
+    dsn = with_database(server_dsn, name)
+    try:
+        first = run_cli("db", "install", WORKER_EVENT_STORE__DATABASE_URI=dsn)
+        assert first.returncode == 0, first.stderr
+        assert "installed in database" in first.stdout
+        second = run_cli("db", "install", WORKER_EVENT_STORE__DATABASE_URI=dsn)
+        assert second.returncode == 0, second.stderr
+        assert "already installed" in second.stdout and "up to date" in second.stdout
+    finally:
+
+        async def drop() -> None:
+            conn = await asyncpg.connect(server_dsn)
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.close()
+
+        anyio.run(drop)

@@ -1,0 +1,39 @@
+"""The typed errors the library raises; every one says what went wrong and where."""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Base of every error raised on purpose by this package."""
+
+
+class ConfigurationError(WorkerError):
+    """The configuration (domain.toml or WORKER_* variables) is invalid."""
+
+
+class DatabaseUnavailableError(WorkerError):
+    """The configured PostgreSQL server cannot be reached or refuses the connection."""
+
+
+class InstallError(WorkerError):
+    """MessageDB or the worker schema cannot be installed or verified."""
+
+
+class InvalidStreamNameError(WorkerError, ValueError):
+    """A stream or category name does not follow MessageDB's naming rules."""
+
+
+class ExpectedVersionError(WorkerError):
+    """A write's expected version did not match the stream's version.
+
+    ``actual`` follows MessageDB: ``-1`` means the stream does not exist yet.
+    """
+
+    def __init__(self, stream_name: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"wrong expected version for stream {stream_name!r}: "
+            f"expected {expected}, stream is at {actual}"
+        )
+        self.stream_name = stream_name
+        self.expected = expected
+        self.actual = actual

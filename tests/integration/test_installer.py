@@ -6,8 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import asyncpg
@@ -18,6 +17,9 @@ from worker import InstallError
 from worker.database import with_database
 from worker.installer import install, locate_package
 from worker.settings import MessageDBSettings
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.anyio
 
@@ -60,7 +62,7 @@ async def test_install_is_idempotent(server_dsn: str, template_dsn: str) -> None
 
 def test_missing_npm_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(InstallError, match="npm is not installed.*PACKAGE_PATH"):
+    with pytest.raises(InstallError, match=r"npm is not installed.*PACKAGE_PATH"):
         locate_package(MessageDBSettings(cache_dir=tmp_path / "cache"))
 
 

@@ -52,7 +52,9 @@ def test_no_config_means_embedded(tmp_path: Path) -> None:
     assert settings.event_store.embedded_data_dir == tmp_path / ".worker/postgres"
 
 
-def test_config_env_variable_picks_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_env_variable_picks_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     other = tmp_path / "other.toml"
     other.write_text("[worker]\nbatch_size = 3\n")
     monkeypatch.setenv("WORKER_CONFIG", str(other))
@@ -71,14 +73,14 @@ def test_config_env_variable_picks_the_file(tmp_path: Path, monkeypatch: pytest.
 )
 def test_bad_configuration_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path, text)
-    with pytest.raises(ConfigurationError, match="domain.toml") as caught:
+    with pytest.raises(ConfigurationError, match=r"domain\.toml") as caught:
         load_settings(path)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
 
 
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="nowhere.toml does not exist"):
+    with pytest.raises(ConfigurationError, match=r"nowhere\.toml does not exist"):
         load_settings(tmp_path / "nowhere.toml")
 
 

@@ -26,7 +26,9 @@ from worker.stream_name import (
         ("order", "order", None, None),
     ],
 )
-def test_parts_follow_messagedb(name: str, cat: str, ident: str | None, cardinal: str | None) -> None:
+def test_parts_follow_messagedb(
+    name: str, cat: str, ident: str | None, cardinal: str | None
+) -> None:
     assert category(name) == cat
     assert stream_id(name) == ident
     assert cardinal_id(name) == cardinal

@@ -37,3 +37,19 @@ class ExpectedVersionError(WorkerError):
         self.stream_name = stream_name
         self.expected = expected
         self.actual = actual
+
+
+class MalformedMessageError(WorkerError):
+    """A message of a known type whose data does not validate: a permanent error for it."""
+
+    def __init__(self, stream_name: str, position: int, type_name: str, detail: str) -> None:
+        super().__init__(
+            f"message {stream_name}@{position} of type {type_name!r} is malformed: {detail}"
+        )
+        self.stream_name = stream_name
+        self.position = position
+        self.type_name = type_name
+
+
+class RegistrationError(WorkerError):
+    """A domain element (event, aggregate, projector, handler) is declared inconsistently."""

@@ -1,1 +1,31 @@
-"""The example domain: the seed's event-sourced Order and the fact-event Book."""
+"""The example domain: the seed's event-sourced Order and the fact-event Book.
+
+``import domain`` registers everything on ``domain.domain`` (``[domain] instance`` in domain.toml).
+"""
+
+from worker.domain import Domain
+
+domain = Domain("shop")
+
+from domain.book import Book, BookFactEvent, BookPublished  # noqa: E402  (needs `domain` first)
+from domain.order import (  # noqa: E402
+    Order,
+    OrderConfirmed,
+    OrderItem,
+    OrderPlaced,
+    OrderShipped,
+    OrderStateError,
+)
+
+__all__ = [
+    "Book",
+    "BookFactEvent",
+    "BookPublished",
+    "Order",
+    "OrderConfirmed",
+    "OrderItem",
+    "OrderPlaced",
+    "OrderShipped",
+    "OrderStateError",
+    "domain",
+]

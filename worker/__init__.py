@@ -1,32 +1,51 @@
 """Event sourcing and an async projection worker on the genuine MessageDB."""
 
+from worker.aggregate import BaseAggregate, apply
 from worker.database import connect, create_pool, redact, resolve_dsn
+from worker.domain import Domain
+from worker.entity import BaseEntity
 from worker.errors import (
+    AggregateNotFoundError,
     ConfigurationError,
     DatabaseUnavailableError,
     ExpectedVersionError,
     InstallError,
     InvalidStreamNameError,
+    MissingApplyError,
+    VersionConflictError,
     WorkerError,
 )
+from worker.event import BaseEvent
 from worker.installer import install
 from worker.message import Message, NewMessage
 from worker.message_store import MessageStore
+from worker.metadata import follow
+from worker.repository import Repository
 from worker.settings import Settings, load_settings
 
 __all__ = [
+    "AggregateNotFoundError",
+    "BaseAggregate",
+    "BaseEntity",
+    "BaseEvent",
     "ConfigurationError",
     "DatabaseUnavailableError",
+    "Domain",
     "ExpectedVersionError",
     "InstallError",
     "InvalidStreamNameError",
     "Message",
     "MessageStore",
+    "MissingApplyError",
     "NewMessage",
+    "Repository",
     "Settings",
+    "VersionConflictError",
     "WorkerError",
+    "apply",
     "connect",
     "create_pool",
+    "follow",
     "install",
     "load_settings",
     "redact",

@@ -10,17 +10,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
+from worker.aggregate import BaseAggregate, register_aggregate
+from worker.entity import BaseEntity
 from worker.errors import MalformedMessageError, RegistrationError
 from worker.event import BaseEvent
+from worker.fact import StateRepository
+from worker.repository import EventSourcedRepository
 from worker.stream_name import check_category
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from worker.message import Message
+    from worker.message_store import MessageStore
+    from worker.repository import Repository
     from worker.settings import Settings
 
 E = TypeVar("E", bound=type[BaseEvent])
+AggregateT = TypeVar("AggregateT", bound=BaseAggregate)
+EntityT = TypeVar("EntityT", bound=type[BaseEntity])
 
 
 def snake_case(name: str) -> str:
@@ -45,6 +53,8 @@ class Domain:
         self.snapshot_threshold = snapshot_threshold
         self._events: dict[str, type[BaseEvent]] = {}
         self._event_classes: list[type[BaseEvent]] = []
+        self._aggregates: list[type[BaseAggregate]] = []
+        self._entities: list[type[BaseEntity]] = []
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Domain:
@@ -54,6 +64,70 @@ class Domain:
     def configure(self, settings: Settings) -> None:
         """Apply ``[domain]`` settings to a domain created in application code."""
         self.snapshot_threshold = settings.domain.snapshot_threshold
+
+    # -- aggregates and entities (the write side) ---------------------------------------------
+
+    def aggregate(
+        self,
+        cls: type[AggregateT] | None = None,
+        /,
+        *,
+        is_event_sourced: bool = False,
+        stream_category: str | None = None,
+        snapshot_threshold: int | None = None,
+        fact_events: bool = False,
+    ) -> Any:
+        """Register an aggregate: ``@domain.aggregate(is_event_sourced=True)``.
+
+        ``stream_category`` defaults to the snake-case class name; ``snapshot_threshold``
+        (event-sourced only) to the domain's. ``fact_events=True`` (not event-sourced) creates and
+        registers ``cls.FactEvent``, named ``<Name>FactEvent``, in category ``{category}:fact``.
+        """
+
+        def register(aggregate_cls: type[AggregateT]) -> type[AggregateT]:
+            register_aggregate(
+                self,
+                aggregate_cls,
+                is_event_sourced=is_event_sourced,
+                stream_category=stream_category,
+                snapshot_threshold=snapshot_threshold,
+                fact_events=fact_events,
+            )
+            if aggregate_cls not in self._aggregates:
+                self._aggregates.append(aggregate_cls)
+            return aggregate_cls
+
+        return register(cls) if cls is not None else register
+
+    def entity(self, cls: EntityT | None = None, /, *, part_of: type[Any] | None = None) -> Any:
+        """Register a child entity (an item of an aggregate's typed list field)."""
+
+        def register(entity_cls: EntityT) -> EntityT:
+            if not (isinstance(entity_cls, type) and issubclass(entity_cls, BaseEntity)):
+                raise RegistrationError(f"{entity_cls!r} must subclass worker.BaseEntity")
+            entity_cls.__part_of__ = part_of  # type: ignore[attr-defined]
+            if entity_cls not in self._entities:
+                self._entities.append(entity_cls)
+            return entity_cls
+
+        return register(cls) if cls is not None else register
+
+    @property
+    def aggregates(self) -> tuple[type[BaseAggregate], ...]:
+        """Every registered aggregate class."""
+        return tuple(self._aggregates)
+
+    def repository_for(self, cls: type[AggregateT], store: MessageStore) -> Repository[AggregateT]:
+        """The repository of ``cls`` on ``store`` (whose database also holds state rows).
+
+        Event-sourced aggregates load by replay from their latest snapshot; the others load
+        their state row (and write their fact event on each save).
+        """
+        if cls not in self._aggregates:
+            raise RegistrationError(f"{cls.__qualname__} is no aggregate of domain {self.name!r}")
+        if cls.__is_event_sourced__:
+            return EventSourcedRepository(self, cls, store)
+        return StateRepository(self, cls, store)
 
     # -- events ------------------------------------------------------------------------------
 

@@ -53,3 +53,32 @@ class MalformedMessageError(WorkerError):
 
 class RegistrationError(WorkerError):
     """A domain element (event, aggregate, projector, handler) is declared inconsistently."""
+
+
+class MissingApplyError(RegistrationError):
+    """An event-sourced aggregate meets an event type it has no ``@apply`` method for."""
+
+
+class AggregateNotFoundError(WorkerError, LookupError):
+    """The repository has no aggregate with this id (no events, no snapshot, no state row)."""
+
+    def __init__(self, aggregate: str, ident: str) -> None:
+        super().__init__(f"{aggregate} {ident!r} does not exist")
+        self.aggregate = aggregate
+        self.id = ident
+
+
+class VersionConflictError(WorkerError):
+    """Saving an aggregate found it changed since it was loaded; nothing was written.
+
+    ``expected`` is the aggregate version the save was based on; reload and retry the command.
+    """
+
+    def __init__(self, aggregate: str, ident: str, expected: int) -> None:
+        super().__init__(
+            f"{aggregate} {ident!r} was changed concurrently: saved at version {expected}, "
+            "but the store has moved on; reload it and try again"
+        )
+        self.aggregate = aggregate
+        self.id = ident
+        self.expected = expected

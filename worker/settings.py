@@ -40,6 +40,7 @@ class DomainSettings(_Section):
     name: str = "domain"
     modules: list[str] = Field(default_factory=list)
     snapshot_threshold: int = Field(default=10, ge=1)
+    instance: str | None = None
 
 
 class EventStoreSettings(_Section):

@@ -1,6 +1,7 @@
 """Event sourcing and an async projection worker on the genuine MessageDB."""
 
 from worker.aggregate import BaseAggregate, apply
+from worker.context import Context
 from worker.database import connect, create_pool, redact, resolve_dsn
 from worker.domain import Domain
 from worker.entity import BaseEntity
@@ -21,7 +22,10 @@ from worker.message import Message, NewMessage
 from worker.message_store import MessageStore
 from worker.metadata import follow
 from worker.repository import Repository
+from worker.retry import Retry, RetryPolicy
+from worker.runner import Runner
 from worker.settings import Settings, load_settings
+from worker.subscriber import handle, on
 
 __all__ = [
     "AggregateNotFoundError",
@@ -29,6 +33,7 @@ __all__ = [
     "BaseEntity",
     "BaseEvent",
     "ConfigurationError",
+    "Context",
     "DatabaseUnavailableError",
     "Domain",
     "ExpectedVersionError",
@@ -39,6 +44,9 @@ __all__ = [
     "MissingApplyError",
     "NewMessage",
     "Repository",
+    "Retry",
+    "RetryPolicy",
+    "Runner",
     "Settings",
     "VersionConflictError",
     "WorkerError",
@@ -46,8 +54,10 @@ __all__ = [
     "connect",
     "create_pool",
     "follow",
+    "handle",
     "install",
     "load_settings",
+    "on",
     "redact",
     "resolve_dsn",
 ]

@@ -55,3 +55,57 @@ WHERE message_store.category(stream_name) = $1
 ORDER BY global_position DESC
 LIMIT 1
 """
+
+# -- the engine's own schema -----------------------------------------------------------------
+
+LOAD_POSITION: LiteralString = "SELECT position FROM worker.positions WHERE consumer = $1"
+
+# Commits a consumer's position only while its lease epoch is current. FOR SHARE makes a new
+# owner's epoch bump wait for this transaction, so it reads the position this one commits.
+COMMIT_POSITION: LiteralString = """
+INSERT INTO worker.positions AS p (consumer, position)
+SELECT $1, $2
+WHERE EXISTS (
+    SELECT 1 FROM worker.leases WHERE consumer = $1 AND epoch = $3 FOR SHARE
+)
+ON CONFLICT (consumer) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+RETURNING p.position
+"""
+
+SET_POSITION: LiteralString = """
+INSERT INTO worker.positions (consumer, position) VALUES ($1, $2)
+ON CONFLICT (consumer) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+"""
+
+TRY_LOCK: LiteralString = "SELECT pg_try_advisory_lock($1, hashtext($2))"
+UNLOCK: LiteralString = "SELECT pg_advisory_unlock($1, hashtext($2))"
+
+BUMP_EPOCH: LiteralString = """
+INSERT INTO worker.leases AS l (consumer, epoch, owner, acquired_at) VALUES ($1, 1, $2, now())
+ON CONFLICT (consumer) DO UPDATE SET epoch = l.epoch + 1, owner = $2, acquired_at = now()
+RETURNING l.epoch
+"""
+
+PARK: LiteralString = """
+INSERT INTO worker.dead_letters (consumer, message_id, stream_name, position, global_position,
+    type, error_type, error, traceback, attempts, first_failed_at, blocked_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+    (SELECT min(id) FROM worker.dead_letters WHERE consumer = $1 AND stream_name = $3))
+ON CONFLICT (consumer, global_position) DO NOTHING
+"""
+
+PARKED_STREAMS: LiteralString = """
+SELECT stream_name, bool_or(replay_requested) AS replay
+FROM worker.dead_letters WHERE consumer = $1 GROUP BY stream_name
+"""
+
+PARKED_OF_STREAM: LiteralString = """
+SELECT id, global_position FROM worker.dead_letters
+WHERE consumer = $1 AND stream_name = $2 ORDER BY global_position
+"""
+
+READ_BY_GLOBAL_POSITION: LiteralString = f"""
+SELECT {_COLUMNS} FROM message_store.messages WHERE global_position = $1
+"""
+
+DELETE_DEAD_LETTER: LiteralString = "DELETE FROM worker.dead_letters WHERE id = $1"

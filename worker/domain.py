@@ -17,16 +17,19 @@ from worker.event import BaseEvent
 from worker.fact import StateRepository
 from worker.repository import EventSourcedRepository
 from worker.stream_name import check_category
+from worker.subscriber import Kind, Subscriber, build_subscriber
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from worker.message import Message
     from worker.message_store import MessageStore
     from worker.repository import Repository
+    from worker.retry import FailureAction
     from worker.settings import Settings
 
 E = TypeVar("E", bound=type[BaseEvent])
+T = TypeVar("T", bound=type[Any])
 AggregateT = TypeVar("AggregateT", bound=BaseAggregate)
 EntityT = TypeVar("EntityT", bound=type[BaseEntity])
 
@@ -52,6 +55,7 @@ class Domain:
         self.name = name
         self.snapshot_threshold = snapshot_threshold
         self._events: dict[str, type[BaseEvent]] = {}
+        self._subscribers: list[Subscriber] = []
         self._event_classes: list[type[BaseEvent]] = []
         self._aggregates: list[type[BaseAggregate]] = []
         self._entities: list[type[BaseEntity]] = []
@@ -220,3 +224,75 @@ class Domain:
                     for e in error.errors()
                 ),
             ) from None
+
+    # -- read side: projectors and event handlers --------------------------------------------
+
+    def projector(
+        self,
+        *,
+        name: str | None = None,
+        stream_categories: list[str] | tuple[str, ...] | None = None,
+        aggregates: list[type[Any]] | tuple[type[Any], ...] | None = None,
+        max_attempts: int | None = None,
+        on_failure: FailureAction | None = None,
+        batch_size: int | None = None,
+    ) -> Callable[[T], T]:
+        """Register a projector class whose ``@on(Event)`` methods update read models.
+
+        Its writes on ``ctx.conn`` commit with the consumer's position: exactly once.
+        """
+        return self._subscriber(
+            "projector", name, stream_categories, aggregates, max_attempts, on_failure, batch_size
+        )
+
+    def event_handler(
+        self,
+        *,
+        name: str | None = None,
+        stream_categories: list[str] | tuple[str, ...] | None = None,
+        aggregates: list[type[Any]] | tuple[type[Any], ...] | None = None,
+        max_attempts: int | None = None,
+        on_failure: FailureAction | None = None,
+        batch_size: int | None = None,
+    ) -> Callable[[T], T]:
+        """Register an event handler class whose ``@handle(Event)`` methods react to events.
+
+        Messages it writes with ``ctx.write`` commit exactly once with its position; outside
+        side effects are at-least-once and should use ``ctx.idempotency_key``.
+        """
+        return self._subscriber(
+            "handler", name, stream_categories, aggregates, max_attempts, on_failure, batch_size
+        )
+
+    def _subscriber(
+        self,
+        kind: Kind,
+        name: str | None,
+        stream_categories: list[str] | tuple[str, ...] | None,
+        aggregates: list[type[Any]] | tuple[type[Any], ...] | None,
+        max_attempts: int | None,
+        on_failure: FailureAction | None,
+        batch_size: int | None,
+    ) -> Callable[[T], T]:
+        def register(cls: T) -> T:
+            subscriber = build_subscriber(
+                cls,
+                name=name,
+                kind=kind,
+                stream_categories=stream_categories,
+                aggregates=aggregates,
+                max_attempts=max_attempts,
+                on_failure=on_failure,
+                batch_size=batch_size,
+            )
+            if any(s.name == subscriber.name for s in self._subscribers):
+                raise RegistrationError(f"a projector or handler named {subscriber.name!r} exists")
+            self._subscribers.append(subscriber)
+            return cls
+
+        return register
+
+    @property
+    def subscribers(self) -> tuple[Subscriber, ...]:
+        """Every registered projector and event handler."""
+        return tuple(self._subscribers)

@@ -82,3 +82,11 @@ class VersionConflictError(WorkerError):
         self.aggregate = aggregate
         self.id = ident
         self.expected = expected
+
+
+class LeaseLostError(WorkerError):
+    """Another process took over this consumer: this one must not commit anything more."""
+
+
+class ConsumerStoppedError(WorkerError):
+    """A consumer gave up on a message with the ``stop`` action and halted."""

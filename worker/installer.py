@@ -27,6 +27,7 @@ from worker.database import connect, database_name, redact, with_database
 from worker.errors import InstallError
 
 if TYPE_CHECKING:
+    from worker._types import Connection
     from worker.settings import MessageDBSettings
 
 log = structlog.get_logger(__name__)
@@ -185,7 +186,7 @@ async def ensure_database(dsn: str) -> bool:
     return True
 
 
-async def installed_version(conn: asyncpg.Connection[Any]) -> str | None:
+async def installed_version(conn: Connection) -> str | None:
     """MessageDB's reported version in this database, or ``None`` when it is not installed."""
     exists = await conn.fetchval(
         "SELECT to_regprocedure('message_store.message_store_version()') IS NOT NULL"
@@ -267,7 +268,31 @@ async def migrate(conn: asyncpg.Connection[Any]) -> tuple[str, ...]:
     return tuple(applied)
 
 
-async def install(dsn: str, settings: MessageDBSettings) -> InstallReport:
+_TRIGGER_EXISTS = """
+SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'worker_notify'
+               AND tgrelid = 'message_store.messages'::regclass)
+"""
+_CREATE_TRIGGER = """
+CREATE TRIGGER worker_notify AFTER INSERT ON message_store.messages
+FOR EACH ROW EXECUTE FUNCTION worker.notify_message()
+"""
+_DROP_TRIGGER = "DROP TRIGGER IF EXISTS worker_notify ON message_store.messages"
+
+
+async def set_notify_trigger(conn: Connection, enabled: bool) -> bool:
+    """Add or remove the NOTIFY trigger on MessageDB's table; True when something changed."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _INSTALL_LOCK)
+        exists = await conn.fetchval(_TRIGGER_EXISTS)
+        if exists == enabled:
+            return False
+        await conn.execute(_CREATE_TRIGGER if enabled else _DROP_TRIGGER)
+    return True
+
+
+async def install(
+    dsn: str, settings: MessageDBSettings, *, notify_trigger: bool = True
+) -> InstallReport:
     """Install MessageDB (unless present) and the worker schema; verify the version.
 
     Idempotent: a second run finds both in place and changes nothing.
@@ -287,6 +312,24 @@ async def install(dsn: str, settings: MessageDBSettings) -> InstallReport:
                 f"{SUPPORTED_SERIES}x"
             )
         applied = await migrate(conn)
+        if await set_notify_trigger(conn, notify_trigger):
+            applied += ("notify trigger " + ("added" if notify_trigger else "removed"),)
     finally:
         await conn.close()
     return InstallReport(database_name(dsn), version, before is None, applied)
+
+
+async def check_installed(conn: Connection) -> None:
+    """Raise one clear ``InstallError`` unless MessageDB and the current worker schema are there."""
+    if await installed_version(conn) is None:
+        raise InstallError("MessageDB is not installed in this database: run `worker db install`")
+    latest = max(version for version, _, _ in migrations())
+    current = await conn.fetchval(
+        "SELECT CASE WHEN to_regclass('worker.migrations') IS NULL THEN 0 "
+        "ELSE (SELECT coalesce(max(version), 0) FROM worker.migrations) END"
+    )
+    if current < latest:
+        raise InstallError(
+            f"the worker schema is at version {current}, this worker needs {latest}: "
+            "run `worker db install`"
+        )

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self, TypeAlias
 
+    from worker._types import Connection
+
     Executor: TypeAlias = asyncpg.Connection[Any] | asyncpg.Pool[Any]
 
 _WRONG_VERSION = re.compile(
@@ -80,7 +82,7 @@ class MessageStore:
         message: NewMessage,
         *,
         expected_version: int | None = None,
-        conn: asyncpg.Connection[Any] | None = None,
+        conn: Connection | None = None,
     ) -> int:
         """Write one message; return its stream position.
 
@@ -109,7 +111,7 @@ class MessageStore:
         messages: Sequence[NewMessage],
         *,
         expected_version: int | None = None,
-        conn: asyncpg.Connection[Any] | None = None,
+        conn: Connection | None = None,
     ) -> int:
         """Write several messages to one stream atomically (all or none); return the last position.
 
@@ -126,7 +128,7 @@ class MessageStore:
 
     async def _write_all(
         self,
-        conn: asyncpg.Connection[Any],
+        conn: Connection,
         stream_name: str,
         messages: Sequence[NewMessage],
         expected_version: int | None,
@@ -153,7 +155,7 @@ class MessageStore:
         position: int = 0,
         batch_size: int = 1000,
         *,
-        conn: asyncpg.Connection[Any] | None = None,
+        conn: Connection | None = None,
     ) -> list[Message]:
         """Up to ``batch_size`` messages of a stream from ``position``, in stream order."""
         check_stream_name(stream_name)
@@ -184,7 +186,7 @@ class MessageStore:
         correlation: str | None = None,
         consumer_group_member: int | None = None,
         consumer_group_size: int | None = None,
-        conn: asyncpg.Connection[Any] | None = None,
+        conn: Connection | None = None,
     ) -> list[Message]:
         """Up to ``batch_size`` messages of a category from global ``position``, in global order.
 
@@ -215,16 +217,14 @@ class MessageStore:
         return None if row is None else Message(*row)
 
     async def stream_version(
-        self, stream_name: str, *, conn: asyncpg.Connection[Any] | None = None
+        self, stream_name: str, *, conn: Connection | None = None
     ) -> int | None:
         """The position of the stream's last message, or ``None`` if the stream is empty."""
         check_stream_name(stream_name)
         version: int | None = await (conn or self._executor).fetchval(q.STREAM_VERSION, stream_name)
         return version
 
-    async def category_head(
-        self, category: str, *, conn: asyncpg.Connection[Any] | None = None
-    ) -> int | None:
+    async def category_head(self, category: str, *, conn: Connection | None = None) -> int | None:
         """The global position of the newest message in a category, or ``None`` if empty."""
         check_category(category)
         head: int | None = await (conn or self._executor).fetchval(q.CATEGORY_HEAD, category)
@@ -241,10 +241,10 @@ class _Acquired:
         self._executor = executor
         self._pooled: Any = None
 
-    async def __aenter__(self) -> asyncpg.Connection[Any]:
+    async def __aenter__(self) -> Connection:
         if isinstance(self._executor, asyncpg.Pool):
             self._pooled = self._executor.acquire()
-            conn: asyncpg.Connection[Any] = await self._pooled.__aenter__()
+            conn: Connection = await self._pooled.__aenter__()
             return conn
         return self._executor
 

@@ -49,6 +49,7 @@ class EventStoreSettings(_Section):
     provider: Literal["message_db"] = "message_db"
     database_uri: SecretStr | None = None
     embedded_data_dir: Path = Path(".worker/postgres")
+    notify_trigger: bool = True
 
     @field_validator("database_uri")
     @classmethod
@@ -81,6 +82,14 @@ class WorkerSettings(_Section):
     """``[worker]``: the engine's knobs."""
 
     batch_size: int = Field(default=1000, ge=1, le=100_000)
+    poll_interval_min: float = Field(default=0.01, gt=0)
+    poll_interval_max: float = Field(default=1.0, gt=0)
+    shutdown_deadline: float = Field(default=10.0, ge=0)
+    max_attempts: int = Field(default=3, ge=1)
+    on_failure: Literal["park", "stop"] = "park"
+    retry_base_delay: float = Field(default=0.1, ge=0)
+    retry_max_delay: float = Field(default=30.0, ge=0)
+    notify: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

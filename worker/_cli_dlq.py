@@ -1,0 +1,185 @@
+"""``worker dlq``: list, show, replay and discard parked messages."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import anyio
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from worker import dead_letters
+from worker.consumer import Consumer
+from worker.errors import WorkerError
+from worker.message_store import MessageStore
+from worker.notifier import Waker
+from worker.position_store import PostgresPositionStore
+from worker.runner import consumer_options
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
+    import asyncpg
+
+    from worker.app import App
+
+dlq_app = typer.Typer(help="Parked messages (dead letters).", no_args_is_help=True)
+_app_loader: Callable[[], App]
+
+
+def bind(loader: Callable[[], App]) -> typer.Typer:
+    """Give the commands their way to load the application; return the sub-command group."""
+    global _app_loader
+    _app_loader = loader
+    return dlq_app
+
+
+def _with_pool(work: Callable[[App, asyncpg.Pool[Any]], Coroutine[Any, Any, Any]]) -> Any:
+    app = _app_loader()
+
+    async def main() -> Any:
+        pool = await app.pool()
+        try:
+            return await work(app, pool)
+        finally:
+            await pool.close()
+
+    return anyio.run(main)
+
+
+@dlq_app.command("list")
+def dlq_list(
+    consumer: Annotated[str | None, typer.Option(help="Only this consumer.")] = None,
+    stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines for scripts.")] = False,
+) -> None:
+    """List parked messages, oldest first per consumer."""
+
+    async def work(_app: App, pool: asyncpg.Pool[Any]) -> list[dict[str, Any]]:
+        return await dead_letters.list_parked(pool, consumer, stream)
+
+    rows = _with_pool(work)
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, default=str))
+        return
+    table = Table("id", "consumer", "stream", "pos", "global", "type", "attempts", "error")
+    for r in rows:
+        error = r["error"] or f"parked behind #{r['blocked_by']}"
+        table.add_row(
+            str(r["id"]),
+            r["consumer"],
+            r["stream_name"],
+            str(r["position"]),
+            str(r["global_position"]),
+            r["type"],
+            str(r["attempts"]),
+            error.splitlines()[0][:80],
+        )
+    Console().print(table if rows else "no parked messages")
+
+
+@dlq_app.command("show")
+def dlq_show(dead_letter_id: int) -> None:
+    """Everything stored about one parked message, and the message itself."""
+
+    async def work(_app: App, pool: asyncpg.Pool[Any]) -> dict[str, Any] | None:
+        row = await dead_letters.show(pool, dead_letter_id)
+        if row is not None:
+            message = await pool.fetchrow(
+                "SELECT data, metadata, time FROM message_store.messages "
+                "WHERE global_position = $1",
+                row["global_position"],
+            )
+            row["message"] = None if message is None else dict(message)
+        return row
+
+    row = _with_pool(work)
+    if row is None:
+        raise WorkerError(f"no parked message with id {dead_letter_id}")
+    typer.echo(json.dumps(row, default=str, indent=2))
+
+
+def _target(
+    row: dict[str, Any] | None, consumer: str | None, stream: str | None
+) -> tuple[str, str]:
+    if row is not None:
+        return row["consumer"], row["stream_name"]
+    if consumer is None or stream is None:
+        raise WorkerError("give a parked message id, or both --consumer and --stream")
+    return consumer, stream
+
+
+async def _replay(app: App, pool: asyncpg.Pool[Any], consumer_name: str, stream: str) -> str:
+    """Replay under the consumer's lease: inline when free, else by the process that holds it."""
+    matches = [
+        (subscriber, category)
+        for subscriber in app.domain.subscribers
+        for category in subscriber.categories
+        if subscriber.consumer_name(category) == consumer_name
+    ]
+    if not matches:
+        raise WorkerError(f"no consumer named {consumer_name!r} in this domain")
+    subscriber, category = matches[0]
+    consumer = Consumer(
+        subscriber,
+        category,
+        dsn=app.dsn,
+        pool=pool,
+        store=MessageStore(pool),
+        positions=PostgresPositionStore(pool),
+        waker=Waker(),
+        options=consumer_options(app.settings.worker, subscriber),
+    )
+    if await consumer.lease.try_acquire():
+        try:
+            done = await consumer.replay(stream)
+        finally:
+            await consumer.lease.release()
+        left = await dead_letters.parked_of_stream(pool, consumer_name, stream)
+        return f"replayed {done} message(s) of {stream}; {len(left)} still parked"
+    marked = await dead_letters.request_replay(pool, consumer_name, stream)
+    with anyio.move_on_after(60):
+        # Another process does the work: its progress is only visible in the database.
+        while await dead_letters.parked_of_stream(pool, consumer_name, stream):  # noqa: ASYNC110
+            await anyio.sleep(0.2)
+        return f"replayed {marked} message(s) of {stream} in the running worker"
+    raise WorkerError(f"replay of {stream} requested; the running worker has not finished it yet")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    dead_letter_id: Annotated[int | None, typer.Argument(help="A parked message's id.")] = None,
+    consumer: Annotated[str | None, typer.Option(help="Consumer name.")] = None,
+    stream: Annotated[str | None, typer.Option(help="Stream name.")] = None,
+) -> None:
+    """Re-dispatch a stream's parked messages in their original order and resume the stream."""
+
+    async def work(app: App, pool: asyncpg.Pool[Any]) -> str:
+        row = None if dead_letter_id is None else await dead_letters.show(pool, dead_letter_id)
+        if dead_letter_id is not None and row is None:
+            raise WorkerError(f"no parked message with id {dead_letter_id}")
+        consumer_name, stream_name = _target(row, consumer, stream)
+        return await _replay(app, pool, consumer_name, stream_name)
+
+    typer.echo(_with_pool(work))
+
+
+@dlq_app.command("discard")
+def dlq_discard(
+    dead_letter_id: Annotated[int | None, typer.Argument(help="A parked message's id.")] = None,
+    consumer: Annotated[str | None, typer.Option(help="Consumer name.")] = None,
+    stream: Annotated[str | None, typer.Option(help="Discard all of this stream.")] = None,
+) -> None:
+    """Drop a parked message (or all of a stream's) without handling it."""
+
+    async def work(_app: App, pool: asyncpg.Pool[Any]) -> int:
+        if dead_letter_id is None and (consumer is None or stream is None):
+            raise WorkerError("give a parked message id, or both --consumer and --stream")
+        return await dead_letters.discard(
+            pool, dead_letter_id=dead_letter_id, consumer=consumer, stream_name=stream
+        )
+
+    typer.echo(f"discarded {_with_pool(work)} parked message(s)")

@@ -1,0 +1,41 @@
+"""What the commands share: settings, the application's domain, the DSN, a ready database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from worker.database import create_pool, resolve_dsn
+from worker.installer import check_installed
+from worker.loader import load_domain
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from worker.domain import Domain
+    from worker.settings import Settings
+
+
+@dataclass
+class App:
+    """A configured application: its settings, domain and DSN."""
+
+    settings: Settings
+    domain: Domain
+    dsn: str
+
+    @classmethod
+    def load(cls, settings: Settings) -> App:
+        """Load the domain named by the settings and resolve the database."""
+        return cls(settings, load_domain(settings), resolve_dsn(settings))
+
+    async def pool(self, max_size: int = 4) -> asyncpg.Pool[Any]:
+        """A pool on a database where MessageDB and the worker schema are installed."""
+        pool = await create_pool(self.dsn, min_size=1, max_size=max_size)
+        try:
+            async with pool.acquire() as conn:
+                await check_installed(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        return pool

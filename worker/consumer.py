@@ -1,0 +1,352 @@
+"""A consumer: one subscriber reading one category, from its position, in batches.
+
+Each batch is applied in one transaction together with the new position (exactly once into
+PostgreSQL read models). When a handler fails, the transaction is rolled back; the messages
+before the failing one are applied again as a batch, the failing one is retried on its own and,
+if it keeps failing, parked (or the consumer stops), and the rest continue as a batch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import structlog
+from pydantic import ValidationError
+
+from worker import _queries as q
+from worker import dead_letters
+from worker.context import Context
+from worker.errors import ConsumerStoppedError, LeaseLostError, MalformedMessageError
+from worker.lease import Lease
+from worker.message import Message
+from worker.retry import Park, RetryAfter, RetryPolicy, Stop, is_transient
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import asyncpg
+
+    from worker._types import Connection
+    from worker.event import BaseEvent
+    from worker.message_store import MessageStore
+    from worker.notifier import Waker
+    from worker.position_store import PositionStore
+    from worker.subscriber import Subscriber
+
+log = structlog.get_logger("worker.consumer")
+
+State = Literal["starting", "waiting", "running", "caught_up", "stopped", "done"]
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    """Tuning of one consumer."""
+
+    batch_size: int = 1000
+    poll_min: float = 0.01
+    poll_max: float = 1.0
+    refresh_interval: float = 1.0
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    event_class: type[BaseEvent]
+    calls: tuple[tuple[Callable[..., Any], bool], ...]
+
+
+class HandlerFailed(Exception):
+    """The message at ``index`` of a batch raised ``error`` in a handler."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+class Consumer:
+    """Runs one (subscriber, category) pair; its name keys its position and lease."""
+
+    def __init__(
+        self,
+        subscriber: Subscriber,
+        category: str,
+        *,
+        dsn: str,
+        pool: asyncpg.Pool[Any],
+        store: MessageStore,
+        positions: PositionStore,
+        waker: Waker,
+        options: ConsumerOptions,
+    ) -> None:
+        self.subscriber = subscriber
+        self.category = category
+        self.name = subscriber.consumer_name(category)
+        self._pool = pool
+        self._store = store
+        self._positions = positions
+        self._waker = waker
+        self.options = options
+        self.lease = Lease(dsn, self.name)
+        self.instance = subscriber.cls()
+        self._routes = self._build_routes()
+        self.state: State = "starting"
+        self.position = 0
+        self.processed = 0
+        self.parked: dict[str, bool] = {}
+        self._refreshed_at = 0.0
+        self._log = log.bind(consumer=self.name)
+
+    def _build_routes(self) -> dict[str, _Route]:
+        by_class: dict[type[BaseEvent], list[tuple[Callable[..., Any], bool]]] = {}
+        for route in self.subscriber.routes:
+            method = getattr(self.instance, route.method_name)
+            by_class.setdefault(route.event_class, []).append((method, route.is_async))
+        table: dict[str, _Route] = {}
+        for cls, calls in by_class.items():
+            for type_name in (cls.type_name(), *cls.__aliases__):
+                table[type_name] = _Route(cls, tuple(calls))
+        return table
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, stop: anyio.Event, *, until_caught_up: bool = False) -> None:
+        """Hold the lease and consume until ``stop`` (or caught up, or the consumer stops)."""
+        while not stop.is_set():
+            self.state = "waiting"
+            try:
+                if not await self.lease.acquire(stop):
+                    break
+                await self._consume(stop, until_caught_up)
+                break
+            except LeaseLostError as error:
+                self._log.warning("lease lost; waiting to take it back", error=str(error))
+            except ConsumerStoppedError:
+                self.state = "stopped"
+                return
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                self._log.warning("connection trouble; retrying", error=str(error))
+                await anyio.sleep(self.options.policy.backoff(1))
+            finally:
+                await self.lease.release()
+        if self.state != "stopped":
+            self.state = "done"
+
+    async def _consume(self, stop: anyio.Event, until_caught_up: bool) -> None:
+        self.position = await self._positions.load(self.name)
+        await self._refresh(force=True)
+        self.state = "running"
+        self._log.info("consumer started", category=self.category, position=self.position)
+        idle = self.options.poll_min
+        while not stop.is_set():
+            await self._refresh()
+            batch = await self._read()
+            if batch:
+                await self._process(batch)
+                idle = self.options.poll_min
+                if len(batch) == self.options.batch_size:
+                    continue
+            self.state = "caught_up"
+            if until_caught_up:
+                return
+            if await self._waker.wait(self.category, seconds=idle):
+                idle = self.options.poll_min
+            else:
+                idle = min(idle * 2, self.options.poll_max)
+            self.state = "running"
+
+    async def _read(self) -> list[Message]:
+        return await self._store.read_category(
+            self.category, self.position + 1, self.options.batch_size
+        )
+
+    # -- batches -----------------------------------------------------------------------------
+
+    async def _process(self, batch: Sequence[Message]) -> None:
+        """Apply a batch exactly once; isolate and settle a failing message."""
+        attempt = 0
+        while batch:
+            try:
+                await self._apply(batch)
+                return
+            except HandlerFailed as failed:
+                head, bad, rest = (
+                    batch[: failed.index],
+                    batch[failed.index],
+                    batch[failed.index + 1 :],
+                )
+                if head:
+                    await self._process(head)
+                await self._settle(bad, failed.error)
+                batch, attempt = rest, 0
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                attempt += 1
+                delay = self.options.policy.backoff(attempt)
+                self._log.warning(
+                    "transient failure; retrying batch",
+                    error=str(error),
+                    attempt=attempt,
+                    delay=round(delay, 3),
+                )
+                await anyio.sleep(delay)
+
+    async def _apply(self, batch: Sequence[Message]) -> None:
+        """One transaction: every message's handlers, then the new position."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            ctx = Context(self.name, conn, self._store)
+            for index, message in enumerate(batch):
+                route = self._routes.get(message.type)
+                if route is None:
+                    continue
+                if self.parked and message.stream_name in self.parked:
+                    await dead_letters.park(conn, self.name, message, None)
+                    continue
+                try:
+                    await self._dispatch(route, message, ctx)
+                except Exception as error:
+                    if is_transient(error):
+                        raise
+                    raise HandlerFailed(index, error) from error
+            last = batch[-1].global_position
+            await self._positions.commit(conn, self.name, last, self.lease.epoch)
+        self.position = last
+        self.processed += len(batch)
+
+    @staticmethod
+    async def _dispatch(route: _Route, message: Message, ctx: Context) -> None:
+        try:
+            event = route.event_class.model_validate(message.data)
+        except ValidationError as error:
+            raise MalformedMessageError(
+                message.stream_name,
+                message.position,
+                message.type,
+                "; ".join(
+                    f"{'.'.join(map(str, e['loc'])) or '<data>'}: {e['msg']}"
+                    for e in error.errors()
+                ),
+            ) from None
+        ctx._begin(message)
+        for call, is_async in route.calls:
+            if is_async:
+                await call(event, ctx)
+            else:
+                call(event, ctx)
+
+    # -- failures ----------------------------------------------------------------------------
+
+    async def _settle(self, message: Message, error: BaseException) -> None:
+        """Retry one failing message on its own, then park it or stop the consumer."""
+        first_failed = datetime.now(UTC)
+        attempt = 1
+        bound = self._log.bind(
+            stream_name=message.stream_name,
+            position=message.position,
+            global_position=message.global_position,
+            type=message.type,
+        )
+        while True:
+            decision = self.options.policy.decide(error, attempt)
+            if isinstance(decision, RetryAfter):
+                bound.warning(
+                    "handler failed; retrying",
+                    error=repr(error),
+                    attempt=attempt,
+                    delay=round(decision.delay, 3),
+                )
+                await anyio.sleep(decision.delay)
+                try:
+                    await self._apply([message])
+                    return
+                except HandlerFailed as failed:
+                    error, attempt = failed.error, attempt + 1
+                continue
+            failure = dead_letters.Failure(error, attempt, first_failed)
+            if isinstance(decision, Park):
+                await self._park(message, failure)
+                bound.error("message parked", error=repr(error), attempts=attempt)
+                return
+            assert isinstance(decision, Stop)
+            bound.error(
+                "consumer stopped: handler keeps failing and the failure action is 'stop'",
+                error=repr(error),
+                attempts=attempt,
+            )
+            raise ConsumerStoppedError(f"consumer {self.name} stopped at {message.global_position}")
+
+    async def _park(self, message: Message, failure: dead_letters.Failure) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            await dead_letters.park(conn, self.name, message, failure)
+            await self._positions.commit(conn, self.name, message.global_position, self.lease.epoch)
+        self.parked.setdefault(message.stream_name, False)
+        self.position = message.global_position
+        self.processed += 1
+
+    # -- parked streams and replays ----------------------------------------------------------
+
+    async def _refresh(self, *, force: bool = False) -> None:
+        """Reload parked streams now and then; run any replay that was requested."""
+        now = time.monotonic()
+        if not force and now - self._refreshed_at < self.options.refresh_interval:
+            return
+        self._refreshed_at = now
+        self.parked = await dead_letters.parked_streams(self._pool, self.name)
+        for stream, requested in list(self.parked.items()):
+            if requested:
+                await self.replay(stream)
+
+    async def replay(self, stream_name: str) -> int:
+        """Re-dispatch a stream's parked messages in order; return how many were handled.
+
+        Runs under this consumer's lease. Each message is applied in its own transaction that
+        also removes it from the dead letters; a failure leaves it (and those after it) parked.
+        """
+        done = 0
+        for dead_letter_id, global_position in await dead_letters.parked_of_stream(
+            self._pool, self.name, stream_name
+        ):
+            row = await self._pool.fetchrow(q.READ_BY_GLOBAL_POSITION, global_position)
+            try:
+                await self._replay_one(dead_letter_id, None if row is None else Message(*row))
+            except HandlerFailed as failed:
+                await dead_letters.failed_again(self._pool, dead_letter_id, failed.error, 1)
+                self._log.error(
+                    "replay failed; stream stays parked",
+                    stream_name=stream_name,
+                    global_position=global_position,
+                    error=repr(failed.error),
+                )
+                return done
+            done += 1
+        self.parked.pop(stream_name, None)
+        self._log.info("parked stream replayed", stream_name=stream_name, messages=done)
+        return done
+
+    async def _replay_one(self, dead_letter_id: int, message: Message | None) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if message is not None and (route := self._routes.get(message.type)) is not None:
+                ctx = Context(self.name, conn, self._store)
+                try:
+                    await self._dispatch(route, message, ctx)
+                except Exception as error:
+                    if is_transient(error):
+                        raise
+                    raise HandlerFailed(0, error) from error
+            await conn.execute(q.DELETE_DEAD_LETTER, dead_letter_id)
+            if not await self.lease_current(conn):
+                raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
+
+    async def lease_current(self, conn: Connection) -> bool:
+        """True while this process's lease epoch is the current one (checked in ``conn``)."""
+        epoch = await conn.fetchval(
+            "SELECT epoch FROM worker.leases WHERE consumer = $1 FOR SHARE", self.name
+        )
+        return bool(epoch == self.lease.epoch)

@@ -1,0 +1,184 @@
+"""The runner: every consumer in one task group, until signalled or caught up.
+
+Shutdown order: stop reading (stop event), let each batch in flight finish within
+``shutdown_deadline`` (then cancel it: its transaction rolls back, nothing is lost), release
+leases, close the pool. A second signal cancels at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from worker.consumer import Consumer, ConsumerOptions
+from worker.database import create_pool
+from worker.installer import check_installed
+from worker.message_store import MessageStore
+from worker.notifier import Listener, Waker
+from worker.position_store import PostgresPositionStore
+from worker.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from worker.domain import Domain
+    from worker.settings import WorkerSettings
+
+log = structlog.get_logger("worker.runner")
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    consumers: list[Consumer] = field(default_factory=list)
+    signalled: bool = False
+    forced: bool = False
+
+    @property
+    def stopped(self) -> list[str]:
+        """Names of consumers halted by the ``stop`` failure action."""
+        return [c.name for c in self.consumers if c.state == "stopped"]
+
+
+def consumer_options(settings: WorkerSettings, subscriber: Any) -> ConsumerOptions:
+    """Options for one consumer: worker settings, overridden by the subscriber's own."""
+    policy = RetryPolicy(
+        max_attempts=subscriber.max_attempts or settings.max_attempts,
+        action=subscriber.on_failure or settings.on_failure,
+        base_delay=settings.retry_base_delay,
+        max_delay=settings.retry_max_delay,
+    )
+    return ConsumerOptions(
+        batch_size=subscriber.batch_size or settings.batch_size,
+        poll_min=settings.poll_interval_min,
+        poll_max=settings.poll_interval_max,
+        policy=policy,
+    )
+
+
+class Runner:
+    """Runs a domain's consumers against one database."""
+
+    def __init__(
+        self,
+        domain: Domain,
+        dsn: str,
+        settings: WorkerSettings,
+        *,
+        only: list[str] | None = None,
+    ) -> None:
+        self.domain = domain
+        self.dsn = dsn
+        self.settings = settings
+        self.only = only
+        self.stop = anyio.Event()
+        self.waker = Waker()
+        self.result = RunResult()
+        self._consumers_scope = anyio.CancelScope()
+
+    def _consumers(self, pool: Any, store: MessageStore) -> list[Consumer]:
+        positions = PostgresPositionStore(pool)
+        consumers = []
+        for subscriber in self.domain.subscribers:
+            for category in subscriber.categories:
+                consumer = Consumer(
+                    subscriber,
+                    category,
+                    dsn=self.dsn,
+                    pool=pool,
+                    store=store,
+                    positions=positions,
+                    waker=self.waker,
+                    options=consumer_options(self.settings, subscriber),
+                )
+                if self.only is None or consumer.name in self.only or subscriber.name in self.only:
+                    consumers.append(consumer)
+        return consumers
+
+    def request_stop(self) -> None:
+        """Stop reading; batches in flight finish (within the deadline)."""
+        self.stop.set()
+        self.waker.wake_all()
+
+    async def run(self, *, until_caught_up: bool = False, handle_signals: bool = True) -> RunResult:
+        """Run until signalled (or, with ``until_caught_up``, until every consumer is)."""
+        pool = await create_pool(
+            self.dsn, min_size=1, max_size=len(self.domain.subscribers) * 2 + 2
+        )
+        try:
+            store = MessageStore(pool)
+            self.result.consumers = self._consumers(pool, store)
+            await self._prepare(pool)
+            async with anyio.create_task_group() as outer:
+                if handle_signals:
+                    outer.start_soon(self._watch_signals, outer.cancel_scope)
+                if self.settings.notify and not until_caught_up:
+                    await outer.start(Listener(self.dsn, self.waker).run)
+                outer.start_soon(self._report)
+                with self._consumers_scope:
+                    async with anyio.create_task_group() as tg:
+                        for consumer in self.result.consumers:
+                            tg.start_soon(self._run_consumer, consumer, until_caught_up)
+                outer.cancel_scope.cancel()
+        finally:
+            with anyio.move_on_after(5, shield=True):
+                await pool.close()
+        return self.result
+
+    async def _prepare(self, pool: Any) -> None:
+        """Check the schema, then run each subscriber's ``setup(conn)`` (e.g. CREATE TABLE)."""
+        async with pool.acquire() as conn:
+            await check_installed(conn)
+            done: set[str] = set()
+            for consumer in self.result.consumers:
+                setup = getattr(consumer.instance, "setup", None)
+                if setup is None or consumer.subscriber.name in done:
+                    continue
+                async with conn.transaction():
+                    await setup(conn)
+                done.add(consumer.subscriber.name)
+
+    async def _run_consumer(self, consumer: Consumer, until_caught_up: bool) -> None:
+        with structlog.contextvars.bound_contextvars(consumer=consumer.name):
+            await consumer.run(self.stop, until_caught_up=until_caught_up)
+
+    async def _watch_signals(self, outer: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if not self.stop.is_set():
+                    log.info(
+                        "stopping: finishing batches in flight",
+                        signal=signal.Signals(signum).name,
+                        deadline=self.settings.shutdown_deadline,
+                    )
+                    self.result.signalled = True
+                    self.request_stop()
+                    self._consumers_scope.deadline = (
+                        anyio.current_time() + self.settings.shutdown_deadline
+                    )
+                else:
+                    log.warning("second signal: exiting at once")
+                    self.result.forced = True
+                    outer.cancel()
+                    return
+
+    async def _report(self, every: float = 5.0) -> None:
+        """An info line every few seconds while consumers are making progress."""
+        last = {c.name: c.processed for c in self.result.consumers}
+        started = time.monotonic()
+        while True:
+            await anyio.sleep(every)
+            total = sum(c.processed - last[c.name] for c in self.result.consumers)
+            if total:
+                log.info(
+                    "progress",
+                    messages=total,
+                    rate=round(total / every),
+                    elapsed=round(time.monotonic() - started, 1),
+                    positions={c.name: c.position for c in self.result.consumers},
+                )
+            last = {c.name: c.processed for c in self.result.consumers}

@@ -1,0 +1,129 @@
+"""Projectors and event handlers: classes whose methods are registered per event type.
+
+``@on(EventClass)`` marks a projector's method, ``@handle(EventClass)`` an event handler's;
+``@domain.projector(...)`` / ``@domain.event_handler(...)`` register the class. A method takes
+``(self, event, ctx)`` and may be ``async`` or plain.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from worker.errors import RegistrationError
+from worker.event import BaseEvent
+from worker.stream_name import check_category
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from worker.retry import FailureAction
+
+F = TypeVar("F", bound="Callable[..., Any]")
+Kind = Literal["projector", "handler"]
+
+_MARK = "__worker_handles__"
+
+
+def on(*event_classes: type[BaseEvent]) -> Callable[[F], F]:
+    """Mark a projector method as the handler of one or more event classes."""
+    return _mark(event_classes)
+
+
+def handle(*event_classes: type[BaseEvent]) -> Callable[[F], F]:
+    """Mark an event handler method as the handler of one or more event classes."""
+    return _mark(event_classes)
+
+
+def _mark(event_classes: tuple[type[BaseEvent], ...]) -> Callable[[F], F]:
+    for cls in event_classes:
+        if not (isinstance(cls, type) and issubclass(cls, BaseEvent)):
+            raise RegistrationError(f"@on/@handle takes event classes, got {cls!r}")
+
+    def mark(method: F) -> F:
+        existing: tuple[type[BaseEvent], ...] = getattr(method, _MARK, ())
+        setattr(method, _MARK, existing + event_classes)
+        return method
+
+    return mark
+
+
+@dataclass(frozen=True)
+class Route:
+    """One method to call for one event class."""
+
+    event_class: type[BaseEvent]
+    method_name: str
+    is_async: bool
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A registered projector or handler class and what it subscribes to."""
+
+    name: str
+    kind: Kind
+    cls: type[Any]
+    categories: tuple[str, ...]
+    routes: tuple[Route, ...]
+    max_attempts: int | None = None
+    on_failure: FailureAction | None = None
+    batch_size: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def consumer_name(self, category: str) -> str:
+        """The stable name that keys a consumer's position: ``{name}:{category}``."""
+        return f"{self.name}:{category}"
+
+
+def routes_of(cls: type[Any]) -> tuple[Route, ...]:
+    """Every ``@on``/``@handle`` method of ``cls``, in definition order."""
+    found: list[Route] = []
+    for attr, member in inspect.getmembers(cls):
+        for event_class in getattr(member, _MARK, ()):
+            found.append(Route(event_class, attr, inspect.iscoroutinefunction(member)))
+    return tuple(found)
+
+
+def build_subscriber(
+    cls: type[Any],
+    *,
+    name: str | None,
+    kind: Kind,
+    stream_categories: list[str] | tuple[str, ...] | None,
+    aggregates: list[type[Any]] | tuple[type[Any], ...] | None,
+    max_attempts: int | None = None,
+    on_failure: FailureAction | None = None,
+    batch_size: int | None = None,
+) -> Subscriber:
+    """Validate a decorated class and describe it as a ``Subscriber``."""
+    routes = routes_of(cls)
+    if not routes:
+        raise RegistrationError(f"{cls.__qualname__} has no @on/@handle methods")
+    categories = list(stream_categories or [])
+    for aggregate in aggregates or []:
+        category = getattr(aggregate, "__stream_category__", None)
+        if category is None:
+            raise RegistrationError(f"{aggregate!r} is not a registered aggregate")
+        categories.append(category)
+    if not categories:
+        categories = sorted(
+            {r.event_class.__category__ for r in routes if r.event_class.__category__}
+        )
+    if not categories:
+        raise RegistrationError(
+            f"{cls.__qualname__} subscribes to nothing: give stream_categories or aggregates"
+        )
+    if on_failure not in (None, "park", "stop"):
+        raise RegistrationError(f"on_failure must be 'park' or 'stop', got {on_failure!r}")
+    return Subscriber(
+        name=name or cls.__name__,
+        kind=kind,
+        cls=cls,
+        categories=tuple(dict.fromkeys(check_category(c) for c in categories)),
+        routes=routes,
+        max_attempts=max_attempts,
+        on_failure=on_failure,
+        batch_size=batch_size,
+    )

@@ -5,7 +5,7 @@
 
 from worker.domain import Domain
 
-domain = Domain("shop")
+domain: Domain = Domain("shop")
 
 from domain.book import Book, BookFactEvent, BookPublished  # noqa: E402  (needs `domain` first)
 from domain.order import (  # noqa: E402

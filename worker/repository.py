@@ -145,8 +145,22 @@ class EventSourcedRepository(Generic[A]):
             aggregate._apply(self._decode(message))
         if aggregate.version == 0:
             raise AggregateNotFoundError(self.cls.__qualname__, ident)
+        self._check_complete(aggregate)
         aggregate._stored_version = aggregate.version
         return aggregate
+
+    def _check_complete(self, aggregate: A) -> None:
+        """Replay must set every required field (the creation event's ``@apply`` should)."""
+        unset = [
+            name
+            for name, field in self.cls.model_fields.items()
+            if field.is_required() and name not in aggregate.model_fields_set
+        ]
+        if unset:
+            raise MissingApplyError(
+                f"replaying {self.stream_name(aggregate.id)} left required field(s) of "
+                f"{self.cls.__qualname__} unset: {', '.join(unset)}; an @apply method must set them"
+            )
 
     def _blank(self, ident: str) -> A:
         """An unvalidated instance with only its id: replaying ``@apply`` methods fills it."""

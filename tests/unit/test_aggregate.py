@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from pydantic import Field, ValidationError
 
@@ -192,7 +194,7 @@ def test_fact_event_class_is_generated_and_registered() -> None:
     ],
 )
 def test_inconsistent_aggregate_options_are_rejected(
-    options: dict[str, object], message: str
+    options: dict[str, Any], message: str
 ) -> None:
     """Contradictory or invalid decorator options fail at class definition."""
     local = Domain("t")
@@ -207,4 +209,4 @@ def test_inconsistent_aggregate_options_are_rejected(
 def test_only_aggregates_can_be_registered() -> None:
     """@domain.aggregate on a class that is no BaseAggregate is a registration error."""
     with pytest.raises(RegistrationError, match="BaseAggregate"):
-        Domain("t").aggregate(object)
+        Domain("t").aggregate(object)  # type: ignore[type-var]

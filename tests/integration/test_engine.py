@@ -1,0 +1,344 @@
+"""The consumer engine in-process, against the genuine MessageDB."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+from structlog.testing import capture_logs
+
+from worker import BaseEvent, Context, Domain, MessageStore, NewMessage, Runner, handle, on
+from worker.consumer import Consumer, ConsumerOptions
+from worker.errors import LeaseLostError
+from worker.lease import Lease
+from worker.notifier import Waker
+from worker.position_store import PostgresPositionStore
+from worker.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import asyncpg
+
+pytestmark = pytest.mark.anyio
+
+FAST = WorkerSettings(
+    batch_size=50, retry_base_delay=0.001, retry_max_delay=0.01, poll_interval_max=0.05
+)
+
+
+class Deposited(BaseEvent):
+    account: str
+    n: int
+    amount: int
+
+
+class Closed(BaseEvent):
+    account: str
+
+
+def ledger_domain(
+    fails: Callable[[Deposited], bool] = lambda e: False,
+    *,
+    on_failure: str | None = None,
+    max_attempts: int | None = None,
+) -> Domain:
+    """A domain whose projector appends every deposit to `ledger` in handling order."""
+    domain = Domain("test")
+    domain.register_event(Deposited, category="acct")
+    domain.register_event(Closed, category="acct")
+
+    @domain.projector(
+        name="ledger",
+        stream_categories=["acct"],
+        on_failure=on_failure,  # type: ignore[arg-type]
+        max_attempts=max_attempts,
+    )
+    class Ledger:
+        async def setup(self, conn: Any) -> None:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS ledger (seq bigserial, account text, n int, amount int,"
+                " global_position bigint UNIQUE)"
+            )
+
+        @on(Deposited)
+        async def deposited(self, event: Deposited, ctx: Context) -> None:
+            if fails(event):
+                raise RuntimeError(f"cannot handle {event.account}/{event.n}")
+            await ctx.conn.execute(
+                "INSERT INTO ledger (account, n, amount, global_position) VALUES ($1, $2, $3, $4)",
+                event.account,
+                event.n,
+                event.amount,
+                ctx.message.global_position,
+            )
+
+    return domain
+
+
+async def deposit(store: MessageStore, accounts: int, per_account: int) -> None:
+    for n in range(per_account):
+        for a in range(accounts):
+            await store.write(
+                f"acct-{a}", Deposited(account=f"a{a}", n=n, amount=n + 1).to_message()
+            )
+
+
+async def ledger(pool: asyncpg.Pool[Any]) -> dict[str, list[int]]:
+    rows = await pool.fetch("SELECT account, n FROM ledger ORDER BY seq")
+    out: dict[str, list[int]] = {}
+    for row in rows:
+        out.setdefault(row["account"], []).append(row["n"])
+    return out
+
+
+async def catch_up(domain: Domain, dsn: str, settings: WorkerSettings = FAST) -> Runner:
+    runner = Runner(domain, dsn, settings)
+    await runner.run(until_caught_up=True, handle_signals=False)
+    return runner
+
+
+async def position(pool: asyncpg.Pool[Any], consumer: str) -> int | None:
+    value: int | None = await pool.fetchval(
+        "SELECT position FROM worker.positions WHERE consumer = $1", consumer
+    )
+    return value
+
+
+async def test_projects_every_event_in_stream_order_and_records_the_head(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Every deposit lands once, in stream order; the position is the category head."""
+    await deposit(store, accounts=7, per_account=20)
+    await catch_up(ledger_domain(), database_dsn)
+    assert await ledger(pool) == {f"a{a}": list(range(20)) for a in range(7)}
+    assert await position(pool, "ledger:acct") == await store.category_head("acct")
+
+
+async def test_unknown_types_are_skipped_and_the_position_advances(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    await store.write("acct-1", NewMessage("SomethingElse", {"x": 1}))
+    await store.write("acct-1", Deposited(account="a1", n=0, amount=1).to_message())
+    await store.write("acct-1", NewMessage("AnotherUnknown", {}))
+    await catch_up(ledger_domain(), database_dsn)
+    assert await ledger(pool) == {"a1": [0]}
+    assert await position(pool, "ledger:acct") == await store.category_head("acct")
+    assert await pool.fetchval("SELECT count(*) FROM worker.dead_letters") == 0
+
+
+async def test_a_rerun_applies_nothing_twice(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    await deposit(store, accounts=3, per_account=5)
+    await catch_up(ledger_domain(), database_dsn)
+    await deposit(store, accounts=1, per_account=1)
+    await catch_up(ledger_domain(), database_dsn)
+    assert await pool.fetchval("SELECT count(*) FROM ledger") == 16
+
+
+async def test_poison_message_is_parked_with_its_stream_behind_it_then_replayed(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """After max_attempts the message parks; its stream's later messages park behind it;
+    other streams are fully projected; replay after the fix completes the stream in order."""
+    await deposit(store, accounts=4, per_account=6)
+    poison = ledger_domain(lambda e: e.account == "a2" and e.n == 3, max_attempts=3)
+    with capture_logs() as logs:
+        await catch_up(poison, database_dsn)
+    projected = await ledger(pool)
+    assert projected["a2"] == [0, 1, 2]
+    assert all(projected[f"a{a}"] == list(range(6)) for a in (0, 1, 3))
+    assert await position(pool, "ledger:acct") == await store.category_head("acct")
+
+    parked = await pool.fetch(
+        "SELECT position, attempts, error, error_type, traceback, blocked_by, id"
+        " FROM worker.dead_letters ORDER BY global_position"
+    )
+    assert [r["position"] for r in parked] == [3, 4, 5]
+    head = parked[0]
+    assert head["attempts"] == 3 and head["error_type"] == "RuntimeError"
+    assert "cannot handle a2/3" in head["error"] and "Traceback" in head["traceback"]
+    assert [r["blocked_by"] for r in parked[1:]] == [head["id"], head["id"]]
+    assert [e["attempt"] for e in logs if e["event"] == "handler failed; retrying"] == [1, 2]
+
+    await deposit_one(store, "acct-2", "a2", 6)  # arrives while the stream is parked
+    await catch_up(poison, database_dsn)
+    assert (await ledger(pool))["a2"] == [0, 1, 2]
+
+    fixed = ledger_domain()
+    consumer = Consumer(
+        fixed.subscribers[0],
+        "acct",
+        dsn=database_dsn,
+        pool=pool,
+        store=store,
+        positions=PostgresPositionStore(pool),
+        waker=Waker(),
+        options=ConsumerOptions(),
+    )
+    assert await consumer.lease.try_acquire()
+    try:
+        assert await consumer.replay("acct-2") == 4
+    finally:
+        await consumer.lease.release()
+    assert (await ledger(pool))["a2"] == [0, 1, 2, 3, 4, 5, 6]
+    assert await pool.fetchval("SELECT count(*) FROM worker.dead_letters") == 0
+
+
+async def deposit_one(store: MessageStore, stream: str, account: str, n: int) -> None:
+    await store.write(stream, Deposited(account=account, n=n, amount=1).to_message())
+
+
+async def test_a_handler_that_recovers_is_applied_once(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Failing twice then succeeding: no dead letter, the event applied exactly once."""
+    await deposit(store, accounts=2, per_account=3)
+    failures = {"left": 2}
+
+    def flaky(event: Deposited) -> bool:
+        if event.account == "a1" and event.n == 1 and failures["left"]:
+            failures["left"] -= 1
+            return True
+        return False
+
+    await catch_up(ledger_domain(flaky, max_attempts=5), database_dsn)
+    assert await ledger(pool) == {"a0": [0, 1, 2], "a1": [0, 1, 2]}
+    assert await pool.fetchval("SELECT count(*) FROM worker.dead_letters") == 0
+
+
+async def test_stop_action_halts_only_that_consumer(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """With on_failure='stop' the consumer halts with a clear log line; others continue."""
+    domain = ledger_domain(lambda e: e.account == "a1" and e.n == 2, on_failure="stop")
+    seen: list[int] = []
+
+    @domain.event_handler(name="watcher", stream_categories=["acct"])
+    class Watcher:
+        @handle(Deposited)
+        def deposited(self, event: Deposited, ctx: Context) -> None:
+            seen.append(ctx.message.global_position)
+
+    await deposit(store, accounts=2, per_account=4)
+    with capture_logs() as logs:
+        runner = await catch_up(domain, database_dsn)
+    assert runner.result.stopped == ["ledger:acct"]
+    stops = [e for e in logs if e["event"].startswith("consumer stopped")]
+    assert len(stops) == 1 and stops[0]["log_level"] == "error"
+    assert stops[0]["stream_name"] == "acct-1" and stops[0]["position"] == 2
+    assert len(seen) == 8
+    stopped_at = await position(pool, "ledger:acct")
+    assert stopped_at is not None and stopped_at < await store.category_head("acct")
+    assert await pool.fetchval("SELECT count(*) FROM worker.dead_letters") == 0
+
+
+async def test_malformed_data_is_parked_at_once(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Data that does not validate is a permanent error: parked after one attempt."""
+    await store.write("acct-1", NewMessage("Deposited", {"account": "a1", "n": "zero"}))
+    await deposit_one(store, "acct-1", "a1", 1)
+    await deposit_one(store, "acct-2", "a2", 0)
+    await catch_up(ledger_domain(max_attempts=5), database_dsn)
+    assert await ledger(pool) == {"a2": [0]}
+    rows = await pool.fetch(
+        "SELECT attempts, error_type, error FROM worker.dead_letters ORDER BY global_position"
+    )
+    assert rows[0]["attempts"] == 1 and rows[0]["error_type"] == "MalformedMessageError"
+    assert "n: Input should be a valid integer" in rows[0]["error"]
+    assert "amount: Field required" in rows[0]["error"]
+    assert rows[1]["attempts"] == 0
+
+
+async def test_handler_writes_are_exactly_once_with_follow_metadata(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """ctx.write emits in the batch's transaction, with causation/correlation metadata."""
+    domain = ledger_domain()
+
+    @domain.event_handler(name="closer", stream_categories=["acct"])
+    class Closer:
+        @handle(Deposited)
+        async def deposited(self, event: Deposited, ctx: Context) -> None:
+            if event.n == 1:
+                await ctx.write(f"audit-{event.account}", Closed(account=event.account))
+
+    await store.write(
+        "acct-9",
+        NewMessage(
+            "Deposited", {"account": "a9", "n": 0, "amount": 1}, {"correlationStreamName": "web-42"}
+        ),
+    )
+    cause = await store.write(
+        "acct-9",
+        NewMessage(
+            "Deposited", {"account": "a9", "n": 1, "amount": 1}, {"correlationStreamName": "web-42"}
+        ),
+    )
+    await catch_up(domain, database_dsn)
+    # A redelivery (position lost) derives the same message id: the store refuses a second copy.
+    await pool.execute("DELETE FROM worker.positions WHERE consumer = 'closer:acct'")
+    await catch_up(domain, database_dsn, FAST.model_copy(update={"max_attempts": 1}))
+    assert await pool.fetchval("SELECT error_type FROM worker.dead_letters") == (
+        "UniqueViolationError"
+    )
+    [emitted] = await store.read_stream("audit-a9")
+    assert emitted.type == "Closed" and emitted.data == {"account": "a9"}
+    assert emitted.metadata == {
+        "causationMessageStreamName": "acct-9",
+        "causationMessagePosition": cause,
+        "causationMessageGlobalPosition": (await store.read_stream("acct-9"))[1].global_position,
+        "correlationStreamName": "web-42",
+    }
+
+
+async def test_a_zombie_with_a_stale_epoch_cannot_commit(
+    pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Once another process took the lease, the old epoch's commit fails and rolls back."""
+    positions = PostgresPositionStore(pool)
+    first = Lease(database_dsn, "c:x")
+    assert await first.try_acquire()
+    async with pool.acquire() as conn, conn.transaction():
+        await positions.commit(conn, "c:x", 10, first.epoch)
+    await first.release()
+    second = Lease(database_dsn, "c:x")
+    assert await second.try_acquire()
+    try:
+        with pytest.raises(LeaseLostError):
+            async with pool.acquire() as conn, conn.transaction():
+                await positions.commit(conn, "c:x", 99, first.epoch)
+        assert await positions.load("c:x") == 10
+        third = Lease(database_dsn, "c:x")
+        assert not await third.try_acquire()
+    finally:
+        await second.release()
+
+
+@pytest.mark.parametrize("notify", [True, False])
+async def test_a_running_worker_picks_up_new_messages(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str, notify: bool
+) -> None:
+    """Idle consumers wake on NOTIFY; without it, polling alone delivers (within poll_max)."""
+    if not notify:
+        from worker.installer import set_notify_trigger
+
+        async with pool.acquire() as conn:
+            await set_notify_trigger(conn, False)
+    settings = FAST.model_copy(
+        update={"notify": notify, "poll_interval_max": 30.0 if notify else 0.2}
+    )
+    runner = Runner(ledger_domain(), database_dsn, settings)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: runner.run(handle_signals=False))
+        with anyio.fail_after(10):
+            while not runner.result.consumers or runner.result.consumers[0].state != "caught_up":
+                await anyio.sleep(0.01)
+            await anyio.sleep(0.5)  # let the idle interval grow past its minimum
+            await deposit_one(store, "acct-1", "a1", 0)
+            while await pool.fetchval("SELECT count(*) FROM ledger") != 1:
+                await anyio.sleep(0.01)
+        runner.request_stop()

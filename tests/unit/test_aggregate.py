@@ -193,9 +193,7 @@ def test_fact_event_class_is_generated_and_registered() -> None:
         ({"stream_category": "bad-name"}, "contains '-'"),
     ],
 )
-def test_inconsistent_aggregate_options_are_rejected(
-    options: dict[str, Any], message: str
-) -> None:
+def test_inconsistent_aggregate_options_are_rejected(options: dict[str, Any], message: str) -> None:
     """Contradictory or invalid decorator options fail at class definition."""
     local = Domain("t")
 

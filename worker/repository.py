@@ -46,7 +46,11 @@ class Repository(Protocol[A]):
         metadata: Mapping[str, Any] | None = None,
         conn: asyncpg.Connection[Any] | None = None,
     ) -> None:
-        """Save the aggregate; ``VersionConflictError`` (nothing written) if it moved on."""
+        """Save the aggregate; ``VersionConflictError`` (nothing written) if it moved on.
+
+        With ``conn`` the writes join the caller's transaction; the aggregate counts as saved
+        when ``add`` returns, so after rolling that transaction back, load it again.
+        """
         ...
 
     async def get(self, ident: str) -> A:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -11,11 +12,14 @@ from domain import Order, OrderItem, OrderPlaced
 from domain import domain as shop
 from worker import (
     AggregateNotFoundError,
+    BaseAggregate,
+    Domain,
     MessageStore,
     MissingApplyError,
     NewMessage,
     VersionConflictError,
 )
+from worker.errors import RegistrationError
 from worker.metadata import (
     CAUSATION_GLOBAL_POSITION,
     CAUSATION_POSITION,
@@ -179,3 +183,27 @@ async def test_replay_that_leaves_a_required_field_unset_is_an_error(store: Mess
     )
     with pytest.raises(MissingApplyError, match="customer_name"):
         await shop.repository_for(Order, store).get("headless")
+
+
+async def test_add_joins_the_callers_transaction(store: MessageStore, pool: Any) -> None:
+    """With conn=, the events commit or roll back with the caller's own transaction."""
+    orders = shop.repository_for(Order, store)
+    order = Order.place("Alice")
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        async with pool.acquire() as conn, conn.transaction():
+            await orders.add(order, conn=conn)
+            assert await store.stream_version(f"order-{order.id}", conn=conn) == 0
+            raise Abort
+    assert await store.stream_version(f"order-{order.id}") is None
+
+
+async def test_repository_for_an_unregistered_class_is_refused(store: MessageStore) -> None:
+    """Only aggregates registered on the domain get a repository."""
+    with pytest.raises(RegistrationError, match="no aggregate of domain 'other'"):
+        Domain("other").repository_for(Order, store)
+    with pytest.raises(RegistrationError):
+        shop.repository_for(BaseAggregate, store)

@@ -1,0 +1,566 @@
+"""Engine benchmark: catch-up throughput and write-to-projection latency on the genuine MessageDB.
+
+    .venv/bin/python -m bench.engine [--events N] [--quick] [--repeat R]
+
+On a fresh scratch database (``worker_bench_engine`` on the server that
+``WORKER_EVENT_STORE__DATABASE_URI`` names, else the embedded PostgreSQL in
+``.worker/bench-postgres``) it writes ``N`` Order events (N/10 streams x 10 events), then measures:
+
+- raw asyncpg baselines: a category read in 1,000-row batches, and read + one set-based upsert
+  per batch + position, one transaction per batch;
+- the engine catching up (``Runner.run(until_caught_up=True)``) with a no-op projector and with
+  the example ``order_summary`` projector, each beside its baseline as a ratio;
+- write-to-projection latency at a steady rate, with NOTIFY and with polling only.
+
+Figures are printed and written to ``bench/results/engine.json``. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import asyncpg
+
+from domain import OrderConfirmed, OrderItem, OrderPlaced, OrderShipped
+from worker import Domain, Runner, on
+from worker.database import connect, is_embedded, start_embedded, with_database
+from worker.installer import install, quote_identifier, set_notify_trigger
+from worker.log import configure_logging
+from worker.settings import MessageDBSettings, load_settings
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from worker import Context
+    from worker.settings import WorkerSettings
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "engine.json"
+DATABASE = "worker_bench_engine"
+CATEGORY = "order"
+BATCH = 1000
+EVENTS_PER_STREAM = 10
+WINDOW = 250  # streams written interleaved, as orders placed around the same time would be
+TARGET_NOOP = 0.70
+TARGET_SUMMARY = 0.60
+TARGET_P99_MS = 50.0
+
+WRITE = "SELECT message_store.write_message($1, $2, $3, $4, $5, $6)"
+
+# The engine's own column list (worker/_queries.py), as a plain SELECT by global position.
+READ = """
+SELECT id::text, stream_name, type, position, global_position, data, metadata,
+       time AT TIME ZONE 'UTC'
+FROM message_store.messages
+WHERE message_store.category(stream_name) = $1 AND global_position >= $2
+ORDER BY global_position
+LIMIT $3
+"""
+
+BASELINE_SCHEMA = """
+DROP TABLE IF EXISTS bench_order_summary, bench_positions;
+CREATE TABLE bench_order_summary (
+    order_id      text PRIMARY KEY,
+    customer_name text,
+    status        text NOT NULL,
+    item_count    integer,
+    total         numeric(12, 2),
+    placed_at     timestamptz,
+    confirmed_at  timestamptz,
+    shipped_at    timestamptz,
+    tracking      text,
+    events        integer NOT NULL
+);
+CREATE TABLE bench_positions (consumer text PRIMARY KEY, position bigint NOT NULL);
+"""
+
+# One statement per batch: the batch is folded per order first (ON CONFLICT cannot touch a row
+# twice in one statement), then merged into the existing rows.
+BASELINE_UPSERT = """
+INSERT INTO bench_order_summary AS s (order_id, customer_name, status, item_count, total,
+    placed_at, confirmed_at, shipped_at, tracking, events)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::numeric[],
+    $6::timestamptz[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::integer[])
+ON CONFLICT (order_id) DO UPDATE SET
+    customer_name = coalesce(EXCLUDED.customer_name, s.customer_name),
+    status = EXCLUDED.status,
+    item_count = coalesce(EXCLUDED.item_count, s.item_count),
+    total = coalesce(EXCLUDED.total, s.total),
+    placed_at = coalesce(EXCLUDED.placed_at, s.placed_at),
+    confirmed_at = coalesce(EXCLUDED.confirmed_at, s.confirmed_at),
+    shipped_at = coalesce(EXCLUDED.shipped_at, s.shipped_at),
+    tracking = coalesce(EXCLUDED.tracking, s.tracking),
+    events = s.events + EXCLUDED.events
+"""
+
+BASELINE_POSITION = """
+INSERT INTO bench_positions (consumer, position) VALUES ('baseline', $1)
+ON CONFLICT (consumer) DO UPDATE SET position = EXCLUDED.position
+"""
+
+SET_POSITION = """
+INSERT INTO worker.positions (consumer, position) VALUES ($1, $2)
+ON CONFLICT (consumer) DO UPDATE SET position = EXCLUDED.position
+"""
+
+
+# -- the scratch database ------------------------------------------------------------------
+
+
+def server_dsn() -> str:
+    """The server's ``postgres`` database: the one the environment names, else the embedded one."""
+    named = os.environ.get("WORKER_EVENT_STORE__DATABASE_URI")
+    if not is_embedded(named):
+        assert named is not None
+        return with_database(named, "postgres")
+    return start_embedded(ROOT / ".worker" / "bench-postgres", "postgres")
+
+
+async def fresh_database(server: str) -> str:
+    """Drop and create the scratch database; install MessageDB and the worker schema in it."""
+    admin = await asyncpg.connect(server)
+    try:
+        name = quote_identifier(DATABASE)
+        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    dsn = with_database(server, DATABASE)
+    await install(dsn, MessageDBSettings(), notify_trigger=True)
+    return dsn
+
+
+# -- the events ----------------------------------------------------------------------------
+
+
+def order_events(rng: random.Random, order_id: str, placed: datetime) -> list[Any]:
+    """One order's life: placed (3 items), confirmed, then 8 carrier scans (``OrderShipped``).
+
+    Every event after ``OrderPlaced`` is an update the order_summary projector can apply.
+    """
+    items = [
+        OrderItem(
+            product_id=f"sku-{rng.randrange(100_000):05d}",
+            quantity=rng.randint(1, 4),
+            price=Decimal(rng.randrange(100, 20_000)) / 100,
+        )
+        for _ in range(3)
+    ]
+    name = f"customer {rng.randrange(1_000_000):06d} of the benchmark shop"
+    events: list[Any] = [
+        OrderPlaced(order_id=order_id, customer_name=name, items=items),
+        OrderConfirmed(order_id=order_id, confirmed_at=placed + timedelta(minutes=5)),
+    ]
+    carrier = rng.choice(["DHL", "UPS", "GLS", "DPD"])
+    for scan in range(EVENTS_PER_STREAM - 2):
+        tracking = f"{carrier}-{uuid.UUID(int=rng.getrandbits(128)).hex}-scan{scan}"
+        events.append(OrderShipped(order_id=order_id, tracking=tracking))
+    return events
+
+
+def metadata(rng: random.Random) -> dict[str, str]:
+    """Eventide-style metadata, as a web request writing the order would leave it."""
+    return {
+        "correlationStreamName": f"checkout-{uuid.UUID(int=rng.getrandbits(128)).hex}",
+        "schemaVersion": "1",
+    }
+
+
+def message_rows(streams: int, seed: int = 7) -> list[tuple[Any, ...]]:
+    """write_message arguments for every event, orders interleaved in windows of ``WINDOW``."""
+    rng = random.Random(seed)
+    placed = datetime(2025, 1, 1, tzinfo=UTC)
+    rows: list[tuple[Any, ...]] = []
+    for start in range(0, streams, WINDOW):
+        window = []
+        for _ in range(start, min(start + WINDOW, streams)):
+            order_id = uuid.UUID(int=rng.getrandbits(128)).hex
+            window.append((f"{CATEGORY}-{order_id}", order_events(rng, order_id, placed)))
+        for index in range(EVENTS_PER_STREAM):
+            for stream, events in window:
+                event = events[index]
+                data = event.model_dump(mode="json")
+                row_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+                rows.append((row_id, stream, event.type_name(), data, metadata(rng), None))
+    return rows
+
+
+async def write_events(dsn: str, streams: int) -> dict[str, float]:
+    """Write every event through write_message, 2,000 per transaction; return the figures."""
+    rows = message_rows(streams)
+    sizes = [len(json.dumps(r[3])) + len(json.dumps(r[4])) for r in rows]
+    conn = await connect(dsn)
+    try:
+        started = time.perf_counter()
+        for start in range(0, len(rows), 2 * BATCH):
+            async with conn.transaction():
+                await conn.executemany(WRITE, rows[start : start + 2 * BATCH])
+        elapsed = time.perf_counter() - started
+        await conn.execute("VACUUM ANALYZE message_store.messages")
+    finally:
+        await conn.close()
+    return {
+        "events": len(rows),
+        "streams": streams,
+        "write_events_per_s": len(rows) / elapsed,
+        "avg_data_bytes": statistics.fmean(len(json.dumps(r[3])) for r in rows),
+        "avg_data_metadata_bytes": statistics.fmean(sizes),
+    }
+
+
+# -- raw asyncpg baselines -----------------------------------------------------------------
+
+
+async def raw_read(dsn: str) -> tuple[int, float]:
+    """Read the whole category in 1,000-row batches (JSON decoded); (events, seconds)."""
+    conn = await connect(dsn)
+    try:
+        started = time.perf_counter()
+        count, position = 0, 1
+        while rows := await conn.fetch(READ, CATEGORY, position, BATCH):
+            count += len(rows)
+            position = rows[-1][4] + 1
+        return count, time.perf_counter() - started
+    finally:
+        await conn.close()
+
+
+def fold(rows: list[asyncpg.Record]) -> list[list[Any]]:
+    """The batch folded into one order_summary-like row per order (the upsert's columns)."""
+    by_order: dict[str, list[Any]] = {}
+    for row in rows:
+        kind, data, at = row[2], row[5], row[7]
+        order_id = data["order_id"]
+        summary = by_order.get(order_id)
+        if summary is None:
+            summary = by_order[order_id] = [
+                order_id,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                0,
+            ]
+        summary[9] += 1
+        if kind == "OrderPlaced":
+            items = data["items"]
+            summary[1:6] = [
+                data["customer_name"],
+                "PENDING",
+                sum(i["quantity"] for i in items),
+                sum((Decimal(i["price"]) * i["quantity"] for i in items), Decimal(0)),
+                at,
+            ]
+        elif kind == "OrderConfirmed":
+            summary[2] = "CONFIRMED"
+            summary[6] = datetime.fromisoformat(data["confirmed_at"])
+        elif kind == "OrderShipped":
+            summary[2], summary[7], summary[8] = "SHIPPED", at, data["tracking"]
+    return list(by_order.values())
+
+
+async def raw_set_based(dsn: str) -> tuple[int, float]:
+    """Read a batch, upsert it folded in one statement + position, one transaction per batch."""
+    conn = await connect(dsn)
+    try:
+        await conn.execute(BASELINE_SCHEMA)
+        started = time.perf_counter()
+        count, position = 0, 1
+        while rows := await conn.fetch(READ, CATEGORY, position, BATCH):
+            columns = list(zip(*fold(rows), strict=True))
+            async with conn.transaction():
+                await conn.execute(BASELINE_UPSERT, *columns)
+                await conn.execute(BASELINE_POSITION, rows[-1][4])
+            count += len(rows)
+            position = rows[-1][4] + 1
+        elapsed = time.perf_counter() - started
+        total = await conn.fetchval("SELECT sum(events) FROM bench_order_summary")
+        assert total == count, f"baseline folded {total} events of {count}"
+        return count, elapsed
+    finally:
+        await conn.close()
+
+
+# -- the engine ------------------------------------------------------------------------------
+
+
+def noop_domain() -> Domain:
+    """A domain with one projector that does nothing for each Order event type."""
+    bench = Domain("bench")
+
+    @bench.projector(name="noop", stream_categories=[CATEGORY])
+    class NoOpProjector:
+        @on(OrderPlaced, OrderConfirmed, OrderShipped)
+        async def any_event(self, event: Any, ctx: Context) -> None:
+            pass
+
+    return bench
+
+
+def summary_domain() -> Domain:
+    """The example application's domain with its ``order_summary`` projector registered."""
+    import projections  # noqa: F401  (registers order_summary on the example domain)
+    from domain import domain
+
+    return domain
+
+
+async def reset_engine(dsn: str, consumer: str) -> None:
+    """Forget a consumer's position and drop the example read model."""
+    conn = await connect(dsn)
+    try:
+        await conn.execute("DELETE FROM worker.positions WHERE consumer = $1", consumer)
+        await conn.execute("DROP TABLE IF EXISTS order_summary")
+    finally:
+        await conn.close()
+
+
+async def engine_catch_up(
+    dsn: str, settings: WorkerSettings, domain: Domain, name: str
+) -> tuple[int, float]:
+    """Run the one named projector from position 0 until caught up; (events, seconds)."""
+    await reset_engine(dsn, f"{name}:{CATEGORY}")
+    runner = Runner(domain, dsn, settings, only=[name])
+    started = time.perf_counter()
+    result = await runner.run(until_caught_up=True, handle_signals=False)
+    elapsed = time.perf_counter() - started
+    return sum(c.processed for c in result.consumers), elapsed
+
+
+async def check_summary(dsn: str, streams: int, events: int) -> None:
+    """The example read model must hold every order with every event applied once."""
+    conn = await connect(dsn)
+    try:
+        rows, applied = await conn.fetchrow("SELECT count(*), sum(events) FROM order_summary")
+    finally:
+        await conn.close()
+    assert (rows, applied) == (streams, events), f"order_summary: {rows} rows, {applied} events"
+
+
+# -- latency -------------------------------------------------------------------------------
+
+
+def latency_domain(samples: list[float]) -> Domain:
+    """A projector that records, per event, now minus the write time carried in its data."""
+    bench = Domain("latency")
+
+    @bench.projector(name="latency", stream_categories=[CATEGORY])
+    class LatencyProjector:
+        @on(OrderShipped)
+        async def shipped(self, event: OrderShipped, ctx: Context) -> None:
+            samples.append(time.time() - ctx.message.data["sent_at"])
+
+    return bench
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+    """Check ``condition`` every 10 ms for up to ``seconds``."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return True
+        await anyio.sleep(0.01)
+    return condition()
+
+
+async def write_steady(dsn: str, rate: float, seconds: float) -> int:
+    """Write ``OrderShipped`` events at a fixed rate, one per transaction; return how many."""
+    conn = await connect(dsn)
+    try:
+        streams = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT DISTINCT stream_name FROM message_store.messages LIMIT 100"
+            )
+        ]
+        total = int(rate * seconds)
+        started = time.perf_counter()
+        for i in range(total):
+            delay = started + i / rate - time.perf_counter()
+            if delay > 0:
+                await anyio.sleep(delay)
+            stream = streams[i % len(streams)]
+            data = {"order_id": stream[len(CATEGORY) + 1 :], "tracking": f"live-{i}"}
+            data["sent_at"] = time.time()
+            await conn.execute(WRITE, str(uuid.uuid4()), stream, "OrderShipped", data, None, None)
+        return total
+    finally:
+        await conn.close()
+
+
+async def latency(
+    dsn: str, settings: WorkerSettings, *, notify: bool, rate: float, seconds: float
+) -> dict[str, float]:
+    """Write-to-handler latency of a running worker at a steady write rate."""
+    conn = await connect(dsn)
+    try:
+        await set_notify_trigger(conn, notify)
+        head = await conn.fetchval("SELECT max(global_position) FROM message_store.messages")
+        await conn.execute(SET_POSITION, f"latency:{CATEGORY}", head)
+    finally:
+        await conn.close()
+    samples: list[float] = []
+    runner = Runner(latency_domain(samples), dsn, settings.model_copy(update={"notify": notify}))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(partial(runner.run, handle_signals=False))
+        ready = await wait_until(
+            lambda: (
+                bool(runner.result.consumers)
+                and all(c.state == "caught_up" for c in runner.result.consumers)
+            ),
+            30,
+        )
+        assert ready, "the latency projector did not start"
+        written = await write_steady(dsn, rate, seconds)
+        await wait_until(lambda: len(samples) >= written, 10)
+        runner.request_stop()
+    assert len(samples) == written, f"handled {len(samples)} of {written}"
+    cuts = statistics.quantiles([s * 1000 for s in samples], n=100)
+    return {
+        "events": written,
+        "p50_ms": cuts[49],
+        "p99_ms": cuts[98],
+        "max_ms": max(samples) * 1000,
+    }
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+@dataclass
+class Options:
+    events: int
+    repeat: int
+    rate: float
+    seconds: float
+
+
+async def median_rate(
+    run: Callable[[], Awaitable[tuple[int, float]]], repeat: int, n: int
+) -> float:
+    """The median events/s of ``repeat`` runs; each must have handled all ``n`` events."""
+    rates = []
+    for _ in range(repeat):
+        count, seconds = await run()
+        assert count == n, f"handled {count} of {n} events"
+        rates.append(count / seconds)
+    return statistics.median(rates)
+
+
+async def server_info(dsn: str) -> dict[str, Any]:
+    conn = await connect(dsn)
+    try:
+        version = await conn.fetchval("SHOW server_version")
+    finally:
+        await conn.close()
+    return {
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "postgresql": version,
+    }
+
+
+async def main(options: Options) -> dict[str, Any]:
+    configure_logging("warning")
+    settings = load_settings().worker
+    dsn = await fresh_database(server_dsn())
+    streams = options.events // EVENTS_PER_STREAM
+    n = streams * EVENTS_PER_STREAM
+    figures: dict[str, Any] = {"machine": await server_info(dsn), "repeat": options.repeat}
+    figures["write"] = await write_events(dsn, streams)
+    noop, summary = noop_domain(), summary_domain()
+    rate = partial(median_rate, repeat=options.repeat, n=n)
+    figures["raw_read"] = await rate(partial(raw_read, dsn))
+    figures["engine_noop"] = await rate(partial(engine_catch_up, dsn, settings, noop, "noop"))
+    figures["raw_set_based"] = await rate(partial(raw_set_based, dsn))
+    figures["engine_order_summary"] = await rate(
+        partial(engine_catch_up, dsn, settings, summary, "order_summary")
+    )
+    await check_summary(dsn, streams, n)
+    figures["noop_ratio"] = figures["engine_noop"] / figures["raw_read"]
+    figures["order_summary_ratio"] = figures["engine_order_summary"] / figures["raw_set_based"]
+    steady = {"rate": options.rate, "seconds": options.seconds}
+    figures["latency_notify"] = await latency(dsn, settings, notify=True, **steady)
+    figures["latency_polling"] = await latency(dsn, settings, notify=False, **steady)
+    figures["latency_rate"] = options.rate
+    return figures
+
+
+def report(figures: dict[str, Any]) -> str:
+    """The figures as a Markdown table."""
+    w, ln, lp = figures["write"], figures["latency_notify"], figures["latency_polling"]
+    mark = {True: "met", False: "MISSED"}
+    lines = [
+        f"{w['events']:,} events in {w['streams']:,} streams; "
+        f"avg data {w['avg_data_bytes']:.0f} B, "
+        f"data + metadata {w['avg_data_metadata_bytes']:.0f} B",
+        "",
+        "| measurement | figure | baseline / target |",
+        "|---|---|---|",
+        f"| write (write_message, 2,000 per transaction) | "
+        f"{w['write_events_per_s']:,.0f} events/s | |",
+        f"| raw read, 1,000-row batches | {figures['raw_read']:,.0f} events/s | |",
+        f"| engine, no-op projector | {figures['engine_noop']:,.0f} events/s | "
+        f"{figures['noop_ratio']:.0%} of raw read (target >= {TARGET_NOOP:.0%}: "
+        f"{mark[figures['noop_ratio'] >= TARGET_NOOP]}) |",
+        f"| raw read + set-based upsert per batch | {figures['raw_set_based']:,.0f} events/s | |",
+        f"| engine, order_summary projector | {figures['engine_order_summary']:,.0f} events/s | "
+        f"{figures['order_summary_ratio']:.0%} of raw set-based (target >= "
+        f"{TARGET_SUMMARY:.0%}: {mark[figures['order_summary_ratio'] >= TARGET_SUMMARY]}) |",
+        f"| latency at {figures['latency_rate']:.0f}/s, NOTIFY | p50 {ln['p50_ms']:.1f} ms, "
+        f"p99 {ln['p99_ms']:.1f} ms (max {ln['max_ms']:.0f}) | p99 < {TARGET_P99_MS:.0f} ms: "
+        f"{mark[ln['p99_ms'] < TARGET_P99_MS]} |",
+        f"| latency at {figures['latency_rate']:.0f}/s, polling only | p50 {lp['p50_ms']:.1f} ms, "
+        f"p99 {lp['p99_ms']:.1f} ms (max {lp['max_ms']:.0f}) | |",
+    ]
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.engine", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--events", type=int, default=100_000, help="events to write (10 per order)"
+    )
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (2,000 events)")
+    parser.add_argument("--repeat", type=int, default=3, help="catch-up runs per figure (median)")
+    parser.add_argument("--rate", type=float, default=200.0, help="latency: events per second")
+    parser.add_argument("--seconds", type=float, default=15.0, help="latency: seconds per mode")
+    args = parser.parse_args(argv)
+    if args.quick:
+        return Options(events=2_000, repeat=1, rate=args.rate, seconds=3.0)
+    if args.events < EVENTS_PER_STREAM:
+        parser.error(f"--events must be at least {EVENTS_PER_STREAM}")
+    return Options(args.events, args.repeat, args.rate, args.seconds)
+
+
+def run(argv: list[str] | None = None) -> None:
+    options = parse(argv)
+    figures = anyio.run(main, options)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    print(report(figures))
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    run()

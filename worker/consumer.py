@@ -8,6 +8,7 @@ if it keeps failing, parked (or the consumer stops), and the rest continue as a 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -144,14 +145,17 @@ class Consumer:
         self.state = "running"
         self._log.info("consumer started", category=self.category, position=self.position)
         idle = self.options.poll_min
+        ahead: list[Message] | None = None
         while not stop.is_set():
             await self._refresh()
-            batch = await self._read()
+            batch = ahead if ahead is not None else await self._read(self.position)
+            ahead = None
             if batch:
-                await self._process(batch)
                 idle = self.options.poll_min
                 if len(batch) == self.options.batch_size:
+                    ahead = await self._process_reading_ahead(batch)
                     continue
+                await self._process(batch)
             self.state = "caught_up"
             if until_caught_up:
                 return
@@ -161,10 +165,32 @@ class Consumer:
                 idle = min(idle * 2, self.options.poll_max)
             self.state = "running"
 
-    async def _read(self) -> list[Message]:
-        return await self._store.read_category(
-            self.category, self.position + 1, self.options.batch_size
-        )
+    async def _read(self, after: int) -> list[Message]:
+        return await self._store.read_category(self.category, after + 1, self.options.batch_size)
+
+    async def _process_reading_ahead(self, batch: Sequence[Message]) -> list[Message] | None:
+        """Apply ``batch`` while the next one is read on another connection.
+
+        The read overlaps the batch's handlers and commit; a failed read-ahead is dropped
+        (``None``) and the next iteration reads again.
+        """
+        ahead: list[list[Message]] = []
+        failure: Exception | None = None
+
+        async def read_ahead() -> None:
+            with contextlib.suppress(Exception):
+                ahead.append(await self._read(batch[-1].global_position))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_ahead)
+            try:
+                await self._process(batch)
+            except Exception as error:
+                failure = error
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return ahead[0] if ahead else None
 
     # -- batches -----------------------------------------------------------------------------
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import ssl
 import warnings
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import orjson
 import structlog
 
 from worker.errors import DatabaseUnavailableError
@@ -102,10 +102,17 @@ def database_name(dsn: str) -> str:
     return name or parts.username or "postgres"
 
 
+def _encode_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 async def init_connection(conn: asyncpg.Connection[Any]) -> None:
-    """Decode json/jsonb once, into Python objects, as rows arrive."""
+    """Decode json/jsonb once, into Python objects, as rows arrive (orjson: several times
+    faster than the standard library on message-sized documents)."""
     for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(
+            name, encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog"
+        )
 
 
 def unavailable(dsn: str, error: BaseException) -> DatabaseUnavailableError:

@@ -28,7 +28,7 @@ lint: $(STAMP)
 	$(BIN)/mypy --strict worker
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.engine
 
 clean:
 	rm -rf $(VENV) .worker .pytest_cache .mypy_cache .ruff_cache

@@ -1,61 +1,132 @@
-"""The demo: place, confirm and ship an Order and save a Book through their repositories, then
-read the ``order``, ``book`` and ``book:fact`` categories back and print them."""
+"""The demo: write a realistic shop history, run the worker until caught up, show read models.
+
+Run with ``make demo`` (which installs MessageDB first), or ``python -m domain.demo`` after
+``worker db install``.
+"""
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any
 
 import anyio
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from domain import Book, Order, OrderItem, domain
-from worker import MessageStore, create_pool, load_settings, resolve_dsn
+from worker import MessageStore, Runner, load_settings
+from worker.app import App
 from worker.log import configure_logging
 
+if TYPE_CHECKING:
+    import asyncpg
 
-async def write_history(store: MessageStore) -> tuple[Order, Book]:
-    """The seed's walk-through: each step loads, changes and saves through a repository."""
-    orders = domain.repository_for(Order, store)
-    order = Order.place("Alice", [OrderItem(product_id="dune", quantity=1, price=Decimal("9.99"))])
-    await orders.add(order)
-    order = await orders.get(order.id)
-    order.confirm()
-    await orders.add(order)
-    order = await orders.get(order.id)
-    order.ship("ABC123")
-    await orders.add(order)
-
-    books = domain.repository_for(Book, store)
-    book = Book(title="Dune", author="Frank Herbert", price=9.99)
-    await books.add(book)
-    book.publish()
-    await books.add(book)
-    return order, book
+console = Console()
+PRODUCTS = {"dune": "9.99", "neuromancer": "12.50", "foundation": "8.75", "hyperion": "11.20"}
+CUSTOMERS = ["Alice", "Bob", "Chandra", "Dmitri", "Eun-ji", "Fatima", "Gustavo", "Hana"]
 
 
-async def show(store: MessageStore, category: str) -> None:
-    print(f"the {category!r} category holds:")
-    position = 1
-    while batch := await store.read_category(category, position, batch_size=500):
-        for m in batch:
-            print(
-                f"  {m.global_position:>6}  {m.stream_name:<44} {m.position:>3}  "
-                f"{m.type:<15} {m.data}"
+async def write_history(store: MessageStore, orders: int = 300, books: int = 12) -> None:
+    """Orders placed, most confirmed, many shipped; books saved, published and repriced."""
+    rng = random.Random()
+    repo = domain.repository_for(Order, store)
+    for _ in range(orders):
+        items = [
+            OrderItem(product_id=p, quantity=rng.randint(1, 3), price=Decimal(PRODUCTS[p]))
+            for p in rng.sample(sorted(PRODUCTS), rng.randint(1, 3))
+        ]
+        order = Order.place(rng.choice(CUSTOMERS), items)
+        if rng.random() < 0.8:
+            order.confirm()
+            if rng.random() < 0.75:
+                order.ship(f"TRK{rng.randint(100000, 999999)}")
+        await repo.add(order)
+    shelf = domain.repository_for(Book, store)
+    for n in range(books):
+        book = Book(title=f"Volume {n + 1}", author=rng.choice(CUSTOMERS), price=10 + n)
+        await shelf.add(book)
+        book.publish()
+        book.price = round(book.price * 0.9, 2)
+        await shelf.add(book)
+
+
+async def run_with_progress(app: App, pool: asyncpg.Pool[Any]) -> None:
+    """Run every consumer until caught up, with a progress bar over all categories."""
+    runner = Runner(app.domain, app.dsn, app.settings.worker)
+    heads = {}
+    for subscriber in app.domain.subscribers:
+        for category in subscriber.categories:
+            heads[subscriber.consumer_name(category)] = (
+                await MessageStore(pool).category_head(category) or 0
             )
-        position = batch[-1].global_position + 1
+    columns = (TextColumn("projecting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("catch-up", total=sum(heads.values()))
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while True:
+                    done = sum(min(c.position, heads[c.name]) for c in runner.result.consumers)
+                    progress.update(task, completed=done)
+                    await anyio.sleep(0.1)
+
+            tg.start_soon(watch)
+            await runner.run(until_caught_up=True, handle_signals=False)
+            progress.update(task, completed=sum(heads.values()))
+            tg.cancel_scope.cancel()
+
+
+async def show(pool: asyncpg.Pool[Any]) -> None:
+    counts = Table("status", "orders", "items", "revenue", title="order_summary by status")
+    for row in await pool.fetch(
+        "SELECT status, count(*), sum(item_count), sum(total) FROM order_summary "
+        "GROUP BY status ORDER BY status"
+    ):
+        counts.add_row(row[0], str(row[1]), str(row[2]), str(row[3]))
+    console.print(counts)
+    latest = Table(
+        "order",
+        "customer",
+        "status",
+        "items",
+        "total",
+        "tracking",
+        title="order_summary (latest 8)",
+    )
+    for row in await pool.fetch(
+        "SELECT order_id, customer_name, status, item_count, total, tracking FROM order_summary "
+        "ORDER BY placed_at DESC LIMIT 8"
+    ):
+        latest.add_row(*(str(v) if v is not None else "" for v in row))
+    console.print(latest)
+    books = Table("book", "title", "author", "price", "published", "version", title="book_catalog")
+    for row in await pool.fetch(
+        "SELECT book_id, title, author, price, published, version FROM book_catalog "
+        "ORDER BY title LIMIT 12"
+    ):
+        books.add_row(*(str(v) for v in row))
+    console.print(books)
+    sent = await pool.fetchval(
+        "SELECT count(*) FROM message_store.messages "
+        "WHERE message_store.category(stream_name) = 'notification:command'"
+    )
+    console.print(f"shipment notifications emitted (exactly once per shipped order): {sent}")
 
 
 async def main() -> None:
     settings = load_settings()
-    configure_logging(settings.worker.log_level, settings.worker.log_format)
-    domain.configure(settings)
-    pool = await create_pool(resolve_dsn(settings))
-    async with MessageStore(pool) as store:
-        order, book = await write_history(store)
-        loaded = await domain.repository_for(Order, store).get(order.id)
-        print(f"order {order.id} replayed: status {loaded.status}, version {loaded.version}")
-        print(f"book {book.id} saved twice: version {book.version}")
-        for category in ("order", "book", "book:fact"):
-            await show(store, category)
+    configure_logging("warning", settings.worker.log_format)
+    app = App.load(settings)
+    pool = await app.pool()
+    try:
+        with console.status("writing the example history"):
+            await write_history(MessageStore(pool))
+        await run_with_progress(app, pool)
+        await show(pool)
+    finally:
+        await pool.close()
 
 
 if __name__ == "__main__":

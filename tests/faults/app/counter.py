@@ -1,0 +1,60 @@
+"""A tiny application for fault injection: deposits into accounts, and their balances.
+
+Loaded by ``worker run`` from ``tests/faults/app/domain.toml`` (this folder is put on
+``sys.path``), never imported by the tests themselves.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from worker import BaseEvent, Domain, on
+
+if TYPE_CHECKING:
+    from worker import Context
+
+domain = Domain("counter")
+
+
+@domain.event(category="counter")
+class Deposited(BaseEvent):
+    """``amount`` was paid into ``account_id``; ``seq`` numbers the account's deposits from 0."""
+
+    account_id: str
+    amount: int
+    seq: int
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS balances (
+    account_id text PRIMARY KEY,
+    total      bigint NOT NULL,
+    events     integer NOT NULL,
+    last_seq   integer NOT NULL,
+    gaps       integer NOT NULL DEFAULT 0
+)
+"""
+
+# One statement per event, the way a projector is naturally written. ``gaps`` counts deposits
+# applied out of sequence (a repeat or a skip), so any double or lost application shows.
+_DEPOSIT = """
+INSERT INTO balances AS b (account_id, total, events, last_seq, gaps)
+VALUES ($1, $2, 1, $3, ($3 <> 0)::int)
+ON CONFLICT (account_id) DO UPDATE SET
+    total = b.total + EXCLUDED.total,
+    events = b.events + 1,
+    last_seq = EXCLUDED.last_seq,
+    gaps = b.gaps + (EXCLUDED.last_seq <> b.last_seq + 1)::int
+"""
+
+
+@domain.projector(name="balances", stream_categories=["counter"])
+class BalancesProjector:
+    """Per account: the sum of its deposits, how many were applied, and the last one's seq."""
+
+    async def setup(self, conn: Any) -> None:
+        await conn.execute(SCHEMA)
+
+    @on(Deposited)
+    async def deposited(self, event: Deposited, ctx: Context) -> None:
+        await ctx.conn.execute(_DEPOSIT, event.account_id, event.amount, event.seq)

@@ -1,68 +1,91 @@
-"""``order_summary``: one row per order, kept by a projector written one event at a time."""
+"""``order_summary`` and ``orders_by_status``: read models of orders, one event at a time.
+
+The handlers are written per event; the worker merges each batch's changes per row and writes
+them in a few set-based statements at the end of the batch.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime  # noqa: TC003  (pydantic resolves field types at runtime)
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from domain import Order, OrderConfirmed, OrderPlaced, OrderShipped, domain
-from worker import on
+from worker import Increment, ReadModel, on
 
 if TYPE_CHECKING:
     from worker import Context
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS order_summary (
-    order_id      text PRIMARY KEY,
-    customer_name text NOT NULL,
-    status        text NOT NULL,
-    item_count    integer NOT NULL,
-    total         numeric(12, 2) NOT NULL,
-    placed_at     timestamptz,
-    confirmed_at  timestamptz,
-    shipped_at    timestamptz,
-    tracking      text,
-    events        integer NOT NULL DEFAULT 1
-)
-"""
 
-_PLACED = """
-INSERT INTO order_summary (order_id, customer_name, status, item_count, total, placed_at)
-VALUES ($1, $2, 'PENDING', $3, $4, $5)
-"""
-_CONFIRMED = """
-UPDATE order_summary SET status = 'CONFIRMED', confirmed_at = $2, events = events + 1
-WHERE order_id = $1
-"""
-_SHIPPED = """
-UPDATE order_summary SET status = 'SHIPPED', shipped_at = $2, tracking = $3, events = events + 1
-WHERE order_id = $1
-"""
-
-
-@domain.projector(name="order_summary", aggregates=[Order])
-class OrderSummaryProjector:
+class OrderSummary(ReadModel):
     """Per order: customer, status, item count, total, and when it was placed/confirmed/shipped.
 
     ``events`` counts the events applied to the row, so a double application would show.
     """
 
-    async def setup(self, conn: Any) -> None:
-        """Create the table (the worker calls this once before consuming)."""
-        await conn.execute(SCHEMA)
+    __table__ = "order_summary"
+    __key__ = "order_id"
+
+    order_id: str
+    customer_name: str
+    status: str
+    item_count: int
+    total: Decimal
+    placed_at: datetime | None = None
+    confirmed_at: datetime | None = None
+    shipped_at: datetime | None = None
+    tracking: str | None = None
+    events: int = 1
+
+
+class OrdersByStatus(ReadModel):
+    """How many orders are in each status."""
+
+    __table__ = "orders_by_status"
+    __key__ = "status"
+
+    status: str
+    orders: int = 0
+
+
+@domain.projector(
+    name="order_summary", aggregates=[Order], read_models=[OrderSummary, OrdersByStatus], version=1
+)
+class OrderSummaryProjector:
+    """Keeps ``order_summary`` and ``orders_by_status`` from the order events."""
 
     @on(OrderPlaced)
-    async def placed(self, event: OrderPlaced, ctx: Context) -> None:
-        total = sum((item.price * item.quantity for item in event.items), Decimal(0))
-        count = sum(item.quantity for item in event.items)
-        await ctx.conn.execute(
-            _PLACED, event.order_id, event.customer_name, count, total, ctx.message.time
+    def placed(self, event: OrderPlaced, ctx: Context) -> None:
+        ctx.table(OrderSummary).put(
+            OrderSummary(
+                order_id=event.order_id,
+                customer_name=event.customer_name,
+                status="PENDING",
+                item_count=sum(item.quantity for item in event.items),
+                total=sum((item.price * item.quantity for item in event.items), Decimal(0)),
+                placed_at=ctx.message.time,
+            )
         )
+        ctx.table(OrdersByStatus).add("PENDING", orders=Increment(1))
 
     @on(OrderConfirmed)
-    async def confirmed(self, event: OrderConfirmed, ctx: Context) -> None:
-        await ctx.conn.execute(_CONFIRMED, event.order_id, event.confirmed_at)
+    def confirmed(self, event: OrderConfirmed, ctx: Context) -> None:
+        ctx.table(OrderSummary).update(
+            event.order_id, status="CONFIRMED", confirmed_at=event.confirmed_at,
+            events=Increment(1),
+        )
+        self._move(ctx, "PENDING", "CONFIRMED")
 
     @on(OrderShipped)
-    async def shipped(self, event: OrderShipped, ctx: Context) -> None:
-        await ctx.conn.execute(_SHIPPED, event.order_id, ctx.message.time, event.tracking)
+    def shipped(self, event: OrderShipped, ctx: Context) -> None:
+        ctx.table(OrderSummary).update(
+            event.order_id, status="SHIPPED", shipped_at=ctx.message.time,
+            tracking=event.tracking, events=Increment(1),
+        )
+        self._move(ctx, "CONFIRMED", "SHIPPED")
+
+    @staticmethod
+    def _move(ctx: Context, old: str, new: str) -> None:
+        counts = ctx.table(OrdersByStatus)
+        counts.add(old, orders=Increment(-1))
+        counts.add(new, orders=Increment(1))

@@ -21,6 +21,7 @@ from worker.installer import install
 from worker.message import Message, NewMessage
 from worker.message_store import MessageStore
 from worker.metadata import follow
+from worker.read_model import Increment, ReadModel
 from worker.repository import Repository
 from worker.retry import Retry, RetryPolicy
 from worker.runner import Runner
@@ -37,12 +38,14 @@ __all__ = [
     "DatabaseUnavailableError",
     "Domain",
     "ExpectedVersionError",
+    "Increment",
     "InstallError",
     "InvalidStreamNameError",
     "Message",
     "MessageStore",
     "MissingApplyError",
     "NewMessage",
+    "ReadModel",
     "Repository",
     "Retry",
     "RetryPolicy",

@@ -59,26 +59,35 @@ LIMIT 1
 # -- the engine's own schema -----------------------------------------------------------------
 
 LOAD_POSITION: LiteralString = "SELECT position FROM worker.positions WHERE consumer = $1"
+LOAD_HIGH_WATER: LiteralString = "SELECT high_water FROM worker.positions WHERE consumer = $1"
 
 # Commits a consumer's position only while its lease epoch is current. FOR SHARE makes a new
 # owner's epoch bump wait for this transaction, so it reads the position this one commits.
 COMMIT_POSITION: LiteralString = """
-INSERT INTO worker.positions AS p (consumer, position)
-SELECT $1, $2
+INSERT INTO worker.positions AS p (consumer, position, high_water)
+SELECT $1, $2, $2
 WHERE EXISTS (
     SELECT 1 FROM worker.leases WHERE consumer = $1 AND epoch = $3 FOR SHARE
 )
-ON CONFLICT (consumer) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+ON CONFLICT (consumer) DO UPDATE
+SET position = EXCLUDED.position, high_water = greatest(p.high_water, EXCLUDED.position),
+    updated_at = now()
 RETURNING p.position
 """
 
 SET_POSITION: LiteralString = """
-INSERT INTO worker.positions (consumer, position) VALUES ($1, $2)
-ON CONFLICT (consumer) DO UPDATE SET position = EXCLUDED.position, updated_at = now()
+INSERT INTO worker.positions AS p (consumer, position, high_water) VALUES ($1, $2, $2)
+ON CONFLICT (consumer) DO UPDATE
+SET position = EXCLUDED.position, high_water = greatest(p.high_water, EXCLUDED.position),
+    updated_at = now()
 """
 
 TRY_LOCK: LiteralString = "SELECT pg_try_advisory_lock($1, hashtext($2))"
 UNLOCK: LiteralString = "SELECT pg_advisory_unlock($1, hashtext($2))"
+
+# Serializes a subscriber's setup(conn) between processes that start together (replicas):
+# concurrent CREATE TABLE IF NOT EXISTS of one table fails with a unique violation on pg_type.
+SETUP_LOCK: LiteralString = "SELECT pg_advisory_xact_lock(22355, hashtext($1))"
 
 BUMP_EPOCH: LiteralString = """
 INSERT INTO worker.leases AS l (consumer, epoch, owner, acquired_at) VALUES ($1, 1, $2, now())
@@ -109,3 +118,5 @@ SELECT {_COLUMNS} FROM message_store.messages WHERE global_position = $1
 """
 
 DELETE_DEAD_LETTER: LiteralString = "DELETE FROM worker.dead_letters WHERE id = $1"
+
+LIVE_GENERATION: LiteralString = "SELECT generation FROM worker.projections WHERE name = $1"

@@ -69,6 +69,10 @@ class HandlerFailed(Exception):
         self.error = error
 
 
+class FlushFailed(Exception):
+    """Writing a batch's read-model changes failed; which message caused it is unknown."""
+
+
 class Consumer:
     """Runs one (subscriber, category) pair; its name keys its position and lease."""
 
@@ -83,10 +87,16 @@ class Consumer:
         positions: PositionStore,
         waker: Waker,
         options: ConsumerOptions,
+        generation: int | None = None,
     ) -> None:
         self.subscriber = subscriber
         self.category = category
         self.name = subscriber.consumer_name(category)
+        if generation is not None:
+            self.name = f"{self.name}#g{generation}"
+        self._fixed_generation = generation
+        self.generation = generation or 1
+        self.high_water = 0
         self._pool = pool
         self._store = store
         self._positions = positions
@@ -141,6 +151,11 @@ class Consumer:
 
     async def _consume(self, stop: anyio.Event, until_caught_up: bool) -> None:
         self.position = await self._positions.load(self.name)
+        self.high_water = await self._positions.high_water(self.name)
+        if self._fixed_generation is None and self.subscriber.read_models:
+            self.generation = (
+                await self._pool.fetchval(q.LIVE_GENERATION, self.subscriber.name) or 1
+            )
         await self._refresh(force=True)
         self.state = "running"
         self._log.info("consumer started", category=self.category, position=self.position)
@@ -201,6 +216,10 @@ class Consumer:
             try:
                 await self._apply(batch)
                 return
+            except FlushFailed:
+                for message in batch:  # one at a time, so the culprit is isolated
+                    await self._process([message])
+                return
             except HandlerFailed as failed:
                 head, bad, rest = (
                     batch[: failed.index],
@@ -227,7 +246,7 @@ class Consumer:
     async def _apply(self, batch: Sequence[Message]) -> None:
         """One transaction: every message's handlers, then the new position."""
         async with self._pool.acquire() as conn, conn.transaction():
-            ctx = Context(self.name, conn, self._store)
+            ctx = self._context(conn, batch[0])
             for index, message in enumerate(batch):
                 route = self._routes.get(message.type)
                 if route is None:
@@ -241,10 +260,28 @@ class Consumer:
                     if is_transient(error):
                         raise
                     raise HandlerFailed(index, error) from error
+            try:
+                await ctx.flush()
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                if len(batch) == 1:
+                    raise HandlerFailed(0, error) from error
+                raise FlushFailed(str(error)) from error
             last = batch[-1].global_position
             await self._positions.commit(conn, self.name, last, self.lease.epoch)
         self.position = last
         self.processed += len(batch)
+
+    def _context(self, conn: Connection, first: Message) -> Context:
+        """A batch's context; exact (replay-safe) when the batch repeats applied messages."""
+        return Context(
+            self.name,
+            conn,
+            self._store,
+            generation=self.generation,
+            exact=first.global_position <= self.high_water,
+        )
 
     @staticmethod
     async def _dispatch(route: _Route, message: Message, ctx: Context) -> None:
@@ -359,9 +396,10 @@ class Consumer:
     async def _replay_one(self, dead_letter_id: int, message: Message | None) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             if message is not None and (route := self._routes.get(message.type)) is not None:
-                ctx = Context(self.name, conn, self._store)
+                ctx = self._context(conn, message)
                 try:
                     await self._dispatch(route, message, ctx)
+                    await ctx.flush()
                 except Exception as error:
                     if is_transient(error):
                         raise

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from worker.event import BaseEvent
 from worker.message import NewMessage
 from worker.metadata import follow
+from worker.read_model import ReadModel, Table
 
 if TYPE_CHECKING:
     from worker._types import Connection
     from worker.message import Message
     from worker.message_store import MessageStore
 
+M = TypeVar("M", bound=ReadModel)
+_EMITTED = "SELECT position FROM message_store.messages WHERE id = $1::uuid"
 _IDS = uuid.UUID("6f1f7e0e-3c55-4a57-9a43-3d1f4f2a9b10")
 
 
@@ -28,14 +31,51 @@ class Context:
     derived from (consumer, handled message, n), so a redelivery can never write it twice.
     """
 
-    __slots__ = ("_emitted", "_store", "conn", "consumer", "message")
+    __slots__ = (
+        "_emitted",
+        "_store",
+        "_tables",
+        "conn",
+        "consumer",
+        "exact",
+        "generation",
+        "message",
+    )
 
-    def __init__(self, consumer: str, conn: Connection, store: MessageStore) -> None:
+    def __init__(
+        self,
+        consumer: str,
+        conn: Connection,
+        store: MessageStore,
+        *,
+        generation: int = 1,
+        exact: bool = False,
+    ) -> None:
         self.consumer = consumer
         self.conn = conn
         self._store = store
         self.message: Message
         self._emitted = 0
+        self._tables: dict[type[ReadModel], Table] = {}
+        self.generation = generation
+        self.exact = exact
+
+    def table(self, model: type[M]) -> Table:
+        """The batch's unit of work on a read model: changes are flushed before the commit."""
+        table = self._tables.get(model)
+        if table is None:
+            table = self._tables[model] = Table(
+                model, self.generation, self.conn, self._global_position, exact=self.exact
+            )
+        return table
+
+    def _global_position(self) -> int:
+        return self.message.global_position
+
+    async def flush(self) -> None:
+        """Write the batch's read-model changes (the consumer calls this before committing)."""
+        for table in self._tables.values():
+            await table.flush()
 
     def _begin(self, message: Message) -> None:
         self.message = message
@@ -70,6 +110,11 @@ class Context:
         meta = follow(self.message, **(metadata or {}))
         self._emitted += 1
         ident = str(uuid.uuid5(_IDS, f"{self.consumer}/{self.message.id}/{self._emitted}"))
+        if self.exact:
+            # Applied again after a reset: the message may exist from the first time.
+            existing: int | None = await self.conn.fetchval(_EMITTED, ident)
+            if existing is not None:
+                return existing
         if isinstance(event, BaseEvent):
             new = NewMessage(event.type_name(), event.model_dump(mode="json"), meta, ident)
         else:

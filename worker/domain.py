@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from worker.message import Message
     from worker.message_store import MessageStore
+    from worker.read_model import ReadModel
     from worker.repository import Repository
     from worker.retry import FailureAction
     from worker.settings import Settings
@@ -236,13 +237,26 @@ class Domain:
         max_attempts: int | None = None,
         on_failure: FailureAction | None = None,
         batch_size: int | None = None,
+        read_models: list[type[ReadModel]] | tuple[type[ReadModel], ...] = (),
+        version: str | int | None = None,
     ) -> Callable[[T], T]:
         """Register a projector class whose ``@on(Event)`` methods update read models.
 
-        Its writes on ``ctx.conn`` commit with the consumer's position: exactly once.
+        ``read_models`` are the ``ReadModel`` tables it owns (created by the worker, written
+        through ``ctx.table(Model)``); ``version`` names the projection's code version, and a
+        change of it can trigger a rebuild. Its writes commit with the consumer's position:
+        exactly once.
         """
         return self._subscriber(
-            "projector", name, stream_categories, aggregates, max_attempts, on_failure, batch_size
+            "projector",
+            name,
+            stream_categories,
+            aggregates,
+            max_attempts,
+            on_failure,
+            batch_size,
+            read_models,
+            version,
         )
 
     def event_handler(
@@ -273,6 +287,8 @@ class Domain:
         max_attempts: int | None,
         on_failure: FailureAction | None,
         batch_size: int | None,
+        read_models: list[type[ReadModel]] | tuple[type[ReadModel], ...] = (),
+        version: str | int | None = None,
     ) -> Callable[[T], T]:
         def register(cls: T) -> T:
             subscriber = build_subscriber(
@@ -284,6 +300,8 @@ class Domain:
                 max_attempts=max_attempts,
                 on_failure=on_failure,
                 batch_size=batch_size,
+                read_models=read_models,
+                version=version,
             )
             if any(s.name == subscriber.name for s in self._subscribers):
                 raise RegistrationError(f"a projector or handler named {subscriber.name!r} exists")

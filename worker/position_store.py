@@ -24,6 +24,10 @@ class PositionStore(Protocol):
         """Record ``position`` inside the caller's transaction, if lease ``epoch`` is current."""
         ...
 
+    async def high_water(self, consumer: str) -> int:
+        """The highest position ever committed (above ``load`` after a reset)."""
+        ...
+
 
 class PostgresPositionStore:
     """Positions in ``worker.positions``, fenced by the consumer's lease epoch."""
@@ -34,6 +38,10 @@ class PostgresPositionStore:
     async def load(self, consumer: str) -> int:
         position: int | None = await self._pool.fetchval(q.LOAD_POSITION, consumer)
         return position or 0
+
+    async def high_water(self, consumer: str) -> int:
+        value: int | None = await self._pool.fetchval(q.LOAD_HIGH_WATER, consumer)
+        return value or 0
 
     async def commit(self, conn: Connection, consumer: str, position: int, epoch: int) -> None:
         if await conn.fetchval(q.COMMIT_POSITION, consumer, position, epoch) is None:

@@ -15,17 +15,21 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
+from worker import _queries as q
+from worker import projection
 from worker.consumer import Consumer, ConsumerOptions
 from worker.database import create_pool
 from worker.installer import check_installed
 from worker.message_store import MessageStore
 from worker.notifier import Listener, Waker
 from worker.position_store import PostgresPositionStore
+from worker.rebuild import rebuild
 from worker.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from worker.domain import Domain
     from worker.settings import WorkerSettings
+    from worker.subscriber import Subscriber
 
 log = structlog.get_logger("worker.runner")
 
@@ -112,13 +116,16 @@ class Runner:
         try:
             store = MessageStore(pool)
             self.result.consumers = self._consumers(pool, store)
-            await self._prepare(pool)
+            due = await self._prepare(pool)
             async with anyio.create_task_group() as outer:
                 if handle_signals:
                     outer.start_soon(self._watch_signals, outer.cancel_scope)
                 if self.settings.notify and not until_caught_up:
                     await outer.start(Listener(self.dsn, self.waker).run)
                 outer.start_soon(self._report)
+                if self.settings.auto_rebuild:
+                    for subscriber in due:
+                        outer.start_soon(self._rebuild, pool, subscriber)
                 with self._consumers_scope:
                     async with anyio.create_task_group() as tg:
                         for consumer in self.result.consumers:
@@ -129,18 +136,39 @@ class Runner:
                 await pool.close()
         return self.result
 
-    async def _prepare(self, pool: Any) -> None:
-        """Check the schema, then run each subscriber's ``setup(conn)`` (e.g. CREATE TABLE)."""
+    async def _prepare(self, pool: Any) -> list[Subscriber]:
+        """Check the schema, create read-model tables, run each subscriber's ``setup(conn)``.
+
+        Returns the projections whose code changed since their tables were built (due for a
+        rebuild). A transaction-scoped lock per subscriber keeps concurrent workers from
+        running the same DDL at once.
+        """
+        due: list[Subscriber] = []
         async with pool.acquire() as conn:
             await check_installed(conn)
             done: set[str] = set()
             for consumer in self.result.consumers:
-                setup = getattr(consumer.instance, "setup", None)
-                if setup is None or consumer.subscriber.name in done:
+                subscriber = consumer.subscriber
+                if subscriber.name in done:
                     continue
+                done.add(subscriber.name)
                 async with conn.transaction():
-                    await setup(conn)
-                done.add(consumer.subscriber.name)
+                    await conn.execute(q.SETUP_LOCK, subscriber.name)
+                    warning = await projection.prepare(conn, subscriber)
+                    setup = getattr(consumer.instance, "setup", None)
+                    if setup is not None:
+                        await setup(conn)
+                if warning is not None:
+                    log.warning(
+                        warning, projection=subscriber.name, auto_rebuild=self.settings.auto_rebuild
+                    )
+                    due.append(subscriber)
+        return due
+
+    async def _rebuild(self, pool: Any, subscriber: Subscriber) -> None:
+        """Blue/green rebuild of a changed projection while its live version keeps serving."""
+        with structlog.contextvars.bound_contextvars(projection=subscriber.name):
+            await rebuild(self.domain, self.dsn, pool, self.settings, subscriber)
 
     async def _run_consumer(self, consumer: Consumer, until_caught_up: bool) -> None:
         with structlog.contextvars.bound_contextvars(consumer=consumer.name):

@@ -90,6 +90,7 @@ class WorkerSettings(_Section):
     retry_base_delay: float = Field(default=0.1, ge=0)
     retry_max_delay: float = Field(default=30.0, ge=0)
     notify: bool = True
+    auto_rebuild: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from worker.errors import RegistrationError
 from worker.event import BaseEvent
+from worker.read_model import ReadModel
 from worker.stream_name import check_category
 
 if TYPE_CHECKING:
@@ -70,6 +71,8 @@ class Subscriber:
     max_attempts: int | None = None
     on_failure: FailureAction | None = None
     batch_size: int | None = None
+    read_models: tuple[type[ReadModel], ...] = ()
+    version: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def consumer_name(self, category: str) -> str:
@@ -96,6 +99,8 @@ def build_subscriber(
     max_attempts: int | None = None,
     on_failure: FailureAction | None = None,
     batch_size: int | None = None,
+    read_models: list[type[ReadModel]] | tuple[type[ReadModel], ...] = (),
+    version: str | int | None = None,
 ) -> Subscriber:
     """Validate a decorated class and describe it as a ``Subscriber``."""
     routes = routes_of(cls)
@@ -117,6 +122,10 @@ def build_subscriber(
         )
     if on_failure not in (None, "park", "stop"):
         raise RegistrationError(f"on_failure must be 'park' or 'stop', got {on_failure!r}")
+    for model in read_models:
+        if not (isinstance(model, type) and issubclass(model, ReadModel)):
+            raise RegistrationError(f"read_models takes ReadModel classes, got {model!r}")
+        model.check()
     return Subscriber(
         name=name or cls.__name__,
         kind=kind,
@@ -126,4 +135,6 @@ def build_subscriber(
         max_attempts=max_attempts,
         on_failure=on_failure,
         batch_size=batch_size,
+        read_models=tuple(read_models),
+        version=None if version is None else str(version),
     )

@@ -1,0 +1,119 @@
+"""Running a projection rebuild: blue/green (default) or in place, with progress reports."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from worker import projection
+from worker.consumer import Consumer
+from worker.errors import WorkerError
+from worker.message_store import MessageStore
+from worker.notifier import Waker
+from worker.position_store import PostgresPositionStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import asyncpg
+
+    from worker.domain import Domain
+    from worker.settings import WorkerSettings
+    from worker.subscriber import Subscriber
+
+log = structlog.get_logger("worker.rebuild")
+
+
+def find_projector(domain: Domain, name: str) -> Subscriber:
+    """The projector named ``name`` that owns read models, or a clear error."""
+    for subscriber in domain.subscribers:
+        if subscriber.name == name:
+            if not subscriber.read_models:
+                raise WorkerError(
+                    f"{name!r} declares no read models: nothing to rebuild (use `worker reset`)"
+                )
+            return subscriber
+    names = ", ".join(s.name for s in domain.subscribers if s.read_models) or "none"
+    raise WorkerError(f"no projection named {name!r} (projections: {names})")
+
+
+async def _heads(store: MessageStore, subscriber: Subscriber) -> dict[str, int]:
+    return {c: await store.category_head(c) or 0 for c in subscriber.categories}
+
+
+async def run_consumers(
+    consumers: list[Consumer],
+    heads: dict[str, int],
+    on_progress: Callable[[int, int], None] | None,
+    stop: anyio.Event | None = None,
+) -> None:
+    """Run consumers until each is caught up, reporting (done, total) as they go."""
+    stop = stop or anyio.Event()
+    total = sum(heads.values())
+    async with anyio.create_task_group() as tg:
+        for consumer in consumers:
+            tg.start_soon(partial(consumer.run, stop, until_caught_up=True))
+        if on_progress is not None:
+            while any(c.state not in ("done", "stopped") for c in consumers):
+                on_progress(sum(min(c.position, heads[c.category]) for c in consumers), total)
+                await anyio.sleep(0.2)
+            on_progress(total, total)
+    stopped = [c.name for c in consumers if c.state == "stopped"]
+    if stopped:
+        raise WorkerError(f"rebuild halted: consumers stopped on failure: {', '.join(stopped)}")
+
+
+async def rebuild(
+    domain: Domain,
+    dsn: str,
+    pool: asyncpg.Pool[Any],
+    settings: WorkerSettings,
+    subscriber: Subscriber,
+    *,
+    in_place: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Rebuild a projection; returns the live generation afterwards."""
+    from worker.runner import consumer_options  # runner imports this module's callers
+
+    store = MessageStore(pool)
+    heads = await _heads(store, subscriber)
+
+    def consumer(category: str, generation: int | None) -> Consumer:
+        return Consumer(
+            subscriber,
+            category,
+            dsn=dsn,
+            pool=pool,
+            store=store,
+            positions=PostgresPositionStore(pool),
+            waker=Waker(),
+            options=consumer_options(settings, subscriber),
+            generation=generation,
+        )
+
+    async with pool.acquire() as conn:
+        if in_place:
+            await projection.rebuild_in_place(conn, subscriber)
+            live = [consumer(c, None) for c in subscriber.categories]
+            if not all([await c.lease.try_acquire() for c in live]):
+                for c in live:
+                    await c.lease.release()
+                log.info("a running worker holds the projection: it replays it from 0")
+                found = await projection.state(conn, subscriber.name)
+                return found[0] if found else 1
+            for c in live:
+                await c.lease.release()
+            await run_consumers(live, heads, on_progress)
+            found = await projection.state(conn, subscriber.name)
+            return found[0] if found else 1
+        target = await projection.start_build(conn, subscriber)
+        log.info("rebuilding projection", projection=subscriber.name, generation=target)
+        await run_consumers(
+            [consumer(c, target) for c in subscriber.categories], heads, on_progress
+        )
+        await projection.switch(conn, subscriber, target)
+    return target

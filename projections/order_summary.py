@@ -71,7 +71,9 @@ class OrderSummaryProjector:
     @on(OrderConfirmed)
     def confirmed(self, event: OrderConfirmed, ctx: Context) -> None:
         ctx.table(OrderSummary).update(
-            event.order_id, status="CONFIRMED", confirmed_at=event.confirmed_at,
+            event.order_id,
+            status="CONFIRMED",
+            confirmed_at=event.confirmed_at,
             events=Increment(1),
         )
         self._move(ctx, "PENDING", "CONFIRMED")
@@ -79,8 +81,11 @@ class OrderSummaryProjector:
     @on(OrderShipped)
     def shipped(self, event: OrderShipped, ctx: Context) -> None:
         ctx.table(OrderSummary).update(
-            event.order_id, status="SHIPPED", shipped_at=ctx.message.time,
-            tracking=event.tracking, events=Increment(1),
+            event.order_id,
+            status="SHIPPED",
+            shipped_at=ctx.message.time,
+            tracking=event.tracking,
+            events=Increment(1),
         )
         self._move(ctx, "CONFIRMED", "SHIPPED")
 

@@ -120,3 +120,7 @@ SELECT {_COLUMNS} FROM message_store.messages WHERE global_position = $1
 DELETE_DEAD_LETTER: LiteralString = "DELETE FROM worker.dead_letters WHERE id = $1"
 
 LIVE_GENERATION: LiteralString = "SELECT generation FROM worker.projections WHERE name = $1"
+
+REPORT_STATE: LiteralString = """
+UPDATE worker.leases SET state = $2, state_at = now() WHERE consumer = $1
+"""

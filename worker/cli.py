@@ -10,7 +10,7 @@ from typing import Annotated
 import anyio
 import typer
 
-from worker import _cli_dlq
+from worker import _cli_dlq, _cli_projections
 from worker.app import App
 from worker.database import is_embedded, redact, resolve_dsn, stop_embedded
 from worker.errors import WorkerError
@@ -50,6 +50,7 @@ def _load_app() -> App:
 
 
 app.add_typer(_cli_dlq.bind(_load_app), name="dlq")
+_cli_projections.register(app, _load_app)
 
 
 @app.command("run")

@@ -138,6 +138,8 @@ class Consumer:
                 self._log.warning("lease lost; waiting to take it back", error=str(error))
             except ConsumerStoppedError:
                 self.state = "stopped"
+                with contextlib.suppress(Exception):
+                    await self.lease.report("stopped")
                 return
             except Exception as error:
                 if not is_transient(error):
@@ -158,6 +160,7 @@ class Consumer:
             )
         await self._refresh(force=True)
         self.state = "running"
+        await self.lease.report("running")
         self._log.info("consumer started", category=self.category, position=self.position)
         idle = self.options.poll_min
         ahead: list[Message] | None = None

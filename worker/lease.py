@@ -75,6 +75,11 @@ class Lease:
                     await anyio.sleep(self.retry_interval)
         return False
 
+    async def report(self, state: str) -> None:
+        """Record the consumer's state for ``worker status`` (e.g. ``stopped``)."""
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.execute(q.REPORT_STATE, self.consumer, state)
+
     async def release(self) -> None:
         """Give the lease up (closing its connection releases the lock in any case)."""
         conn, self._conn = self._conn, None

@@ -133,6 +133,16 @@ async def head(conn: asyncpg.Connection[Any]) -> int:
     return value
 
 
+async def caught_up(conn: asyncpg.Connection[Any], worker: WorkerProcess) -> None:
+    """Wait until the running ``worker`` has committed the category head."""
+
+    async def at_head() -> bool:
+        worker.assert_running()
+        return await position(conn) == await head(conn)
+
+    await wait_until(at_head, 30, "the worker to reach the category head", worker)
+
+
 async def open_batches(conn: asyncpg.Connection[Any]) -> int:
     """How many of the worker's backends are inside a transaction right now."""
     return int(
@@ -213,6 +223,9 @@ class WorkerProcess:
     def logged(self, event: str) -> bool:
         return any(entry.get("event") == event for entry in self.events())
 
+    def assert_running(self) -> None:
+        assert self.returncode is None, f"{self.name} exited ({self.returncode})" + self.tail()
+
     def tail(self, lines: int = 25) -> str:
         text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
         return f"\n--- last {len(text)} lines of {self.log_path} ---\n" + "\n".join(text)
@@ -223,7 +236,7 @@ class WorkerProcess:
         async def seen() -> bool:
             if self.logged(event):
                 return True
-            assert self.returncode is None, f"{self.name} exited ({self.returncode})" + self.tail()
+            self.assert_running()
             return False
 
         await wait_until(seen, within, f"{self.name} to log {event!r}", self)

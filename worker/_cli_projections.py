@@ -1,0 +1,159 @@
+"""``worker status``, ``worker reset`` and ``worker rebuild``."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated, Any
+
+import anyio
+import structlog
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from worker.errors import WorkerError
+from worker.lease import Lease, owner_id
+from worker.position_store import PostgresPositionStore
+from worker.rebuild import find_projector, rebuild
+from worker.status import consumer_status
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from worker.app import App
+
+log = structlog.get_logger("worker.cli")
+
+
+def register(app: typer.Typer, load: Callable[[], App]) -> None:
+    """Add the commands to the ``worker`` command group."""
+
+    @app.command("status")
+    def status(
+        as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+    ) -> None:
+        """Every consumer: position, head, lag, state, leaseholder, parked messages."""
+        application = load()
+
+        async def work() -> list[dict[str, Any]]:
+            pool = await application.pool()
+            try:
+                return [s.as_dict() for s in await consumer_status(pool, application.domain)]
+            finally:
+                await pool.close()
+
+        rows = anyio.run(work)
+        if as_json:
+            typer.echo(json.dumps(rows, indent=2))
+            return
+        table = Table(
+            "consumer", "position", "head", "lag", "lag (s)", "state", "leaseholder", "parked"
+        )
+        for r in rows:
+            table.add_row(
+                r["consumer"],
+                str(r["position"]),
+                str(r["head"]),
+                str(r["lag_messages"]),
+                f"{r['lag_seconds']:.1f}",
+                r["state"],
+                r["leaseholder"] or "-",
+                str(r["parked"]),
+            )
+        Console().print(table)
+
+    @app.command("reset")
+    def reset(
+        consumer: Annotated[str, typer.Argument(help="Consumer name, e.g. order_summary:order.")],
+        to: Annotated[
+            int, typer.Option("--to", min=0, help="Global position to resume after.")
+        ] = 0,
+        wait: Annotated[
+            bool, typer.Option(help="Wait for the process holding the consumer to let go.")
+        ] = False,
+    ) -> None:
+        """Set a consumer's position (it resumes with the message after it)."""
+        application = load()
+        known = {s.consumer_name(c) for s in application.domain.subscribers for c in s.categories}
+        if consumer not in known:
+            raise WorkerError(
+                f"no consumer named {consumer!r}; known: {', '.join(sorted(known)) or 'none'}"
+            )
+
+        async def work() -> int:
+            pool = await application.pool()
+            lease = Lease(application.dsn, consumer)
+            try:
+                if not await lease.try_acquire():
+                    if not wait:
+                        raise WorkerError(
+                            f"consumer {consumer!r} is held by a running worker; stop it or "
+                            "pass --wait"
+                        )
+                    await lease.acquire()
+                positions = PostgresPositionStore(pool)
+                before = await positions.load(consumer)
+                await positions.set(consumer, to)
+                log.info("position reset", consumer=consumer, old=before, new=to, by=owner_id())
+                return before
+            finally:
+                await lease.release()
+                await pool.close()
+
+        before = anyio.run(work)
+        typer.echo(f"{consumer}: position {before} -> {to}")
+
+    @app.command("rebuild")
+    def rebuild_command(
+        projection: Annotated[str, typer.Argument(help="Projection (projector) name.")],
+        in_place: Annotated[
+            bool, typer.Option("--in-place", help="Truncate and replay instead of blue/green.")
+        ] = False,
+    ) -> None:
+        """Rebuild a projection from position 0 (blue/green: readers keep the old tables)."""
+        application = load()
+        subscriber = find_projector(application.domain, projection)
+        columns = (
+            TextColumn(f"rebuilding {projection}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]} msg/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+
+        async def work(progress: Progress) -> int:
+            task = progress.add_task("rebuild", total=None, rate=0)
+            started = anyio.current_time()
+
+            def report(done: int, total: int) -> None:
+                elapsed = max(anyio.current_time() - started, 1e-6)
+                progress.update(task, completed=done, total=total, rate=round(done / elapsed))
+
+            pool = await application.pool(max_size=2 * len(subscriber.categories) + 2)
+            try:
+                return await rebuild(
+                    application.domain,
+                    application.dsn,
+                    pool,
+                    application.settings.worker,
+                    subscriber,
+                    in_place=in_place,
+                    on_progress=report,
+                )
+            finally:
+                await pool.close()
+
+        with Progress(*columns) as progress:
+            generation = anyio.run(work, progress)
+        typer.echo(f"{projection}: live generation {generation}")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 from worker import Increment, ReadModel
 from worker.database import create_pool
 from worker.read_model import Table, create_table_sql, physical
+
+if TYPE_CHECKING:
+    import asyncpg
 
 pytestmark = pytest.mark.anyio
 
@@ -108,7 +111,7 @@ async def check(dsn: str, history: list[tuple[Any, ...]], cuts: list[int]) -> No
 
         async with pool.acquire() as conn:
             bounds = sorted({0, len(history), *[c % (len(history) + 1) for c in cuts]})
-            for start, end in zip(bounds, bounds[1:], strict=False):
+            for start, end in itertools.pairwise(bounds):
                 async with conn.transaction():
                     table = Table(Row, generation, conn, now)
                     for op in history[start:end]:

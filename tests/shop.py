@@ -55,11 +55,17 @@ async def write_orders(store: MessageStore, count: int, seed: int = 1) -> Fold:
         fold.orders[order_id] = (status, sum(i.quantity for i in items), total, len(events))
         pending.append((order_id, events))
     # Interleave streams: write each order's events in rounds, so batches mix orders.
-    for round_ in range(3):
-        for order_id, events in pending:
-            if round_ < len(events):
-                await store.write(f"order-{order_id}", events[round_].to_message())
+    async with _connection(store) as conn, conn.transaction():
+        for round_ in range(3):
+            for order_id, events in pending:
+                if round_ < len(events):
+                    message = events[round_].to_message()
+                    await store.write(f"order-{order_id}", message, conn=conn)
     return fold
+
+
+def _connection(store: MessageStore) -> Any:
+    return store.executor.acquire()  # type: ignore[union-attr]
 
 
 async def read_summary(conn: Any) -> dict[str, tuple[str, int, Decimal, int]]:

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = "worker_test_template"
+# One template per test session, so sessions on one server never drop each other's template.
+TEMPLATE = f"worker_test_template_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +60,34 @@ async def _admin(dsn: str, *statements: str) -> None:
         await conn.close()
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _drop_orphans(dsn: str) -> None:
+    """Drop templates left by test sessions that were killed (their process is gone)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        names = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'worker\\_test\\_template\\_%'"
+            )
+        ]
+    finally:
+        await conn.close()
+    for name in names:
+        pid = name.rsplit("_", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            await _admin(dsn, f"DROP DATABASE IF EXISTS {quote_identifier(name)} WITH (FORCE)")
+
+
 @pytest.fixture(scope="session")
 def server_dsn() -> str:
     """DSN of the test server's ``postgres`` database."""
@@ -66,16 +95,18 @@ def server_dsn() -> str:
 
 
 @pytest.fixture(scope="session")
-def template_dsn(server_dsn: str) -> str:
+def template_dsn(server_dsn: str) -> Iterator[str]:
     """A template database with MessageDB and the worker schema installed, made once."""
     name = quote_identifier(TEMPLATE)
 
     async def build() -> None:
+        await _drop_orphans(server_dsn)
         await _admin(server_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await install(with_database(server_dsn, TEMPLATE), MessageDBSettings())
 
     anyio.run(build)
-    return with_database(server_dsn, TEMPLATE)
+    yield with_database(server_dsn, TEMPLATE)
+    anyio.run(_admin, server_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import LiteralString
 
-# The columns of a Message, in MessageDB's order; time is returned zone-aware (stored as UTC).
+# The columns of a Message, in MessageDB's order; data and metadata as JSON text (decoded on
+# demand, validated straight from text); time zone-aware (stored as UTC).
 _COLUMNS: LiteralString = (
-    "id::text, stream_name, type, position, global_position, data, metadata, "
+    "id::text, stream_name, type, position, global_position, data::text, metadata::text, "
     "time AT TIME ZONE 'UTC'"
 )
 

@@ -165,7 +165,10 @@ class Consumer:
         idle = self.options.poll_min
         ahead: list[Message] | None = None
         while not stop.is_set():
+            if not self.lease.held:
+                raise LeaseLostError(f"consumer {self.name} lost its lock connection")
             await self._refresh()
+            mark = self._waker.mark(self.category)
             batch = ahead if ahead is not None else await self._read(self.position)
             ahead = None
             if batch:
@@ -177,7 +180,7 @@ class Consumer:
             self.state = "caught_up"
             if until_caught_up:
                 return
-            if await self._waker.wait(self.category, seconds=idle):
+            if await self._waker.wait(self.category, seconds=idle, since=mark):
                 idle = self.options.poll_min
             else:
                 idle = min(idle * 2, self.options.poll_max)
@@ -289,7 +292,7 @@ class Consumer:
     @staticmethod
     async def _dispatch(route: _Route, message: Message, ctx: Context) -> None:
         try:
-            event = route.event_class.model_validate(message.data)
+            event = route.event_class.model_validate_json(message.data_json)
         except ValidationError as error:
             raise MalformedMessageError(
                 message.stream_name,
@@ -379,9 +382,11 @@ class Consumer:
         for dead_letter_id, global_position in await dead_letters.parked_of_stream(
             self._pool, self.name, stream_name
         ):
-            row = await self._pool.fetchrow(q.READ_BY_GLOBAL_POSITION, global_position)
+            row: Message | None = await self._pool.fetchrow(
+                q.READ_BY_GLOBAL_POSITION, global_position, record_class=Message
+            )
             try:
-                await self._replay_one(dead_letter_id, None if row is None else Message(*row))
+                await self._replay_one(dead_letter_id, row)
             except HandlerFailed as failed:
                 await dead_letters.failed_again(self._pool, dead_letter_id, failed.error, 1)
                 self._log.error(

@@ -214,7 +214,7 @@ class Domain:
         if cls is None:
             return None
         try:
-            return cls.model_validate(message.data)
+            return cls.model_validate_json(message.data_json)
         except ValidationError as error:
             raise MalformedMessageError(
                 message.stream_name,

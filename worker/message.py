@@ -6,31 +6,82 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+import orjson
+
 if TYPE_CHECKING:
     from datetime import datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One row of ``message_store.messages``, with data and metadata decoded once.
+class Message(asyncpg.Record):
+    """One row of ``message_store.messages``, in MessageDB's column order.
 
-    The field order is MessageDB's column order, so a row builds a ``Message`` positionally.
+    Rows are built by asyncpg itself (``record_class=Message``): no Python object per row.
+    ``data`` and ``metadata`` arrive as JSON text and are decoded when read (each access
+    decodes again: keep the result); typed events are validated straight from the text.
     ``time`` is timezone-aware UTC (MessageDB stores UTC without a zone).
     """
 
-    id: str
-    stream_name: str
-    type: str
-    position: int
-    global_position: int
-    data: dict[str, Any]
-    metadata: dict[str, Any] | None
-    time: datetime
+    __slots__ = ()
+
+    @property
+    def id(self) -> str:
+        value: str = self[0]
+        return value
+
+    @property
+    def stream_name(self) -> str:
+        value: str = self[1]
+        return value
+
+    @property
+    def type(self) -> str:
+        value: str = self[2]
+        return value
+
+    @property
+    def position(self) -> int:
+        value: int = self[3]
+        return value
+
+    @property
+    def global_position(self) -> int:
+        value: int = self[4]
+        return value
+
+    @property
+    def data_json(self) -> str:
+        """The data as stored (JSON text); ``{}`` when MessageDB holds NULL."""
+        value: str | None = self[5]
+        return value or "{}"
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The data, decoded."""
+        value: dict[str, Any] = orjson.loads(self.data_json)
+        return value
+
+    @property
+    def metadata(self) -> dict[str, Any] | None:
+        """The metadata, decoded (``None`` when there is none)."""
+        raw: str | None = self[6]
+        if raw is None:
+            return None
+        value: dict[str, Any] | None = orjson.loads(raw)
+        return value
+
+    @property
+    def time(self) -> datetime:
+        value: datetime = self[7]
+        return value
 
     @property
     def category(self) -> str:
         """The stream's category: the text before the first ``-``."""
         return self.stream_name.split("-", 1)[0]
+
+    def __repr__(self) -> str:
+        return f"<Message {self.stream_name}@{self.position} #{self.global_position} {self.type}>"
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,10 +160,10 @@ class MessageStore:
         """Up to ``batch_size`` messages of a stream from ``position``, in stream order."""
         check_stream_name(stream_name)
         _check_batch_size(batch_size)
-        rows = await (conn or self._executor).fetch(
-            q.READ_STREAM, stream_name, position, batch_size
+        rows: list[Message] = await (conn or self._executor).fetch(
+            q.READ_STREAM, stream_name, position, batch_size, record_class=Message
         )
-        return [Message(*row) for row in rows]
+        return rows
 
     async def iter_stream(
         self, stream_name: str, position: int = 0, batch_size: int = 1000
@@ -199,7 +199,7 @@ class MessageStore:
         _check_group(consumer_group_member, consumer_group_size)
         if correlation is not None:
             check_category(correlation)
-        rows = await (conn or self._executor).fetch(
+        rows: list[Message] = await (conn or self._executor).fetch(
             q.READ_CATEGORY,
             category,
             position,
@@ -207,14 +207,17 @@ class MessageStore:
             correlation,
             consumer_group_member,
             consumer_group_size,
+            record_class=Message,
         )
-        return [Message(*row) for row in rows]
+        return rows
 
     async def last_message(self, stream_name: str, type: str | None = None) -> Message | None:
         """The newest message of a stream (of ``type``, when given), or ``None``."""
         check_stream_name(stream_name)
-        row = await self._executor.fetchrow(q.LAST_MESSAGE, stream_name, type)
-        return None if row is None else Message(*row)
+        row: Message | None = await self._executor.fetchrow(
+            q.LAST_MESSAGE, stream_name, type, record_class=Message
+        )
+        return row
 
     async def stream_version(
         self, stream_name: str, *, conn: Connection | None = None

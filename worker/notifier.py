@@ -25,25 +25,40 @@ CHANNEL = "worker_messages"
 
 
 class Waker:
-    """Per-category wake-up events for sleeping consumers."""
+    """Per-category wake-up counters and events for sleeping consumers.
+
+    A consumer takes a ``mark`` before it reads; ``wait(since=mark)`` returns at once when a
+    wake-up came in the meantime, so a notification that arrives while the consumer is busy
+    is not lost.
+    """
 
     def __init__(self) -> None:
         self._events: dict[str, anyio.Event] = {}
+        self._counts: dict[str, int] = {}
+        self._all = 0
+
+    def mark(self, category: str) -> int:
+        """The wake-up count of ``category`` now."""
+        return self._counts.get(category, 0) + self._all
 
     def wake(self, category: str) -> None:
         """Wake every consumer sleeping on ``category``."""
+        self._counts[category] = self._counts.get(category, 0) + 1
         event = self._events.pop(category, None)
         if event is not None:
             event.set()
 
     def wake_all(self) -> None:
-        """Wake every sleeping consumer (stop requested, or notifications may have been lost)."""
+        """Wake every consumer (stop requested, or notifications may have been lost)."""
+        self._all += 1
         events, self._events = self._events, {}
         for event in events.values():
             event.set()
 
-    async def wait(self, category: str, *, seconds: float) -> bool:
-        """Sleep until woken for ``category`` or ``seconds`` pass; True when woken."""
+    async def wait(self, category: str, *, seconds: float, since: int | None = None) -> bool:
+        """Sleep until woken for ``category`` (after ``since``) or ``seconds`` pass."""
+        if since is not None and self.mark(category) != since:
+            return True
         event = self._events.get(category)
         if event is None:
             event = self._events[category] = anyio.Event()

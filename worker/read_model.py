@@ -260,14 +260,26 @@ class Table:
         state = self._rows.get(key)
         if state is None:
             state = self._rows[key] = _Row()
+        if state.ops is not None:  # unresolved until the row is loaded
+            state.ops.append((position, kind, payload))
+            return
         if self.exact:
             if state.stored is None:
-                (state.ops if state.ops is not None else _ops(state)).append(
-                    (position, kind, payload)
-                )
+                state.ops = [(position, kind, payload)]
                 return
             if position <= state.stored:
                 return  # applied before the reset: already in the row
+        elif kind == "add" and state.is_patch and not state.upsert:
+            # An update of a row not known to exist, then an add: whether the update counts
+            # depends on the row, so the key is resolved by loading it at flush.
+            state.ops = (
+                [(state.position, "update", _patch_changes(state))]
+                if (state.sets or state.increments)
+                else []
+            )
+            state.ops.append((position, kind, payload))
+            state.sets, state.increments = {}, {}
+            return
         self._rows[key] = _step(self, key, state, kind, payload, position)
 
     def _new(self, key: Any, changes: dict[str, Any]) -> ReadModel:
@@ -330,9 +342,9 @@ class Table:
             stored=stored,
             position=stored,
         )
-        if self.exact:
-            for position, kind, payload in state.ops or []:
-                if position > stored:
+        if state.ops is not None:
+            for position, kind, payload in state.ops:
+                if not self.exact or position > stored:
                     base = _step(self, key, base, kind, payload, position)
             self._rows[key] = base
             return
@@ -345,8 +357,9 @@ class Table:
 
     async def flush(self) -> None:
         """Write every pending change: a few set-based statements, in the caller's transaction."""
-        if self.exact:
-            await self.load(list(self._rows))
+        unresolved = [k for k, state in self._rows.items() if state.ops is not None]
+        if unresolved:
+            await self.load(unresolved)
         rows: list[tuple[ReadModel, int]] = []
         patches: dict[tuple[bool, tuple[str, ...], tuple[str, ...]], list[tuple[Any, _Row]]] = {}
         deletes: list[Any] = []
@@ -438,11 +451,6 @@ class Table:
                 f"FROM unnest({self._array_args(names)}) AS v({', '.join(quoted)}) WHERE {match}"
             )
         await self._conn.execute(sql, *columns)
-
-
-def _ops(state: _Row) -> list[tuple[int, str, Any]]:
-    state.ops = []
-    return state.ops
 
 
 def _step(table: Table, key: Any, state: _Row, kind: str, payload: Any, position: int) -> _Row:

@@ -56,8 +56,28 @@ class ConsumerOptions:
 
 @dataclass(frozen=True, slots=True)
 class _Route:
+    """What to do with one message type: validate its JSON, then call the handlers."""
+
     event_class: type[BaseEvent]
     calls: tuple[tuple[Callable[..., Any], bool], ...]
+    validate: Callable[[str], BaseEvent]
+    single: Callable[..., Any] | None  # the one handler, awaited directly, when it is async
+
+
+def _route(
+    event_class: type[BaseEvent], calls: tuple[tuple[Callable[..., Any], bool], ...]
+) -> _Route:
+    single = calls[0][0] if len(calls) == 1 and calls[0][1] else None
+    validator = event_class.__pydantic_validator__
+    return _Route(event_class, calls, validator.validate_json, single)
+
+
+def malformed(message: Message, error: ValidationError) -> MalformedMessageError:
+    """A message whose data does not validate against its event class."""
+    detail = "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '<data>'}: {e['msg']}" for e in error.errors()
+    )
+    return MalformedMessageError(message.stream_name, message.position, message.type, detail)
 
 
 class HandlerFailed(Exception):
@@ -120,7 +140,7 @@ class Consumer:
         table: dict[str, _Route] = {}
         for cls, calls in by_class.items():
             for type_name in (cls.type_name(), *cls.__aliases__):
-                table[type_name] = _Route(cls, tuple(calls))
+                table[type_name] = _route(cls, tuple(calls))
         return table
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -253,15 +273,24 @@ class Consumer:
         """One transaction: every message's handlers, then the new position."""
         async with self._pool.acquire() as conn, conn.transaction():
             ctx = self._context(conn, batch[0])
+            routes, parked = self._routes, self.parked
             for index, message in enumerate(batch):
-                route = self._routes.get(message.type)
+                # The hot loop: rows are indexed directly (2: type, 1: stream, 5: data).
+                route = routes.get(message[2])
                 if route is None:
                     continue
-                if self.parked and message.stream_name in self.parked:
+                if parked and message[1] in parked:
                     await dead_letters.park(conn, self.name, message, None)
                     continue
                 try:
-                    await self._dispatch(route, message, ctx)
+                    event = route.validate(message[5] or "{}")
+                    ctx.message = message
+                    if route.single is not None:
+                        await route.single(event, ctx)
+                    else:
+                        await self._call_all(route, event, ctx)
+                except ValidationError as error:
+                    raise HandlerFailed(index, malformed(message, error)) from None
                 except Exception as error:
                     if is_transient(error):
                         raise
@@ -290,25 +319,21 @@ class Consumer:
         )
 
     @staticmethod
-    async def _dispatch(route: _Route, message: Message, ctx: Context) -> None:
-        try:
-            event = route.event_class.model_validate_json(message.data_json)
-        except ValidationError as error:
-            raise MalformedMessageError(
-                message.stream_name,
-                message.position,
-                message.type,
-                "; ".join(
-                    f"{'.'.join(map(str, e['loc'])) or '<data>'}: {e['msg']}"
-                    for e in error.errors()
-                ),
-            ) from None
-        ctx._begin(message)
+    async def _call_all(route: _Route, event: BaseEvent, ctx: Context) -> None:
         for call, is_async in route.calls:
             if is_async:
                 await call(event, ctx)
             else:
                 call(event, ctx)
+
+    async def _dispatch(self, route: _Route, message: Message, ctx: Context) -> None:
+        """Decode and handle one message (the slow paths: replays)."""
+        try:
+            event = route.validate(message.data_json)
+        except ValidationError as error:
+            raise malformed(message, error) from None
+        ctx.message = message
+        await self._call_all(route, event, ctx)
 
     # -- failures ----------------------------------------------------------------------------
 

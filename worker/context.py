@@ -33,6 +33,7 @@ class Context:
 
     __slots__ = (
         "_emitted",
+        "_emitted_for",
         "_store",
         "_tables",
         "conn",
@@ -56,6 +57,7 @@ class Context:
         self._store = store
         self.message: Message
         self._emitted = 0
+        self._emitted_for: Message | None = None
         self._tables: dict[type[ReadModel], Table] = {}
         self.generation = generation
         self.exact = exact
@@ -76,10 +78,6 @@ class Context:
         """Write the batch's read-model changes (the consumer calls this before committing)."""
         for table in self._tables.values():
             await table.flush()
-
-    def _begin(self, message: Message) -> None:
-        self.message = message
-        self._emitted = 0
 
     @property
     def idempotency_key(self) -> str:
@@ -108,6 +106,8 @@ class Context:
     ) -> int:
         """Write a message caused by the one being handled, in the batch's transaction."""
         meta = follow(self.message, **(metadata or {}))
+        if self._emitted_for is not self.message:
+            self._emitted_for, self._emitted = self.message, 0
         self._emitted += 1
         ident = str(uuid.uuid5(_IDS, f"{self.consumer}/{self.message.id}/{self._emitted}"))
         if self.exact:

@@ -227,6 +227,7 @@ class Table:
         self._rows: dict[Any, _Row] = {}
         self._columns = {c.name: c for c in model.columns()}
         self._names = [c.name for c in model.columns()]
+        self._checked: set[tuple[str, ...]] = set()
 
     # -- changes (no I/O) --------------------------------------------------------------------
 
@@ -251,15 +252,33 @@ class Table:
         self._change(key, "delete", None)
 
     def _check(self, changes: dict[str, Any]) -> None:
-        unknown = set(changes) - set(self._columns)
+        names = tuple(changes)
+        if names in self._checked:
+            return
+        unknown = set(names) - set(self._columns)
         if unknown:
             raise ValueError(f"{self.model.__qualname__} has no column(s) {sorted(unknown)}")
+        self._checked.add(names)
 
     def _change(self, key: Any, kind: str, payload: Any) -> None:
         position = self._position()
         state = self._rows.get(key)
+        patching = kind == "update" or kind == "add"
         if state is None:
+            if patching and not self.exact:  # first change of this key in the batch
+                state = self._rows[key] = _Row(upsert=kind == "add", position=position)
+                _merge(state, payload)
+                return
             state = self._rows[key] = _Row()
+        elif patching and not self.exact and state.ops is None:
+            if state.row is not None:  # a row already in this batch: change it in memory
+                _apply(state.row, payload)
+                state.position = position
+                return
+            if state.is_patch and (kind == "update" or state.upsert):
+                _merge(state, payload)
+                state.position = position
+                return
         if state.ops is not None:  # unresolved until the row is loaded
             state.ops.append((position, kind, payload))
             return
@@ -269,15 +288,18 @@ class Table:
                 return
             if position <= state.stored:
                 return  # applied before the reset: already in the row
-        elif kind == "add" and state.is_patch and not state.upsert:
+        elif (
+            kind == "add"
+            and state.is_patch
+            and not state.upsert
+            and (state.sets or state.increments)
+        ):
             # An update of a row not known to exist, then an add: whether the update counts
             # depends on the row, so the key is resolved by loading it at flush.
-            state.ops = (
-                [(state.position, "update", _patch_changes(state))]
-                if (state.sets or state.increments)
-                else []
-            )
-            state.ops.append((position, kind, payload))
+            state.ops = [
+                (state.position, "update", _patch_changes(state)),
+                (position, kind, payload),
+            ]
             state.sets, state.increments = {}, {}
             return
         self._rows[key] = _step(self, key, state, kind, payload, position)
@@ -475,21 +497,26 @@ def _step(table: Table, key: Any, state: _Row, kind: str, payload: Any, position
 
 
 def _apply(row: ReadModel, changes: dict[str, Any]) -> None:
+    # Straight into the model's __dict__: assignment is not validated (validate_assignment is
+    # off) and this skips pydantic's __setattr__ bookkeeping on the hot path.
+    values = row.__dict__
     for name, value in changes.items():
-        setattr(row, name, getattr(row, name) + value.by if isinstance(value, Increment) else value)
+        values[name] = values[name] + value.by if type(value) is Increment else value
 
 
 def _merge(state: _Row, changes: dict[str, Any]) -> None:
     """Fold changes into a patch: a set after an increment wins; an increment after a set adds."""
+    sets, increments = state.sets, state.increments
     for name, value in changes.items():
-        if isinstance(value, Increment):
-            if name in state.sets:
-                state.sets[name] = state.sets[name] + value.by
+        if type(value) is Increment:
+            if name in sets:
+                sets[name] = sets[name] + value.by
             else:
-                state.increments[name] = state.increments.get(name, 0) + value.by
+                increments[name] = increments.get(name, 0) + value.by
         else:
-            state.increments.pop(name, None)
-            state.sets[name] = value
+            if increments:
+                increments.pop(name, None)
+            sets[name] = value
 
 
 def _patch_changes(state: _Row) -> dict[str, Any]:

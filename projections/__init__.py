@@ -2,5 +2,6 @@
 
 from projections.book_catalog import BookCatalogProjector
 from projections.order_summary import OrderSummaryProjector
+from projections.orders_by_status import OrdersByStatusProjector
 
-__all__ = ["BookCatalogProjector", "OrderSummaryProjector"]
+__all__ = ["BookCatalogProjector", "OrderSummaryProjector", "OrdersByStatusProjector"]

@@ -1,4 +1,4 @@
-"""``order_summary`` and ``orders_by_status``: read models of orders, one event at a time.
+"""``order_summary``: one row per order, kept one event at a time.
 
 The handlers are written per event; the worker merges each batch's changes per row and writes
 them in a few set-based statements at the end of the batch.
@@ -38,21 +38,9 @@ class OrderSummary(ReadModel):
     events: int = 1
 
 
-class OrdersByStatus(ReadModel):
-    """How many orders are in each status."""
-
-    __table__ = "orders_by_status"
-    __key__ = "status"
-
-    status: str
-    orders: int = 0
-
-
-@domain.projector(
-    name="order_summary", aggregates=[Order], read_models=[OrderSummary, OrdersByStatus], version=1
-)
+@domain.projector(name="order_summary", aggregates=[Order], read_models=[OrderSummary], version=1)
 class OrderSummaryProjector:
-    """Keeps ``order_summary`` and ``orders_by_status`` from the order events."""
+    """Keeps ``order_summary`` from the order events."""
 
     @on(OrderPlaced)
     def placed(self, event: OrderPlaced, ctx: Context) -> None:
@@ -66,7 +54,6 @@ class OrderSummaryProjector:
                 placed_at=ctx.message.time,
             )
         )
-        ctx.table(OrdersByStatus).add("PENDING", orders=Increment(1))
 
     @on(OrderConfirmed)
     def confirmed(self, event: OrderConfirmed, ctx: Context) -> None:
@@ -76,7 +63,6 @@ class OrderSummaryProjector:
             confirmed_at=event.confirmed_at,
             events=Increment(1),
         )
-        self._move(ctx, "PENDING", "CONFIRMED")
 
     @on(OrderShipped)
     def shipped(self, event: OrderShipped, ctx: Context) -> None:
@@ -87,10 +73,3 @@ class OrderSummaryProjector:
             tracking=event.tracking,
             events=Increment(1),
         )
-        self._move(ctx, "CONFIRMED", "SHIPPED")
-
-    @staticmethod
-    def _move(ctx: Context, old: str, new: str) -> None:
-        counts = ctx.table(OrdersByStatus)
-        counts.add(old, orders=Increment(-1))
-        counts.add(new, orders=Increment(1))

@@ -61,15 +61,22 @@ class _Route:
     event_class: type[BaseEvent]
     calls: tuple[tuple[Callable[..., Any], bool], ...]
     validate: Callable[[str], BaseEvent]
-    single: Callable[..., Any] | None  # the one handler, awaited directly, when it is async
+    single: Callable[..., Any] | None  # the one handler, when it is async
+    single_sync: Callable[..., Any] | None  # the one handler, when it is a plain function
 
 
 def _route(
     event_class: type[BaseEvent], calls: tuple[tuple[Callable[..., Any], bool], ...]
 ) -> _Route:
-    single = calls[0][0] if len(calls) == 1 and calls[0][1] else None
+    one = calls[0] if len(calls) == 1 else None
     validator = event_class.__pydantic_validator__
-    return _Route(event_class, calls, validator.validate_json, single)
+    return _Route(
+        event_class,
+        calls,
+        validator.validate_json,
+        one[0] if one is not None and one[1] else None,
+        one[0] if one is not None and not one[1] else None,
+    )
 
 
 def malformed(message: Message, error: ValidationError) -> MalformedMessageError:
@@ -287,6 +294,8 @@ class Consumer:
                     ctx.message = message
                     if route.single is not None:
                         await route.single(event, ctx)
+                    elif route.single_sync is not None:
+                        route.single_sync(event, ctx)
                     else:
                         await self._call_all(route, event, ctx)
                 except ValidationError as error:

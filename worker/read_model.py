@@ -227,7 +227,12 @@ class Table:
         self._rows: dict[Any, _Row] = {}
         self._columns = {c.name: c for c in model.columns()}
         self._names = [c.name for c in model.columns()]
-        self._checked: set[tuple[str, ...]] = set()
+        self._column_names = frozenset(self._names)
+        self._enum_columns = frozenset(
+            name
+            for name, f in model.model_fields.items()
+            if any(isinstance(t, type) and issubclass(t, enum.Enum) for t in _types(f.annotation))
+        )
 
     # -- changes (no I/O) --------------------------------------------------------------------
 
@@ -252,13 +257,10 @@ class Table:
         self._change(key, "delete", None)
 
     def _check(self, changes: dict[str, Any]) -> None:
-        names = tuple(changes)
-        if names in self._checked:
+        if changes.keys() <= self._column_names:
             return
-        unknown = set(names) - set(self._columns)
-        if unknown:
-            raise ValueError(f"{self.model.__qualname__} has no column(s) {sorted(unknown)}")
-        self._checked.add(names)
+        unknown = set(changes) - self._column_names
+        raise ValueError(f"{self.model.__qualname__} has no column(s) {sorted(unknown)}")
 
     def _change(self, key: Any, kind: str, payload: Any) -> None:
         position = self._position()
@@ -428,16 +430,17 @@ class Table:
             f"ON CONFLICT ({', '.join(_quote(k) for k in key_cols)}) DO UPDATE SET {update}"
         )
         dumped = [row.__dict__ for row, _ in rows]
-        columns = [[self._value(n, d[n]) for d in dumped] for n in self._names]
+        columns = [self._column(n, [d[n] for d in dumped]) for n in self._names]
         columns.append([position for _, position in rows])
         await self._conn.execute(sql, *columns)
 
-    def _value(self, name: str, value: Any) -> Any:
-        if isinstance(value, enum.Enum):
-            return value.value
+    def _column(self, name: str, values: list[Any]) -> list[Any]:
+        """A column's values as PostgreSQL takes them (JSON-ready, enums by value)."""
         if self._columns[name].pg_type == "jsonb":
-            return _jsonable(value)
-        return value
+            return [_jsonable(v) for v in values]
+        if name in self._enum_columns:
+            return [v.value if isinstance(v, enum.Enum) else v for v in values]
+        return values
 
     async def _patch_rows(
         self, shape: tuple[bool, tuple[str, ...], tuple[str, ...]], items: list[tuple[Any, _Row]]
@@ -446,7 +449,7 @@ class Table:
         key_cols = list(self.model.key_columns())
         names = [*key_cols, *sets, *increments, POSITION_COLUMN]
         columns = self._key_columns([key for key, _ in items])
-        columns += [[self._value(n, s.sets[n]) for _, s in items] for n in sets]
+        columns += [self._column(n, [s.sets[n] for _, s in items]) for n in sets]
         columns += [[s.increments[n] for _, s in items] for n in increments]
         columns.append([s.position for _, s in items])
         quoted = [_quote(n) for n in names]
@@ -521,6 +524,11 @@ def _merge(state: _Row, changes: dict[str, Any]) -> None:
 
 def _patch_changes(state: _Row) -> dict[str, Any]:
     return {**state.sets, **{k: Increment(v) for k, v in state.increments.items()}}
+
+
+def _types(annotation: Any) -> tuple[Any, ...]:
+    args = get_args(annotation)
+    return (annotation, *args) if args else (annotation,)
 
 
 def _jsonable(value: Any) -> Any:

@@ -42,7 +42,16 @@ async def test_killed_rebuild_resumes_and_switches_exactly(
     log = tmp_path / "rebuild.log"
     try:
         fold = await write_orders(MessageStore(pool), 8000, seed=seed)
-        first = await run(database_dsn, log, "run", "--until-caught-up", "--only", "order_summary")
+        first = await run(
+            database_dsn,
+            log,
+            "run",
+            "--until-caught-up",
+            "--only",
+            "order_summary",
+            "--only",
+            "orders_by_status",
+        )
         assert await first.wait() == 0, log.read_text()[-3000:]
         await assert_folded(pool, fold)
         expected = (await read_summary(pool), await read_statuses(pool))

@@ -27,7 +27,7 @@ SETTINGS = WorkerSettings(batch_size=100, retry_base_delay=0.001, poll_interval_
 
 
 async def catch_up(dsn: str, settings: WorkerSettings = SETTINGS) -> None:
-    runner = Runner(shop.domain, dsn, settings, only=["order_summary"])
+    runner = Runner(shop.domain, dsn, settings, only=["order_summary", "orders_by_status"])
     await runner.run(until_caught_up=True, handle_signals=False)
 
 
@@ -58,7 +58,8 @@ async def test_reset_then_replay_gives_the_clean_build(
     await catch_up(database_dsn)
     head = await store.category_head("order")
     assert head is not None
-    await reset(pool, database_dsn, "order_summary:order", 0 if to == "zero" else head // 2)
+    for consumer in ("order_summary:order", "orders_by_status:order"):
+        await reset(pool, database_dsn, consumer, 0 if to == "zero" else head // 2)
     await catch_up(database_dsn)
     await assert_folded(pool, fold)
     more = await write_orders(store, 50, seed=2)
@@ -101,7 +102,7 @@ async def test_blue_green_rebuild_never_shows_a_partial_table(
     tables = await pool.fetch(
         "SELECT tablename FROM pg_tables WHERE tablename LIKE 'order%' ORDER BY 1"
     )
-    assert [t[0] for t in tables] == ["order_summary__g2", "orders_by_status__g2"]
+    assert [t[0] for t in tables] == ["order_summary__g2", "orders_by_status__g1"]
 
 
 async def test_a_live_worker_carries_on_with_the_new_generation(
@@ -109,7 +110,7 @@ async def test_a_live_worker_carries_on_with_the_new_generation(
 ) -> None:
     """A running worker is fenced at the switch, reloads, and keeps projecting new events."""
     fold = await write_orders(store, 200)
-    runner = Runner(shop.domain, database_dsn, SETTINGS, only=["order_summary"])
+    runner = Runner(shop.domain, database_dsn, SETTINGS, only=["order_summary", "orders_by_status"])
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: runner.run(handle_signals=False))
         with anyio.fail_after(20):

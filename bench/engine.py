@@ -149,16 +149,16 @@ def server_dsn() -> str:
     return start_embedded(ROOT / ".worker" / "bench-postgres", "postgres")
 
 
-async def fresh_database(server: str) -> str:
+async def fresh_database(server: str, database: str = DATABASE) -> str:
     """Drop and create the scratch database; install MessageDB and the worker schema in it."""
     admin = await asyncpg.connect(server)
     try:
-        name = quote_identifier(DATABASE)
+        name = quote_identifier(database)
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.execute(f"CREATE DATABASE {name}")
     finally:
         await admin.close()
-    dsn = with_database(server, DATABASE)
+    dsn = with_database(server, database)
     await install(dsn, MessageDBSettings(), notify_trigger=True)
     return dsn
 

@@ -1,0 +1,244 @@
+"""Rebuild benchmark: `worker rebuild order_summary`, blue/green and in place, as history grows.
+
+    .venv/bin/python -m bench.rebuild [--sizes 100000,1000000] [--quick] [--repeat R]
+
+For each size, on a fresh scratch database (``worker_bench_rebuild`` on the server that
+``WORKER_EVENT_STORE__DATABASE_URI`` names, else the embedded PostgreSQL in
+``.worker/bench-postgres``) it writes the events of ``bench.engine`` (N/10 orders x 10 events),
+builds ``order_summary`` once with ``worker run --until-caught-up --only order_summary``, then
+times ``worker rebuild order_summary`` and ``worker rebuild order_summary --in-place``, each as a
+separate process (wall time and the process's peak RSS), and checks the read model after each.
+Beside them, in the same run and on the same database, the raw set-based baseline of
+``bench.engine`` (read + one set-based upsert per batch + position, one transaction per batch).
+
+Figures are printed and written to ``bench/results/rebuild.json``. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import anyio
+import asyncpg
+
+from bench.engine import (
+    EVENTS_PER_STREAM,
+    ROOT,
+    TARGET_SUMMARY,
+    check_summary,
+    fresh_database,
+    median_rate,
+    raw_set_based,
+    revision,
+    server_dsn,
+    server_info,
+    write_events,
+)
+from worker.installer import quote_identifier
+from worker.log import configure_logging
+
+RESULTS = ROOT / "bench" / "results" / "rebuild.json"
+DATABASE = "worker_bench_rebuild"
+CONFIG = ROOT / "domain.toml"
+PROJECTION = "order_summary"
+DEFAULT_SIZES = (100_000, 1_000_000)
+# Peak RSS at the largest size may exceed the smallest size's by this factor and still count
+# as flat (the interpreter, the imported app and the pool are a fixed share of it).
+TARGET_RSS_GROWTH = 1.25
+
+
+@dataclass
+class Options:
+    sizes: list[int]
+    repeat: int
+
+
+@dataclass
+class Child:
+    """A finished ``worker`` process: wall time and peak resident set."""
+
+    seconds: float
+    peak_rss_mb: float
+
+
+def worker_command() -> list[str]:
+    """The ``worker`` entry point of this interpreter's environment (``python -m worker`` else)."""
+    script = shutil.which("worker", path=os.path.dirname(sys.executable))
+    return [script] if script else [sys.executable, "-m", "worker"]
+
+
+def run_worker(dsn: str, *args: str) -> Child:
+    """Run ``worker --config domain.toml ARGS`` on ``dsn``; time it and read its peak RSS.
+
+    ``os.wait4`` returns the resource usage of that one child (``ru_maxrss``, KiB on Linux), so
+    neither the benchmark's own memory nor earlier children's count.
+    """
+    env = {**os.environ, "WORKER_EVENT_STORE__DATABASE_URI": dsn}
+    command = [*worker_command(), "--config", str(CONFIG), *args]
+    with tempfile.TemporaryFile("w+") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            output.seek(0)
+            tail = output.read()[-4000:]
+            raise RuntimeError(f"{' '.join(args)} exited {process.returncode}:\n{tail}")
+    scale = 1024 if sys.platform == "darwin" else 1  # bytes on macOS, KiB on Linux
+    return Child(elapsed, usage.ru_maxrss / scale / 1024)
+
+
+def startup_seconds(dsn: str) -> float:
+    """Wall time of a ``worker`` process that loads the app and does next to nothing."""
+    return min(run_worker(dsn, "status", "--json").seconds for _ in range(3))
+
+
+async def measure_size(dsn: str, size: int, options: Options) -> dict[str, Any]:
+    """Write ``size`` events into the fresh database ``dsn``, then rebuild and baseline on them."""
+    streams = size // EVENTS_PER_STREAM
+    n = streams * EVENTS_PER_STREAM
+    print(f"{n:,} events: writing ...", file=sys.stderr, flush=True)
+    figures: dict[str, Any] = {"events": n, "streams": streams}
+    figures["write"] = await write_events(dsn, streams)
+
+    def timed(*args: str) -> Child:
+        print(f"{n:,} events: worker {' '.join(args)} ...", file=sys.stderr, flush=True)
+        return run_worker(dsn, *args)
+
+    first = await anyio.to_thread.run_sync(
+        partial(timed, "run", "--until-caught-up", "--only", PROJECTION)
+    )
+    await check_summary(dsn, streams, n)
+    figures["initial_build"] = {"seconds": first.seconds, "events_per_s": n / first.seconds}
+    for key, args in (
+        ("blue_green", ("rebuild", PROJECTION)),
+        ("in_place", ("rebuild", PROJECTION, "--in-place")),
+    ):
+        runs = []
+        for _ in range(options.repeat):
+            child = await anyio.to_thread.run_sync(partial(timed, *args))
+            await check_summary(dsn, streams, n)
+            runs.append(child)
+        seconds = statistics.median(c.seconds for c in runs)
+        figures[key] = {
+            "seconds": seconds,
+            "events_per_s": n / seconds,
+            "peak_rss_mb": max(c.peak_rss_mb for c in runs),
+            "runs": [vars(c) for c in runs],
+        }
+    print(f"{n:,} events: raw set-based baseline ...", file=sys.stderr, flush=True)
+    figures["raw_set_based"] = await median_rate(partial(raw_set_based, dsn), options.repeat, n)
+    figures["startup_seconds"] = await anyio.to_thread.run_sync(startup_seconds, dsn)
+    for key in ("blue_green", "in_place"):
+        figures[key]["ratio"] = figures[key]["events_per_s"] / figures["raw_set_based"]
+    return figures
+
+
+async def main(options: Options) -> dict[str, Any]:
+    configure_logging("warning")
+    server = server_dsn()
+    figures: dict[str, Any] = {"repeat": options.repeat, "sizes": {}}
+    for size in options.sizes:
+        dsn = await fresh_database(server, DATABASE)
+        figures.setdefault("machine", await server_info(dsn))
+        figures["sizes"][str(size)] = await measure_size(dsn, size, options)
+    admin = await asyncpg.connect(server)
+    try:  # a million events take a few hundred MB of disk: drop them
+        await admin.execute(f"DROP DATABASE IF EXISTS {quote_identifier(DATABASE)} WITH (FORCE)")
+    finally:
+        await admin.close()
+    return figures
+
+
+def report(figures: dict[str, Any]) -> str:
+    """The figures as a Markdown table, with the targets."""
+    mark = {True: "met", False: "MISSED"}
+    lines = [
+        "| events | write | raw set-based | rebuild blue/green | ratio | peak RSS "
+        "| rebuild in place | ratio | peak RSS | process start |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in figures["sizes"].values():
+        bg, ip = f["blue_green"], f["in_place"]
+        lines.append(
+            f"| {f['events']:,} | {f['write']['write_events_per_s']:,.0f}/s "
+            f"| {f['raw_set_based']:,.0f}/s "
+            f"| {bg['events_per_s']:,.0f}/s ({bg['seconds']:.1f} s) | {bg['ratio']:.0%} "
+            f"| {bg['peak_rss_mb']:.0f} MB "
+            f"| {ip['events_per_s']:,.0f}/s ({ip['seconds']:.1f} s) | {ip['ratio']:.0%} "
+            f"| {ip['peak_rss_mb']:.0f} MB | {f['startup_seconds']:.2f} s |"
+        )
+    sizes = list(figures["sizes"].values())
+    ratios = [f[k]["ratio"] for f in sizes for k in ("blue_green", "in_place")]
+    lines += [
+        "",
+        f"rebuild / raw set-based: {min(ratios):.0%}-{max(ratios):.0%} "
+        f"(target >= {TARGET_SUMMARY:.0%}: {mark[min(ratios) >= TARGET_SUMMARY]})",
+    ]
+    if len(sizes) > 1:
+        small, large = sizes[0], sizes[-1]
+        growth = max(
+            large[k]["peak_rss_mb"] / small[k]["peak_rss_mb"] for k in ("blue_green", "in_place")
+        )
+        figures["rss_growth"] = growth
+        lines.append(
+            f"peak RSS at {large['events']:,} vs {small['events']:,} events: x{growth:.2f} "
+            f"(target flat, <= x{TARGET_RSS_GROWTH}: {mark[growth <= TARGET_RSS_GROWTH]})"
+        )
+    return "\n".join(lines)
+
+
+def parse(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.rebuild", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--sizes",
+        default=",".join(str(s) for s in DEFAULT_SIZES),
+        help="comma-separated event counts (10 per order); default %(default)s",
+    )
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (2,000 events)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per figure (median)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        return Options(sizes=[2_000], repeat=1)
+    try:
+        sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    except ValueError:
+        parser.error("--sizes takes comma-separated integers")
+    if not sizes or min(sizes) < EVENTS_PER_STREAM:
+        parser.error(f"every size must be at least {EVENTS_PER_STREAM}")
+    return Options(sizes, args.repeat)
+
+
+def run(argv: list[str] | None = None) -> None:
+    options = parse(argv)
+    figures = anyio.run(main, options)
+    figures["machine"]["revision"] = revision()
+    figures["machine"]["bench_peak_rss_mb"] = (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
+    text = report(figures)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
+    print(text)
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    run()

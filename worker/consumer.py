@@ -316,6 +316,7 @@ class Consumer:
             await self._positions.commit(conn, self.name, last, self.lease.epoch)
         self.position = last
         self.processed += len(batch)
+        self._log.debug("batch applied", messages=len(batch), position=last)
 
     def _context(self, conn: Connection, first: Message) -> Context:
         """A batch's context; exact (replay-safe) when the batch repeats applied messages."""

@@ -23,6 +23,7 @@ from worker import dead_letters
 from worker.context import Context
 from worker.errors import ConsumerStoppedError, LeaseLostError, MalformedMessageError
 from worker.lease import Lease
+from worker.log import current_context
 from worker.message import Message
 from worker.retry import Park, RetryAfter, RetryPolicy, Stop, is_transient
 
@@ -280,30 +281,34 @@ class Consumer:
         """One transaction: every message's handlers, then the new position."""
         async with self._pool.acquire() as conn, conn.transaction():
             ctx = self._context(conn, batch[0])
+            token = current_context.set(ctx)  # logs made by handlers name the message
             routes, parked = self._routes, self.parked
-            for index, message in enumerate(batch):
-                # The hot loop: rows are indexed directly (2: type, 1: stream, 5: data).
-                route = routes.get(message[2])
-                if route is None:
-                    continue
-                if parked and message[1] in parked:
-                    await dead_letters.park(conn, self.name, message, None)
-                    continue
-                try:
-                    event = route.validate(message[5] or "{}")
-                    ctx.message = message
-                    if route.single is not None:
-                        await route.single(event, ctx)
-                    elif route.single_sync is not None:
-                        route.single_sync(event, ctx)
-                    else:
-                        await self._call_all(route, event, ctx)
-                except ValidationError as error:
-                    raise HandlerFailed(index, malformed(message, error)) from None
-                except Exception as error:
-                    if is_transient(error):
-                        raise
-                    raise HandlerFailed(index, error) from error
+            try:
+                for index, message in enumerate(batch):
+                    # The hot loop: rows are indexed directly (2: type, 1: stream, 5: data).
+                    route = routes.get(message[2])
+                    if route is None:
+                        continue
+                    if parked and message[1] in parked:
+                        await dead_letters.park(conn, self.name, message, None)
+                        continue
+                    try:
+                        event = route.validate(message[5] or "{}")
+                        ctx.message = message
+                        if route.single is not None:
+                            await route.single(event, ctx)
+                        elif route.single_sync is not None:
+                            route.single_sync(event, ctx)
+                        else:
+                            await self._call_all(route, event, ctx)
+                    except ValidationError as error:
+                        raise HandlerFailed(index, malformed(message, error)) from None
+                    except Exception as error:
+                        if is_transient(error):
+                            raise
+                        raise HandlerFailed(index, error) from error
+            finally:
+                current_context.reset(token)
             try:
                 await ctx.flush()
             except Exception as error:

@@ -4,8 +4,31 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from contextvars import ContextVar
+from typing import Any
 
 import structlog
+
+# The handler context of the batch being applied in this task. A log processor reads the
+# current message from it only when something is logged, so binding costs nothing per message.
+current_context: ContextVar[Any] = ContextVar("worker_current_context", default=None)
+
+
+def add_message_context(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Add consumer, stream, positions and type of the message being handled, if any."""
+    ctx = current_context.get()
+    message = getattr(ctx, "message", None) if ctx is not None else None
+    if message is not None:
+        event.setdefault("consumer", ctx.consumer)
+        event.setdefault("stream_name", message.stream_name)
+        event.setdefault("position", message.position)
+        event.setdefault("global_position", message.global_position)
+        event.setdefault("type", message.type)
+    return event
+
 
 _LEVELS = {
     "debug": logging.DEBUG,
@@ -26,6 +49,7 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_message_context,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.dict_tracebacks

@@ -342,3 +342,40 @@ async def test_a_running_worker_picks_up_new_messages(
             while await pool.fetchval("SELECT count(*) FROM ledger") != 1:
                 await anyio.sleep(0.01)
         runner.request_stop()
+
+
+async def test_handler_logs_name_the_message_being_handled(
+    store: MessageStore, database_dsn: str
+) -> None:
+    """A plain structlog call in a handler carries consumer, stream, positions and type."""
+    import structlog
+    from structlog.testing import LogCapture
+
+    from worker.log import add_message_context
+
+    domain = ledger_domain()
+
+    @domain.event_handler(name="talker", stream_categories=["acct"])
+    class Talker:
+        @handle(Deposited)
+        def deposited(self, event: Deposited, ctx: Context) -> None:
+            structlog.get_logger("app").info("deposit seen", amount=event.amount)
+
+    await deposit(store, accounts=2, per_account=2)
+    capture = LogCapture()
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, add_message_context, capture]
+    )
+    try:
+        await catch_up(domain, database_dsn)
+    finally:
+        structlog.reset_defaults()
+    seen = [e for e in capture.entries if e["event"] == "deposit seen"]
+    assert len(seen) == 4
+    messages = await store.read_category("acct")
+    assert [
+        (e["consumer"], e["stream_name"], e["position"], e["global_position"], e["type"])
+        for e in seen
+    ] == [("talker:acct", m.stream_name, m.position, m.global_position, m.type) for m in messages]
+    outside = [e for e in capture.entries if e["event"] == "consumer started"]
+    assert outside and all("stream_name" not in e for e in outside)

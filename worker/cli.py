@@ -72,6 +72,11 @@ def run(
     result = anyio.run(main)
     if result.forced:
         raise SystemExit(130)
+    if result.needs_rebuild:
+        names = ", ".join(result.needs_rebuild)
+        print(f"worker: projections not run until rebuilt: {names}", file=sys.stderr)
+        if until_caught_up:
+            raise SystemExit(1)
     if result.stopped:
         names = ", ".join(result.stopped)
         print(f"worker: consumers stopped on failure: {names}", file=sys.stderr)

@@ -11,6 +11,7 @@ after. An interrupted rebuild resumes from the rebuild consumers' positions.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
@@ -101,11 +102,20 @@ async def _point_views(conn: Connection, subscriber: Subscriber, generation: int
             await conn.execute(create_view_sql(model, generation))
 
 
-async def prepare(conn: Connection, subscriber: Subscriber) -> str | None:
+@dataclass(frozen=True)
+class RebuildDue:
+    """Why a projection needs a rebuild; ``blocking`` when its live tables no longer fit the
+    code (its consumers must not run on them until it is rebuilt)."""
+
+    reason: str
+    blocking: bool
+
+
+async def prepare(conn: Connection, subscriber: Subscriber) -> RebuildDue | None:
     """Create the projection's live tables and views if missing.
 
-    Returns a warning when the code's version or columns differ from the live generation
-    (a rebuild is due); ``None`` when all is in order.
+    Returns why a rebuild is due when the code's version or columns differ from the live
+    generation; ``None`` when all is in order.
     """
     if not subscriber.read_models:
         return None
@@ -120,14 +130,16 @@ async def prepare(conn: Connection, subscriber: Subscriber) -> str | None:
         have = await _columns(conn, model, generation)
         want = [c.name for c in model.columns()]
         if have[: len(want)] != want:
-            return (
+            return RebuildDue(
                 f"read model {model.__qualname__} changed since generation {generation} of "
-                f"{subscriber.name!r} was built: run `worker rebuild {subscriber.name}`"
+                f"{subscriber.name!r} was built: run `worker rebuild {subscriber.name}`",
+                blocking=True,
             )
     if subscriber.version is not None and stored_version not in (None, subscriber.version):
-        return (
+        return RebuildDue(
             f"projection {subscriber.name!r} is at version {subscriber.version} in code but "
-            f"{stored_version} in the database: run `worker rebuild {subscriber.name}`"
+            f"{stored_version} in the database: run `worker rebuild {subscriber.name}`",
+            blocking=False,
         )
     return None
 

@@ -28,6 +28,7 @@ from worker.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from worker.domain import Domain
+    from worker.projection import RebuildDue
     from worker.settings import WorkerSettings
     from worker.subscriber import Subscriber
 
@@ -41,6 +42,7 @@ class RunResult:
     consumers: list[Consumer] = field(default_factory=list)
     signalled: bool = False
     forced: bool = False
+    needs_rebuild: list[str] = field(default_factory=list)
 
     @property
     def stopped(self) -> list[str]:
@@ -110,9 +112,8 @@ class Runner:
 
     async def run(self, *, until_caught_up: bool = False, handle_signals: bool = True) -> RunResult:
         """Run until signalled (or, with ``until_caught_up``, until every consumer is)."""
-        pool = await create_pool(
-            self.dsn, min_size=1, max_size=len(self.domain.subscribers) * 2 + 2
-        )
+        slots = sum(len(s.categories) for s in self.domain.subscribers)
+        pool = await create_pool(self.dsn, min_size=1, max_size=2 * slots + 2)
         try:
             store = MessageStore(pool)
             self.result.consumers = self._consumers(pool, store)
@@ -123,27 +124,50 @@ class Runner:
                 if self.settings.notify and not until_caught_up:
                     await outer.start(Listener(self.dsn, self.waker).run)
                 outer.start_soon(self._report)
-                if self.settings.auto_rebuild:
-                    for subscriber in due:
-                        outer.start_soon(self._rebuild, pool, subscriber)
                 with self._consumers_scope:
                     async with anyio.create_task_group() as tg:
-                        for consumer in self.result.consumers:
-                            tg.start_soon(self._run_consumer, consumer, until_caught_up)
+                        self._start(tg, pool, due, until_caught_up)
                 outer.cancel_scope.cancel()
         finally:
             with anyio.move_on_after(5, shield=True):
                 await pool.close()
         return self.result
 
-    async def _prepare(self, pool: Any) -> list[Subscriber]:
+    def _start(
+        self,
+        tg: Any,
+        pool: Any,
+        due: dict[str, RebuildDue],
+        until_caught_up: bool,
+    ) -> None:
+        """Start the consumers; hold back those of projections whose tables no longer fit."""
+        for name, reason in due.items():
+            held = [c for c in self.result.consumers if c.subscriber.name == name]
+            subscriber = held[0].subscriber
+            if self.settings.auto_rebuild:
+                tg.start_soon(self._rebuild_then_run, pool, subscriber, held, until_caught_up)
+            elif reason.blocking:
+                log.error(
+                    "projection not started: it must be rebuilt first",
+                    projection=name,
+                    reason=reason.reason,
+                )
+                self.result.needs_rebuild.append(name)
+        for consumer in self.result.consumers:
+            if consumer.subscriber.name in due and (
+                self.settings.auto_rebuild or due[consumer.subscriber.name].blocking
+            ):
+                continue
+            tg.start_soon(self._run_consumer, consumer, until_caught_up)
+
+    async def _prepare(self, pool: Any) -> dict[str, RebuildDue]:
         """Check the schema, create read-model tables, run each subscriber's ``setup(conn)``.
 
-        Returns the projections whose code changed since their tables were built (due for a
-        rebuild). A transaction-scoped lock per subscriber keeps concurrent workers from
-        running the same DDL at once.
+        Returns the projections due for a rebuild (their code changed since their tables were
+        built). A transaction-scoped lock per subscriber keeps concurrent workers from running
+        the same DDL at once.
         """
-        due: list[Subscriber] = []
+        due: dict[str, RebuildDue] = {}
         async with pool.acquire() as conn:
             await check_installed(conn)
             done: set[str] = set()
@@ -154,21 +178,31 @@ class Runner:
                 done.add(subscriber.name)
                 async with conn.transaction():
                     await conn.execute(q.SETUP_LOCK, subscriber.name)
-                    warning = await projection.prepare(conn, subscriber)
+                    reason = await projection.prepare(conn, subscriber)
                     setup = getattr(consumer.instance, "setup", None)
                     if setup is not None:
                         await setup(conn)
-                if warning is not None:
+                if reason is not None:
                     log.warning(
-                        warning, projection=subscriber.name, auto_rebuild=self.settings.auto_rebuild
+                        reason.reason,
+                        projection=subscriber.name,
+                        auto_rebuild=self.settings.auto_rebuild,
                     )
-                    due.append(subscriber)
+                    due[subscriber.name] = reason
         return due
 
-    async def _rebuild(self, pool: Any, subscriber: Subscriber) -> None:
-        """Blue/green rebuild of a changed projection while its live version keeps serving."""
+    async def _rebuild_then_run(
+        self, pool: Any, subscriber: Subscriber, held: list[Consumer], until_caught_up: bool
+    ) -> None:
+        """Rebuild a changed projection blue/green, then run its live consumers on the result.
+
+        Until the switch, readers keep the old tables as they were.
+        """
         with structlog.contextvars.bound_contextvars(projection=subscriber.name):
             await rebuild(self.domain, self.dsn, pool, self.settings, subscriber)
+        async with anyio.create_task_group() as tg:
+            for consumer in held:
+                tg.start_soon(self._run_consumer, consumer, until_caught_up)
 
     async def _run_consumer(self, consumer: Consumer, until_caught_up: bool) -> None:
         with structlog.contextvars.bound_contextvars(consumer=consumer.name):

@@ -146,3 +146,94 @@ async def test_in_place_rebuild_replays_from_zero(
         in_place=True,
     )
     await assert_folded(pool, fold)
+
+
+def tally_domain(*, version: int, with_total: bool) -> Any:
+    """A projector counting deposits per account; v2 may add a column to its read model."""
+    from worker import BaseEvent, Context, Domain, Increment, ReadModel, on
+
+    domain = Domain("tally")
+
+    @domain.event(category="till")
+    class Paid(BaseEvent):
+        account: str
+        amount: int
+
+    class TallyV1(ReadModel):
+        __table__ = "tally"
+        __key__ = "account"
+        account: str
+        payments: int = 0
+
+    class TallyV2(TallyV1):
+        total: int = 0
+
+    model = TallyV2 if with_total else TallyV1
+
+    @domain.projector(
+        name="tally", stream_categories=["till"], read_models=[model], version=version
+    )
+    class Tally:
+        @on(Paid)
+        def paid(self, event: Any, ctx: Context) -> None:
+            changes: dict[str, Any] = {"payments": Increment(1)}
+            if with_total:
+                changes["total"] = Increment(event.amount)
+            ctx.table(model).add(event.account, **changes)
+
+    return domain
+
+
+async def pay(store: MessageStore, count: int) -> None:
+    from worker import NewMessage
+
+    for n in range(count):
+        await store.write(
+            f"till-{n % 3}", NewMessage("Paid", {"account": f"a{n % 3}", "amount": n})
+        )
+
+
+async def tally(pool: asyncpg.Pool[Any]) -> list[tuple[Any, ...]]:
+    return [tuple(r) for r in await pool.fetch("SELECT * FROM tally ORDER BY account")]
+
+
+async def test_changed_columns_hold_the_projection_back_until_rebuilt(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """New columns in code, old tables in the database: the projector's consumers do not run
+    (nothing gets parked); `rebuild` builds the new tables and it runs again."""
+    await pay(store, 30)
+    first = Runner(tally_domain(version=1, with_total=False), database_dsn, SETTINGS)
+    await first.run(until_caught_up=True, handle_signals=False)
+    await pay(store, 3)
+    changed = tally_domain(version=2, with_total=True)
+    held = Runner(changed, database_dsn, SETTINGS)
+    await held.run(until_caught_up=True, handle_signals=False)
+    assert held.result.needs_rebuild == ["tally"]
+    assert await pool.fetchval("SELECT count(*) FROM worker.dead_letters") == 0
+    assert [r[:2] for r in await tally(pool)] == [("a0", 10), ("a1", 10), ("a2", 10)]
+
+    await rebuild(changed, database_dsn, pool, SETTINGS, find_projector(changed, "tally"))
+    # 30 payments of n (n = 0..29), then 3 more of 0, 1, 2: account a{k} got n % 3 == k.
+    totals = {f"a{k}": sum(n for n in range(30) if n % 3 == k) + k for k in range(3)}
+    assert [r[:3] for r in await tally(pool)] == [(a, 11, totals[a]) for a in sorted(totals)]
+
+
+async def test_auto_rebuild_switches_a_changed_projection_on_its_own(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """With auto_rebuild, a worker finding the version and columns changed rebuilds blue/green
+    and then carries on with the new generation."""
+    await pay(store, 30)
+    await Runner(tally_domain(version=1, with_total=False), database_dsn, SETTINGS).run(
+        until_caught_up=True, handle_signals=False
+    )
+    auto = SETTINGS.model_copy(update={"auto_rebuild": True})
+    runner = Runner(tally_domain(version=2, with_total=True), database_dsn, auto)
+    await runner.run(until_caught_up=True, handle_signals=False)
+    assert runner.result.needs_rebuild == []
+    totals = {f"a{k}": sum(n for n in range(30) if n % 3 == k) for k in range(3)}
+    assert [r[:3] for r in await tally(pool)] == [(a, 10, totals[a]) for a in sorted(totals)]
+    assert await pool.fetchrow(
+        "SELECT generation, code_version FROM worker.projections WHERE name = 'tally'"
+    ) == (2, "2")

@@ -18,6 +18,8 @@ from worker import MessageStore, NewMessage
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
+CONFIG = APP_CONFIG.with_name("picky.toml")
+
 CONSUMER = "notes:picky"
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS public.notes (account_id text, seq int, n bigserial);"
@@ -36,7 +38,7 @@ def environment(dsn: str) -> dict[str, str]:
 
 def cli(dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker", "--config", str(APP_CONFIG), *args],
+        [sys.executable, "-m", "worker", "--config", str(CONFIG), *args],
         capture_output=True,
         text=True,
         env=environment(dsn),
@@ -104,7 +106,7 @@ async def test_list_show_replay_and_discard(database_dsn: str) -> None:
         await note(store, "c", 4)
         await note(store, "c", 5)
         worker = subprocess.Popen(  # noqa: ASYNC220 - started once, waited for at the end
-            [sys.executable, "-m", "worker", "--config", str(APP_CONFIG), "run", "--only", "notes"],
+            [sys.executable, "-m", "worker", "--config", str(CONFIG), "run", "--only", "notes"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             env=environment(database_dsn),

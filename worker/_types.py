@@ -10,3 +10,6 @@ if TYPE_CHECKING:
 
     # A connection of its own or one borrowed from a pool: both run statements the same way.
     Connection: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
+
+    # Anything that runs statements: a connection, a pooled one, or the pool itself.
+    Executor: TypeAlias = Connection | asyncpg.Pool[Any]

@@ -27,8 +27,9 @@ from worker.errors import RegistrationError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Self
 
-    from worker._types import Connection
+    from worker._types import Connection, Executor
 
 _SCALARS: dict[type, str] = {
     bool: "boolean",
@@ -117,10 +118,60 @@ class ReadModel(BaseModel):
             if key not in names:
                 raise RegistrationError(f"read model {cls.__qualname__}: key {key!r} is no field")
 
+    @classmethod
+    async def get(cls, conn: Executor, key: Any) -> Self | None:
+        """The row with this key from the live generation (the view), or ``None``."""
+        keys = cls.key_columns()
+        values = (key,) if len(keys) == 1 else tuple(key)
+        rows = await cls.find(conn, limit=1, **dict(zip(keys, values, strict=True)))
+        return rows[0] if rows else None
+
+    @classmethod
+    async def find(
+        cls,
+        conn: Executor,
+        *,
+        order_by: str | tuple[str, ...] = (),
+        limit: int | None = None,
+        offset: int = 0,
+        **equals: Any,
+    ) -> list[Self]:
+        """Rows whose columns equal the given values, in ``order_by`` order (``-name`` for
+        descending). For anything else, query the view ``__table__`` with SQL."""
+        names = {c.name for c in cls.columns()}
+        unknown = (set(equals) | {o.lstrip("-") for o in _tuple(order_by)}) - names
+        if unknown:
+            raise ValueError(f"{cls.__qualname__} has no column(s) {sorted(unknown)}")
+        columns = ", ".join(_quote(c.name) for c in cls.columns())
+        sql = f"SELECT {columns} FROM {view_name(cls)}"
+        args: list[Any] = []
+        conditions = []
+        for name, value in equals.items():  # `=` keeps the primary key and indexes usable
+            if value is None:
+                conditions.append(f"{_quote(name)} IS NULL")
+            else:
+                args.append(value)
+                conditions.append(f"{_quote(name)} = ${len(args)}")
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
+        if order_by:
+            sql += " ORDER BY " + ", ".join(
+                f"{_quote(o.lstrip('-'))}{' DESC' if o.startswith('-') else ''}"
+                for o in _tuple(order_by)
+            )
+        sql += f" LIMIT {int(limit)}" if limit is not None else ""
+        sql += f" OFFSET {int(offset)}" if offset else ""
+        rows = await conn.fetch(sql, *args)
+        return [cls.model_validate(dict(row)) for row in rows]
+
     def key(self) -> Any:
         """This row's key: the value, or a tuple for a composite key."""
         keys = self.key_columns()
         return getattr(self, keys[0]) if len(keys) == 1 else tuple(getattr(self, k) for k in keys)
+
+
+def _tuple(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else value
 
 
 def physical(model: type[ReadModel], generation: int) -> str:

@@ -237,3 +237,26 @@ async def test_auto_rebuild_switches_a_changed_projection_on_its_own(
     assert await pool.fetchrow(
         "SELECT generation, code_version FROM worker.projections WHERE name = 'tally'"
     ) == (2, "2")
+
+
+async def test_applications_read_models_by_key_and_by_filters(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """`get` by key and `find` with equality filters, order and limit, on the live view."""
+    from projections.order_summary import OrderSummary
+
+    fold = await write_orders(store, 60)
+    await catch_up(database_dsn)
+    some_id, (status, items, total, events) = next(iter(fold.orders.items()))
+    row = await OrderSummary.get(pool, some_id)
+    assert row is not None
+    assert (row.status, row.item_count, row.total, row.events) == (status, items, total, events)
+    assert await OrderSummary.get(pool, "no-such-order") is None
+
+    shipped = await OrderSummary.find(pool, status="SHIPPED", order_by="-total")
+    assert {r.order_id for r in shipped} == {k for k, v in fold.orders.items() if v[0] == "SHIPPED"}
+    assert [r.total for r in shipped] == sorted((r.total for r in shipped), reverse=True)
+    pending = await OrderSummary.find(pool, status="PENDING", tracking=None, limit=2)
+    assert len(pending) == min(2, fold.statuses()["PENDING"])
+    with pytest.raises(ValueError, match=r"no column\(s\) \['colour'\]"):
+        await OrderSummary.find(pool, colour="red")

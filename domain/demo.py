@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from domain import Book, Order, OrderItem, domain
+from projections.orders_by_status import OrdersByStatus
 from worker import MessageStore, Runner, load_settings
 from worker.app import App
 from worker.log import configure_logging
@@ -86,6 +87,10 @@ async def show(pool: asyncpg.Pool[Any]) -> None:
     ):
         counts.add_row(row[0], str(row[1]), str(row[2]), str(row[3]))
     console.print(counts)
+    by_status = Table("status", "orders", title="orders_by_status (its own projection)")
+    for status in await OrdersByStatus.find(pool, order_by="status"):
+        by_status.add_row(status.status, str(status.orders))
+    console.print(by_status)
     latest = Table(
         "order",
         "customer",

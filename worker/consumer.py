@@ -155,11 +155,13 @@ class Consumer:
 
     async def run(self, stop: anyio.Event, *, until_caught_up: bool = False) -> None:
         """Hold the lease and consume until ``stop`` (or caught up, or the consumer stops)."""
+        failures = 0
         while not stop.is_set():
             self.state = "waiting"
             try:
                 if not await self.lease.acquire(stop):
                     break
+                failures = 0
                 await self._consume(stop, until_caught_up)
                 break
             except LeaseLostError as error:
@@ -172,8 +174,13 @@ class Consumer:
             except Exception as error:
                 if not is_transient(error):
                     raise
-                self._log.warning("connection trouble; retrying", error=str(error))
-                await anyio.sleep(self.options.policy.backoff(1))
+                failures += 1
+                delay = self.options.policy.backoff(failures)
+                self._log.warning(
+                    "connection trouble; retrying", error=str(error), delay=round(delay, 3)
+                )
+                with anyio.move_on_after(delay):
+                    await stop.wait()
             finally:
                 await self.lease.release()
         if self.state != "stopped":

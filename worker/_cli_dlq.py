@@ -115,23 +115,24 @@ def _target(
 async def _replay(app: App, pool: asyncpg.Pool[Any], consumer_name: str, stream: str) -> str:
     """Replay under the consumer's lease: inline when free, else by the process that holds it."""
     matches = [
-        (subscriber, category)
+        slot
         for subscriber in app.domain.subscribers
-        for category in subscriber.categories
-        if subscriber.consumer_name(category) == consumer_name
+        for slot in subscriber.slots()
+        if slot.name == consumer_name
     ]
     if not matches:
         raise WorkerError(f"no consumer named {consumer_name!r} in this domain")
-    subscriber, category = matches[0]
+    slot = matches[0]
     consumer = Consumer(
-        subscriber,
-        category,
+        slot.subscriber,
+        slot.category,
         dsn=app.dsn,
         pool=pool,
         store=MessageStore(pool),
         positions=PostgresPositionStore(pool),
         waker=Waker(),
-        options=consumer_options(app.settings.worker, subscriber),
+        options=consumer_options(app.settings.worker, slot.subscriber),
+        member=slot.member,
     )
     if await consumer.lease.try_acquire():
         try:

@@ -83,7 +83,7 @@ def register(app: typer.Typer, load: Callable[[], App]) -> None:
     ) -> None:
         """Set a consumer's position (it resumes with the message after it)."""
         application = load()
-        known = {s.consumer_name(c) for s in application.domain.subscribers for c in s.categories}
+        known = {slot.name for s in application.domain.subscribers for slot in s.slots()}
         if consumer not in known:
             raise WorkerError(
                 f"no consumer named {consumer!r}; known: {', '.join(sorted(known)) or 'none'}"

@@ -125,3 +125,17 @@ LIVE_GENERATION: LiteralString = "SELECT generation FROM worker.projections WHER
 REPORT_STATE: LiteralString = """
 UPDATE worker.leases SET state = $2, state_at = now() WHERE consumer = $1
 """
+
+# A consumer slot without a position (its group was just resized) starts at the least position
+# of the category's other live slots, with their greatest as its high-water mark. Rebuild
+# consumers ("#g") never count. Does nothing when the slot has a position or has no siblings.
+SEED_POSITION: LiteralString = """
+INSERT INTO worker.positions (consumer, position, high_water)
+SELECT $1, min(position), max(high_water)
+FROM worker.positions
+WHERE (consumer = $2 OR left(consumer, length($2) + 1) = $2 || '@')
+  AND consumer <> $1 AND strpos(consumer, '#') = 0
+HAVING count(*) > 0
+ON CONFLICT (consumer) DO NOTHING
+RETURNING position
+"""

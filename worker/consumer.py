@@ -26,6 +26,7 @@ from worker.lease import Lease
 from worker.log import current_context
 from worker.message import Message
 from worker.retry import Park, RetryAfter, RetryPolicy, Stop, is_transient
+from worker.subscriber import Slot
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -116,10 +117,12 @@ class Consumer:
         waker: Waker,
         options: ConsumerOptions,
         generation: int | None = None,
+        member: int | None = None,
     ) -> None:
         self.subscriber = subscriber
         self.category = category
-        self.name = subscriber.consumer_name(category)
+        self.slot = Slot(subscriber, category, member)
+        self.name = self.slot.name
         if generation is not None:
             self.name = f"{self.name}#g{generation}"
         self._fixed_generation = generation
@@ -138,6 +141,7 @@ class Consumer:
         self.processed = 0
         self.parked: dict[str, bool] = {}
         self._refreshed_at = 0.0
+        self._token = False
         self._log = log.bind(consumer=self.name)
 
     def _build_routes(self) -> dict[str, _Route]:
@@ -153,13 +157,23 @@ class Consumer:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    async def run(self, stop: anyio.Event, *, until_caught_up: bool = False) -> None:
-        """Hold the lease and consume until ``stop`` (or caught up, or the consumer stops)."""
+    async def run(
+        self,
+        stop: anyio.Event,
+        *,
+        until_caught_up: bool = False,
+        limiter: anyio.CapacityLimiter | None = None,
+    ) -> None:
+        """Hold the lease and consume until ``stop`` (or caught up, or the consumer stops).
+
+        ``limiter`` caps how many slots of a consumer group this process holds at once: a slot
+        only tries its lease while it can take a token, and gives the token back with the lease.
+        """
         failures = 0
         while not stop.is_set():
             self.state = "waiting"
             try:
-                if not await self.lease.acquire(stop):
+                if not await self._acquire(stop, limiter):
                     break
                 failures = 0
                 await self._consume(stop, until_caught_up)
@@ -183,10 +197,29 @@ class Consumer:
                     await stop.wait()
             finally:
                 await self.lease.release()
+                if limiter is not None and self._token:
+                    self._token = False
+                    limiter.release()
         if self.state != "stopped":
             self.state = "done"
 
+    async def _acquire(self, stop: anyio.Event, limiter: anyio.CapacityLimiter | None) -> bool:
+        """Take the lease (within the limiter's share, if any); False once stopped."""
+        if limiter is None:
+            return await self.lease.acquire(stop)
+        while not stop.is_set():
+            await limiter.acquire()
+            if await self.lease.try_acquire():
+                self._token = True
+                return True
+            limiter.release()
+            with anyio.move_on_after(self.lease.retry_interval):
+                await stop.wait()
+        return False
+
     async def _consume(self, stop: anyio.Event, until_caught_up: bool) -> None:
+        if self._fixed_generation is None:
+            await self._seed_position()
         self.position = await self._positions.load(self.name)
         self.high_water = await self._positions.high_water(self.name)
         if self._fixed_generation is None and self.subscriber.read_models:
@@ -221,8 +254,22 @@ class Consumer:
                 idle = min(idle * 2, self.options.poll_max)
             self.state = "running"
 
+    async def _seed_position(self) -> None:
+        """A slot seen for the first time after its group was resized starts where every
+        former slot of the same category had got to (and replays safely up to the furthest)."""
+        base = self.subscriber.consumer_name(self.category)
+        seeded = await self._pool.fetchval(q.SEED_POSITION, self.name, base)
+        if seeded is not None:
+            self._log.info("position seeded from the former group slots", position=seeded)
+
     async def _read(self, after: int) -> list[Message]:
-        return await self._store.read_category(self.category, after + 1, self.options.batch_size)
+        return await self._store.read_category(
+            self.category,
+            after + 1,
+            self.options.batch_size,
+            consumer_group_member=self.slot.member,
+            consumer_group_size=self.slot.size,
+        )
 
     async def _process_reading_ahead(self, batch: Sequence[Message]) -> list[Message] | None:
         """Apply ``batch`` while the next one is read on another connection.

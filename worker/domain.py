@@ -239,13 +239,15 @@ class Domain:
         batch_size: int | None = None,
         read_models: list[type[ReadModel]] | tuple[type[ReadModel], ...] = (),
         version: str | int | None = None,
+        group_size: int = 1,
     ) -> Callable[[T], T]:
         """Register a projector class whose ``@on(Event)`` methods update read models.
 
         ``read_models`` are the ``ReadModel`` tables it owns (created by the worker, written
         through ``ctx.table(Model)``); ``version`` names the projection's code version, and a
-        change of it can trigger a rebuild. Its writes commit with the consumer's position:
-        exactly once.
+        change of it can trigger a rebuild. ``group_size`` splits each category into that
+        many MessageDB consumer-group members, each run (and leased) on its own, so replicas
+        share the work. Its writes commit with the consumer's position: exactly once.
         """
         return self._subscriber(
             "projector",
@@ -257,6 +259,7 @@ class Domain:
             batch_size,
             read_models,
             version,
+            group_size,
         )
 
     def event_handler(
@@ -268,6 +271,7 @@ class Domain:
         max_attempts: int | None = None,
         on_failure: FailureAction | None = None,
         batch_size: int | None = None,
+        group_size: int = 1,
     ) -> Callable[[T], T]:
         """Register an event handler class whose ``@handle(Event)`` methods react to events.
 
@@ -275,7 +279,14 @@ class Domain:
         side effects are at-least-once and should use ``ctx.idempotency_key``.
         """
         return self._subscriber(
-            "handler", name, stream_categories, aggregates, max_attempts, on_failure, batch_size
+            "handler",
+            name,
+            stream_categories,
+            aggregates,
+            max_attempts,
+            on_failure,
+            batch_size,
+            group_size=group_size,
         )
 
     def _subscriber(
@@ -289,6 +300,7 @@ class Domain:
         batch_size: int | None,
         read_models: list[type[ReadModel]] | tuple[type[ReadModel], ...] = (),
         version: str | int | None = None,
+        group_size: int = 1,
     ) -> Callable[[T], T]:
         def register(cls: T) -> T:
             subscriber = build_subscriber(
@@ -302,6 +314,7 @@ class Domain:
                 batch_size=batch_size,
                 read_models=read_models,
                 version=version,
+                group_size=group_size,
             )
             if any(s.name == subscriber.name for s in self._subscribers):
                 raise RegistrationError(f"a projector or handler named {subscriber.name!r} exists")

@@ -67,8 +67,8 @@ ORDER BY attnum
 
 
 def live_consumers(subscriber: Subscriber) -> list[str]:
-    """Names of the projector's live consumers, one per category."""
-    return [subscriber.consumer_name(c) for c in subscriber.categories]
+    """Names of the projector's live consumers: one per category (or group member)."""
+    return [slot.name for slot in subscriber.slots()]
 
 
 def build_consumers(subscriber: Subscriber, generation: int) -> list[str]:

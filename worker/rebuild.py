@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from worker.domain import Domain
     from worker.settings import WorkerSettings
-    from worker.subscriber import Subscriber
+    from worker.subscriber import Slot, Subscriber
 
 log = structlog.get_logger("worker.rebuild")
 
@@ -52,7 +52,7 @@ async def run_consumers(
 ) -> None:
     """Run consumers until each is caught up, reporting (done, total) as they go."""
     stop = stop or anyio.Event()
-    total = sum(heads.values())
+    total = sum(heads[c.category] for c in consumers)  # group members each go to the head
     async with anyio.create_task_group() as tg:
         for consumer in consumers:
             tg.start_soon(partial(consumer.run, stop, until_caught_up=True))
@@ -82,10 +82,11 @@ async def rebuild(
     store = MessageStore(pool)
     heads = await _heads(store, subscriber)
 
-    def consumer(category: str, generation: int | None) -> Consumer:
+    def consumer(slot: Slot, generation: int | None) -> Consumer:
         return Consumer(
             subscriber,
-            category,
+            slot.category,
+            member=slot.member,
             dsn=dsn,
             pool=pool,
             store=store,
@@ -98,7 +99,7 @@ async def rebuild(
     async with pool.acquire() as conn:
         if in_place:
             await projection.rebuild_in_place(conn, subscriber)
-            live = [consumer(c, None) for c in subscriber.categories]
+            live = [consumer(slot, None) for slot in subscriber.slots()]
             if not all([await c.lease.try_acquire() for c in live]):
                 for c in live:
                     await c.lease.release()
@@ -113,7 +114,7 @@ async def rebuild(
         target = await projection.start_build(conn, subscriber)
         log.info("rebuilding projection", projection=subscriber.name, generation=target)
         await run_consumers(
-            [consumer(c, target) for c in subscriber.categories], heads, on_progress
+            [consumer(slot, target) for slot in subscriber.slots()], heads, on_progress
         )
         await projection.switch(conn, subscriber, target)
     return target

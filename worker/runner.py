@@ -85,21 +85,23 @@ class Runner:
         self.waker = Waker()
         self.result = RunResult()
         self._consumers_scope = anyio.CancelScope()
+        self._limiters: dict[str, anyio.CapacityLimiter] = {}
 
     def _consumers(self, pool: Any, store: MessageStore) -> list[Consumer]:
         positions = PostgresPositionStore(pool)
         consumers = []
         for subscriber in self.domain.subscribers:
-            for category in subscriber.categories:
+            for slot in subscriber.slots():
                 consumer = Consumer(
                     subscriber,
-                    category,
+                    slot.category,
                     dsn=self.dsn,
                     pool=pool,
                     store=store,
                     positions=positions,
                     waker=self.waker,
                     options=consumer_options(self.settings, subscriber),
+                    member=slot.member,
                 )
                 if self.only is None or consumer.name in self.only or subscriber.name in self.only:
                     consumers.append(consumer)
@@ -112,7 +114,7 @@ class Runner:
 
     async def run(self, *, until_caught_up: bool = False, handle_signals: bool = True) -> RunResult:
         """Run until signalled (or, with ``until_caught_up``, until every consumer is)."""
-        slots = sum(len(s.categories) for s in self.domain.subscribers)
+        slots = sum(len(s.slots()) for s in self.domain.subscribers)
         pool = await create_pool(self.dsn, min_size=1, max_size=2 * slots + 2)
         try:
             store = MessageStore(pool)
@@ -204,9 +206,21 @@ class Runner:
             for consumer in held:
                 tg.start_soon(self._run_consumer, consumer, until_caught_up)
 
+    def _limiter(self, consumer: Consumer) -> anyio.CapacityLimiter | None:
+        """The shared cap on group slots of one (subscriber, category) in this process."""
+        limit = self.settings.max_group_slots
+        if limit is None or consumer.slot.member is None:
+            return None
+        key = consumer.subscriber.consumer_name(consumer.category)
+        if key not in self._limiters:
+            self._limiters[key] = anyio.CapacityLimiter(limit)
+        return self._limiters[key]
+
     async def _run_consumer(self, consumer: Consumer, until_caught_up: bool) -> None:
         with structlog.contextvars.bound_contextvars(consumer=consumer.name):
-            await consumer.run(self.stop, until_caught_up=until_caught_up)
+            await consumer.run(
+                self.stop, until_caught_up=until_caught_up, limiter=self._limiter(consumer)
+            )
 
     async def _watch_signals(self, outer: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

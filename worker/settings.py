@@ -91,6 +91,7 @@ class WorkerSettings(_Section):
     retry_max_delay: float = Field(default=30.0, ge=0)
     notify: bool = True
     auto_rebuild: bool = False
+    max_group_slots: int | None = Field(default=None, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -55,11 +55,10 @@ class ConsumerStatus:
 def _known_consumers(domain: Domain, building: dict[str, int]) -> list[tuple[str, str]]:
     found = []
     for subscriber in domain.subscribers:
-        for category in subscriber.categories:
-            name = subscriber.consumer_name(category)
-            found.append((name, category))
+        for slot in subscriber.slots():
+            found.append((slot.name, slot.category))
             if subscriber.name in building:
-                found.append((f"{name}#g{building[subscriber.name]}", category))
+                found.append((f"{slot.name}#g{building[subscriber.name]}", slot.category))
     return found
 
 

@@ -71,13 +71,41 @@ class Subscriber:
     max_attempts: int | None = None
     on_failure: FailureAction | None = None
     batch_size: int | None = None
+    group_size: int = 1
     read_models: tuple[type[ReadModel], ...] = ()
     version: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
     def consumer_name(self, category: str) -> str:
-        """The stable name that keys a consumer's position: ``{name}:{category}``."""
+        """The stable name of the consumer of ``category``: ``{name}:{category}``."""
         return f"{self.name}:{category}"
+
+    def slots(self) -> list[Slot]:
+        """One slot per category, or ``group_size`` slots per category in a consumer group."""
+        members: list[int | None] = list(range(self.group_size)) if self.group_size > 1 else [None]
+        return [Slot(self, category, member) for category in self.categories for member in members]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What one consumer runs: a subscriber's category, or one member of its consumer group.
+
+    Its name keys the consumer's position and lease: ``{name}:{category}``, plus
+    ``@{member}/{size}`` in a group (MessageDB's consumer groups partition by stream id).
+    """
+
+    subscriber: Subscriber
+    category: str
+    member: int | None = None
+
+    @property
+    def size(self) -> int | None:
+        return None if self.member is None else self.subscriber.group_size
+
+    @property
+    def name(self) -> str:
+        base = self.subscriber.consumer_name(self.category)
+        return base if self.member is None else f"{base}@{self.member}/{self.size}"
 
 
 def routes_of(cls: type[Any]) -> tuple[Route, ...]:
@@ -101,6 +129,7 @@ def build_subscriber(
     batch_size: int | None = None,
     read_models: list[type[ReadModel]] | tuple[type[ReadModel], ...] = (),
     version: str | int | None = None,
+    group_size: int = 1,
 ) -> Subscriber:
     """Validate a decorated class and describe it as a ``Subscriber``."""
     routes = routes_of(cls)
@@ -120,6 +149,8 @@ def build_subscriber(
         raise RegistrationError(
             f"{cls.__qualname__} subscribes to nothing: give stream_categories or aggregates"
         )
+    if not isinstance(group_size, int) or not 1 <= group_size <= 1024:
+        raise RegistrationError(f"group_size must be an integer in 1..1024, got {group_size!r}")
     if on_failure not in (None, "park", "stop"):
         raise RegistrationError(f"on_failure must be 'park' or 'stop', got {on_failure!r}")
     for model in read_models:
@@ -137,4 +168,5 @@ def build_subscriber(
         batch_size=batch_size,
         read_models=tuple(read_models),
         version=None if version is None else str(version),
+        group_size=group_size,
     )

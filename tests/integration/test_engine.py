@@ -379,3 +379,79 @@ async def test_handler_logs_name_the_message_being_handled(
     ] == [("talker:acct", m.stream_name, m.position, m.global_position, m.type) for m in messages]
     outside = [e for e in capture.entries if e["event"] == "consumer started"]
     assert outside and all("stream_name" not in e for e in outside)
+
+
+def grouped_ledger(group_size: int) -> Domain:
+    """The ledger projector, split into a consumer group of ``group_size`` members."""
+    domain = Domain("grouped")
+    domain.register_event(Deposited, category="acct")
+
+    @domain.projector(name="ledger", stream_categories=["acct"], group_size=group_size)
+    class Ledger:
+        async def setup(self, conn: Any) -> None:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS ledger (seq bigserial, account text, n int,"
+                " amount int, global_position bigint UNIQUE)"
+            )
+
+        @on(Deposited)
+        async def deposited(self, event: Deposited, ctx: Context) -> None:
+            await ctx.conn.execute(
+                "INSERT INTO ledger (account, n, amount, global_position) VALUES ($1, $2, $3, $4)",
+                event.account,
+                event.n,
+                event.amount,
+                ctx.message.global_position,
+            )
+
+    return domain
+
+
+async def test_a_consumer_group_splits_the_category_between_its_members(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Each member reads only its streams; together they project everything, in stream order."""
+    await deposit(store, accounts=12, per_account=5)
+    runner = await catch_up(grouped_ledger(3), database_dsn)
+    assert await ledger(pool) == {f"a{a}": list(range(5)) for a in range(12)}
+    consumers = runner.result.consumers
+    assert [c.name for c in consumers] == [f"ledger:acct@{m}/3" for m in range(3)]
+    handled = [
+        await pool.fetchval(
+            "SELECT count(*) FROM ledger WHERE global_position IN "
+            "(SELECT global_position FROM message_store.messages "
+            "WHERE MOD(@message_store.hash_64(message_store.cardinal_id(stream_name)), 3) = $1)",
+            m,
+        )
+        for m in range(3)
+    ]
+    assert sum(handled) == 60 and all(h > 0 for h in handled)
+    for consumer in consumers:
+        assert await position(pool, consumer.name) is not None
+
+
+async def test_replicas_share_a_group_one_slot_each(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Two workers capped at one slot each: each holds one member; the work is complete."""
+    await deposit(store, accounts=10, per_account=4)
+    one_slot = FAST.model_copy(update={"max_group_slots": 1})
+    runners = [Runner(grouped_ledger(2), database_dsn, one_slot) for _ in range(2)]
+    async with anyio.create_task_group() as tg:
+        for runner in runners:
+            tg.start_soon(lambda r=runner: r.run(handle_signals=False))
+        with anyio.fail_after(20):
+            while await pool.fetchval("SELECT to_regclass('ledger')") is None:
+                await anyio.sleep(0.02)
+            while await pool.fetchval("SELECT count(*) FROM ledger") != 40:
+                await anyio.sleep(0.02)
+            await anyio.sleep(0.3)  # both have settled on their slots
+        held = [[c.name for c in r.result.consumers if c.lease.held] for r in runners]
+        for runner in runners:
+            runner.request_stop()
+    assert sorted(name for names in held for name in names) == [
+        "ledger:acct@0/2",
+        "ledger:acct@1/2",
+    ]
+    assert all(len(names) == 1 for names in held)
+    assert await ledger(pool) == {f"a{a}": list(range(4)) for a in range(10)}

@@ -148,7 +148,7 @@ async def test_in_place_rebuild_replays_from_zero(
     await assert_folded(pool, fold)
 
 
-def tally_domain(*, version: int, with_total: bool) -> Any:
+def tally_domain(*, version: int, with_total: bool, group_size: int = 1) -> Any:
     """A projector counting deposits per account; v2 may add a column to its read model."""
     from worker import BaseEvent, Context, Domain, Increment, ReadModel, on
 
@@ -171,7 +171,11 @@ def tally_domain(*, version: int, with_total: bool) -> Any:
     model = TallyV2 if with_total else TallyV1
 
     @domain.projector(
-        name="tally", stream_categories=["till"], read_models=[model], version=version
+        name="tally",
+        stream_categories=["till"],
+        read_models=[model],
+        version=version,
+        group_size=group_size,
     )
     class Tally:
         @on(Paid)
@@ -260,3 +264,32 @@ async def test_applications_read_models_by_key_and_by_filters(
     assert len(pending) == min(2, fold.statuses()["PENDING"])
     with pytest.raises(ValueError, match=r"no column\(s\) \['colour'\]"):
         await OrderSummary.find(pool, colour="red")
+
+
+async def test_resizing_a_consumer_group_keeps_the_read_model_exact(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """From 1 consumer to a group of 3 and then 2: new slots start where the old ones were and
+    replay what some of them had already applied without changing a row twice."""
+    paid = 0
+
+    async def pay_more(count: int) -> None:
+        nonlocal paid
+        from worker import NewMessage
+
+        for n in range(paid, paid + count):
+            await store.write(
+                f"till-{n % 7}", NewMessage("Paid", {"account": f"a{n % 7}", "amount": n})
+            )
+        paid += count
+
+    def expected() -> list[tuple[Any, ...]]:
+        return [(f"a{k}", len(range(k, paid, 7)), sum(range(k, paid, 7))) for k in range(7)]
+
+    for size in (1, 3, 2):
+        await pay_more(40)
+        domain = tally_domain(version=1, with_total=True, group_size=size)
+        await Runner(domain, database_dsn, SETTINGS).run(until_caught_up=True, handle_signals=False)
+        assert [r[:3] for r in await tally(pool)] == expected(), f"group of {size}"
+    names = [r[0] for r in await pool.fetch("SELECT consumer FROM worker.positions ORDER BY 1")]
+    assert {"tally:till@0/2", "tally:till@1/2", "tally:till@0/3"} <= set(names)

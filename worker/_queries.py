@@ -62,8 +62,11 @@ LIMIT 1
 LOAD_POSITION: LiteralString = "SELECT position FROM worker.positions WHERE consumer = $1"
 LOAD_HIGH_WATER: LiteralString = "SELECT high_water FROM worker.positions WHERE consumer = $1"
 
-# Commits a consumer's position only while its lease epoch is current. FOR SHARE makes a new
-# owner's epoch bump wait for this transaction, so it reads the position this one commits.
+# Commits a consumer's position only while its lease epoch is current and only from the
+# position the batch started at ($4): a batch whose commit went through although the client saw
+# an error (the connection lost just after COMMIT) can never be applied and committed twice.
+# FOR SHARE makes a new owner's epoch bump wait for this transaction, so it reads the position
+# this one commits.
 COMMIT_POSITION: LiteralString = """
 INSERT INTO worker.positions AS p (consumer, position, high_water)
 SELECT $1, $2, $2
@@ -73,8 +76,11 @@ WHERE EXISTS (
 ON CONFLICT (consumer) DO UPDATE
 SET position = EXCLUDED.position, high_water = greatest(p.high_water, EXCLUDED.position),
     updated_at = now()
+WHERE p.position = $4
 RETURNING p.position
 """
+
+LEASE_EPOCH: LiteralString = "SELECT epoch FROM worker.leases WHERE consumer = $1"
 
 SET_POSITION: LiteralString = """
 INSERT INTO worker.positions AS p (consumer, position, high_water) VALUES ($1, $2, $2)
@@ -127,14 +133,16 @@ UPDATE worker.leases SET state = $2, state_at = now() WHERE consumer = $1
 """
 
 # A consumer slot without a position (its group was just resized) starts at the least position
-# of the category's other live slots, with their greatest as its high-water mark. Rebuild
-# consumers ("#g") never count. Does nothing when the slot has a position or has no siblings.
+# of the category's slots of former group sizes ($3 is the current size's "/n" suffix, '' when
+# not grouped), with their greatest as its high-water mark. Members of the current group and
+# rebuild consumers ("#g") never count. Does nothing when the slot has a position already.
 SEED_POSITION: LiteralString = """
 INSERT INTO worker.positions (consumer, position, high_water)
 SELECT $1, min(position), max(high_water)
 FROM worker.positions
 WHERE (consumer = $2 OR left(consumer, length($2) + 1) = $2 || '@')
   AND consumer <> $1 AND strpos(consumer, '#') = 0
+  AND ($3 = '' OR right(consumer, length($3)) <> $3)
 HAVING count(*) > 0
 ON CONFLICT (consumer) DO NOTHING
 RETURNING position

@@ -21,7 +21,12 @@ from pydantic import ValidationError
 from worker import _queries as q
 from worker import dead_letters
 from worker.context import Context
-from worker.errors import ConsumerStoppedError, LeaseLostError, MalformedMessageError
+from worker.errors import (
+    ConsumerStoppedError,
+    LeaseLostError,
+    MalformedMessageError,
+    PositionMovedError,
+)
 from worker.lease import Lease
 from worker.log import current_context
 from worker.message import Message
@@ -178,6 +183,8 @@ class Consumer:
                 failures = 0
                 await self._consume(stop, until_caught_up)
                 break
+            except PositionMovedError as error:
+                self._log.warning("position moved; starting again from it", error=str(error))
             except LeaseLostError as error:
                 self._log.warning("lease lost; waiting to take it back", error=str(error))
             except ConsumerStoppedError:
@@ -207,12 +214,16 @@ class Consumer:
         """Take the lease (within the limiter's share, if any); False once stopped."""
         if limiter is None:
             return await self.lease.acquire(stop)
+        waited = False
         while not stop.is_set():
             await limiter.acquire()
             if await self.lease.try_acquire():
                 self._token = True
                 return True
             limiter.release()
+            if not waited:
+                self._log.info("waiting for consumer held by another process")
+                waited = True
             with anyio.move_on_after(self.lease.retry_interval):
                 await stop.wait()
         return False
@@ -258,7 +269,8 @@ class Consumer:
         """A slot seen for the first time after its group was resized starts where every
         former slot of the same category had got to (and replays safely up to the furthest)."""
         base = self.subscriber.consumer_name(self.category)
-        seeded = await self._pool.fetchval(q.SEED_POSITION, self.name, base)
+        current = "" if self.slot.size is None else f"/{self.slot.size}"
+        seeded = await self._pool.fetchval(q.SEED_POSITION, self.name, base, current)
         if seeded is not None:
             self._log.info("position seeded from the former group slots", position=seeded)
 
@@ -372,7 +384,9 @@ class Consumer:
                     raise HandlerFailed(0, error) from error
                 raise FlushFailed(str(error)) from error
             last = batch[-1].global_position
-            await self._positions.commit(conn, self.name, last, self.lease.epoch)
+            await self._positions.commit(
+                conn, self.name, last, self.lease.epoch, expected=self.position
+            )
         self.position = last
         self.processed += len(batch)
         self._log.debug("batch applied", messages=len(batch), position=last)
@@ -448,7 +462,9 @@ class Consumer:
     async def _park(self, message: Message, failure: dead_letters.Failure) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             await dead_letters.park(conn, self.name, message, failure)
-            await self._positions.commit(conn, self.name, message.global_position, self.lease.epoch)
+            await self._positions.commit(
+                conn, self.name, message.global_position, self.lease.epoch, expected=self.position
+            )
         self.parked.setdefault(message.stream_name, False)
         self.position = message.global_position
         self.processed += 1

@@ -88,5 +88,10 @@ class LeaseLostError(WorkerError):
     """Another process took over this consumer: this one must not commit anything more."""
 
 
+class PositionMovedError(LeaseLostError):
+    """The committed position is not where this batch started (already committed, or reset):
+    the consumer starts again from the committed position."""
+
+
 class ConsumerStoppedError(WorkerError):
     """A consumer gave up on a message with the ``stop`` action and halted."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from worker import _queries as q
-from worker.errors import LeaseLostError
+from worker.errors import LeaseLostError, PositionMovedError
 
 if TYPE_CHECKING:
     import asyncpg
@@ -20,8 +20,11 @@ class PositionStore(Protocol):
         """The committed position, 0 when the consumer never committed."""
         ...
 
-    async def commit(self, conn: Connection, consumer: str, position: int, epoch: int) -> None:
-        """Record ``position`` inside the caller's transaction, if lease ``epoch`` is current."""
+    async def commit(
+        self, conn: Connection, consumer: str, position: int, epoch: int, expected: int
+    ) -> None:
+        """Record ``position`` inside the caller's transaction, if lease ``epoch`` is current
+        and the committed position is still ``expected`` (where the batch started)."""
         ...
 
     async def high_water(self, consumer: str) -> int:
@@ -43,11 +46,19 @@ class PostgresPositionStore:
         value: int | None = await self._pool.fetchval(q.LOAD_HIGH_WATER, consumer)
         return value or 0
 
-    async def commit(self, conn: Connection, consumer: str, position: int, epoch: int) -> None:
-        if await conn.fetchval(q.COMMIT_POSITION, consumer, position, epoch) is None:
+    async def commit(
+        self, conn: Connection, consumer: str, position: int, epoch: int, expected: int
+    ) -> None:
+        if await conn.fetchval(q.COMMIT_POSITION, consumer, position, epoch, expected) is not None:
+            return
+        if await conn.fetchval(q.LEASE_EPOCH, consumer) != epoch:
             raise LeaseLostError(
                 f"consumer {consumer!r} lost its lease (epoch {epoch} is no longer current)"
             )
+        raise PositionMovedError(
+            f"consumer {consumer!r} is no longer at position {expected}: starting again from "
+            "its committed position"
+        )
 
     async def set(self, consumer: str, position: int) -> None:
         """Set a position outside any batch (``worker reset``); the caller holds the lease."""

@@ -44,10 +44,34 @@ _TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57")  # connection, resources, opera
 
 
 def is_transient(error: BaseException) -> bool:
-    """Connection loss, serialization failure, deadlock, timeouts: worth retrying forever."""
+    """Connection loss, serialization failure, deadlock, timeouts: worth retrying forever.
+
+    An error raised while cleaning up after one of those (a rollback on a connection that was
+    just lost) counts too: its cause or context is looked at, a few levels deep.
+    """
+    seen = 0
+    current: BaseException | None = error
+    while current is not None and seen < 4:
+        if _transient(current):
+            return True
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+        seen += 1
+    return False
+
+
+def _transient(error: BaseException) -> bool:
     if isinstance(
         error,
-        (ConnectionError, TimeoutError, OSError, asyncpg.InterfaceError, DatabaseUnavailableError),
+        (
+            ConnectionError,
+            TimeoutError,
+            OSError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,  # a connection left mid-operation by a lost socket
+            DatabaseUnavailableError,
+        ),
     ):
         return True
     if isinstance(

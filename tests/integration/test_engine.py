@@ -303,14 +303,14 @@ async def test_a_zombie_with_a_stale_epoch_cannot_commit(
     first = Lease(database_dsn, "c:x")
     assert await first.try_acquire()
     async with pool.acquire() as conn, conn.transaction():
-        await positions.commit(conn, "c:x", 10, first.epoch)
+        await positions.commit(conn, "c:x", 10, first.epoch, expected=0)
     await first.release()
     second = Lease(database_dsn, "c:x")
     assert await second.try_acquire()
     try:
         with pytest.raises(LeaseLostError):
             async with pool.acquire() as conn, conn.transaction():
-                await positions.commit(conn, "c:x", 99, first.epoch)
+                await positions.commit(conn, "c:x", 99, first.epoch, expected=10)
         assert await positions.load("c:x") == 10
         third = Lease(database_dsn, "c:x")
         assert not await third.try_acquire()
@@ -455,3 +455,28 @@ async def test_replicas_share_a_group_one_slot_each(
     ]
     assert all(len(names) == 1 for names in held)
     assert await ledger(pool) == {f"a{a}": list(range(4)) for a in range(10)}
+
+
+async def test_a_batch_committed_once_cannot_commit_again(
+    pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """The position only moves from where the batch started: a retry of a batch whose commit
+    went through (the client saw an error after COMMIT) fails and rolls its writes back."""
+    from worker.errors import PositionMovedError
+
+    positions = PostgresPositionStore(pool)
+    lease = Lease(database_dsn, "c:y")
+    assert await lease.try_acquire()
+    try:
+        await pool.execute("CREATE TABLE applied (n int)")
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("INSERT INTO applied VALUES (1)")
+            await positions.commit(conn, "c:y", 50, lease.epoch, expected=0)
+        with pytest.raises(PositionMovedError):
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("INSERT INTO applied VALUES (1)")
+                await positions.commit(conn, "c:y", 50, lease.epoch, expected=0)
+        assert await pool.fetchval("SELECT count(*) FROM applied") == 1
+        assert await positions.load("c:y") == 50
+    finally:
+        await lease.release()

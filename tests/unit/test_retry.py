@@ -65,3 +65,22 @@ def test_a_handler_can_ask_for_its_own_delay() -> None:
 
 def test_unique_violation_is_not_transient() -> None:
     assert not is_transient(asyncpg.UniqueViolationError("dup"))
+
+
+def test_an_error_while_cleaning_up_after_a_lost_connection_is_transient() -> None:
+    """A rollback failing on a connection that was just lost retries like the loss itself."""
+    try:
+        try:
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed")
+        except asyncpg.ConnectionDoesNotExistError:
+            raise RuntimeError("cannot switch to state 15") from None
+    except RuntimeError as suppressed:
+        assert not is_transient(suppressed)  # `from None`: the context does not count
+    try:
+        try:
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed")
+        except asyncpg.ConnectionDoesNotExistError:
+            raise RuntimeError("rollback failed")  # noqa: B904 - the implicit context is the point
+    except RuntimeError as during:
+        assert is_transient(during)
+    assert is_transient(asyncpg.InternalClientError("another operation is in progress"))

@@ -6,6 +6,7 @@ Loaded by ``worker run`` from ``tests/faults/app/domain.toml`` (this folder is p
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from worker import BaseEvent, Domain, on
@@ -48,7 +49,12 @@ ON CONFLICT (account_id) DO UPDATE SET
 """
 
 
-@domain.projector(name="balances", stream_categories=["counter"])
+# The consumer-group test runs the projector as a group (COUNTER_GROUP_SIZE); 1 otherwise.
+@domain.projector(
+    name="balances",
+    stream_categories=["counter"],
+    group_size=int(os.environ.get("COUNTER_GROUP_SIZE", "1")),
+)
 class BalancesProjector:
     """Per account: the sum of its deposits, how many were applied, and the last one's seq."""
 

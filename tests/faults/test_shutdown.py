@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -90,5 +91,47 @@ async def test_sigterm_with_a_blocked_batch_rolls_it_back_within_the_deadline(
         await locked.rollback()
     finally:
         await blocker.close()
+    last = await workers.run_until_caught_up()
+    await assert_exact(monitor, ledger, first, worker, last)
+
+
+async def test_a_second_signal_exits_at_once_and_loses_nothing(
+    monitor: asyncpg.Connection[Any], workers: Workers, database_dsn: str
+) -> None:
+    """SIGTERM starts the graceful stop; a second SIGTERM while a batch is stuck exits at once
+    (130) without waiting for the deadline; the stuck batch is rolled back and a restart is
+    exact."""
+    ledger = Ledger()
+    await write_deposits(monitor, ledger, random.Random(8), accounts=50, per_account=40)
+    first = await workers.run_until_caught_up()
+    await write_deposits(monitor, ledger, random.Random(9), accounts=50, per_account=4)
+    blocker = await connect(database_dsn)
+    try:
+        locked = blocker.transaction()
+        await locked.start()
+        await blocker.execute("SELECT 1 FROM balances WHERE account_id = 'acc0011' FOR UPDATE")
+        worker = await workers.start(shutdown_deadline=30)
+
+        async def blocked() -> bool:
+            worker.assert_running()
+            return bool(
+                await monitor.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND application_name = 'worker' AND wait_event_type = 'Lock'"
+                )
+            )
+
+        await wait_until(blocked, 20, "the worker's batch to wait on the locked row", worker)
+        before = await position(monitor)
+        worker.process.send_signal(signal.SIGTERM)
+        await worker.wait_logged("stopping: finishing batches in flight")
+        code, took = await worker.stop(within=5)  # the second signal
+        assert code == 130, f"exit code {code} after a second signal" + worker.tail()
+        assert took < 5
+        assert await position(monitor) == before, worker.tail()
+        await locked.rollback()
+    finally:
+        await blocker.close()
+    await assert_consistent(monitor, worker)
     last = await workers.run_until_caught_up()
     await assert_exact(monitor, ledger, first, worker, last)

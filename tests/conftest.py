@@ -71,19 +71,20 @@ def _alive(pid: int) -> bool:
 
 
 async def _drop_orphans(dsn: str) -> None:
-    """Drop templates left by test sessions that were killed (their process is gone)."""
+    """Drop databases left by test sessions that were killed (their process is gone)."""
     conn = await asyncpg.connect(dsn)
     try:
         names = [
             r[0]
             for r in await conn.fetch(
                 "SELECT datname FROM pg_database WHERE datname LIKE 'worker\\_test\\_template\\_%'"
+                " OR datname ~ '^wt_[0-9]+_[0-9a-f]+$'"
             )
         ]
     finally:
         await conn.close()
     for name in names:
-        pid = name.rsplit("_", 1)[1]
+        pid = name.rsplit("_", 1)[1] if name.startswith("worker_") else name.split("_")[1]
         if pid.isdigit() and not _alive(int(pid)):
             await _admin(dsn, f"DROP DATABASE IF EXISTS {quote_identifier(name)} WITH (FORCE)")
 
@@ -112,7 +113,7 @@ def template_dsn(server_dsn: str) -> Iterator[str]:
 @pytest.fixture
 def database_dsn(server_dsn: str, template_dsn: str) -> Iterator[str]:
     """A fresh database for this test, copied from the template; dropped afterwards."""
-    name = f"wt_{uuid.uuid4().hex[:16]}"
+    name = f"wt_{os.getpid()}_{uuid.uuid4().hex[:12]}"
     anyio.run(_admin, server_dsn, f"CREATE DATABASE {name} TEMPLATE {quote_identifier(TEMPLATE)}")
     yield with_database(server_dsn, name)
     anyio.run(_admin, server_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -144,6 +144,7 @@ class Consumer:
         self.state: State = "starting"
         self.position = 0
         self.processed = 0
+        self.parked_count = 0
         self.parked: dict[str, bool] = {}
         self._refreshed_at = 0.0
         self._token = False
@@ -349,6 +350,7 @@ class Consumer:
             ctx = self._context(conn, batch[0])
             token = current_context.set(ctx)  # logs made by handlers name the message
             routes, parked = self._routes, self.parked
+            behind = 0  # messages parked behind a parked message of their stream
             try:
                 for index, message in enumerate(batch):
                     # The hot loop: rows are indexed directly (2: type, 1: stream, 5: data).
@@ -357,6 +359,7 @@ class Consumer:
                         continue
                     if parked and message[1] in parked:
                         await dead_letters.park(conn, self.name, message, None)
+                        behind += 1
                         continue
                     try:
                         event = route.validate(message[5] or "{}")
@@ -389,6 +392,7 @@ class Consumer:
             )
         self.position = last
         self.processed += len(batch)
+        self.parked_count += behind
         self._log.debug("batch applied", messages=len(batch), position=last)
 
     def _context(self, conn: Connection, first: Message) -> Context:
@@ -468,6 +472,7 @@ class Consumer:
         self.parked.setdefault(message.stream_name, False)
         self.position = message.global_position
         self.processed += 1
+        self.parked_count += 1
 
     # -- parked streams and replays ----------------------------------------------------------
 

@@ -19,6 +19,7 @@ from worker import _queries as q
 from worker import projection
 from worker.consumer import Consumer, ConsumerOptions
 from worker.database import create_pool
+from worker.health import HealthServer, notify_systemd
 from worker.installer import check_installed
 from worker.message_store import MessageStore
 from worker.notifier import Listener, Waker
@@ -86,6 +87,7 @@ class Runner:
         self.result = RunResult()
         self._consumers_scope = anyio.CancelScope()
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
+        self.health: HealthServer | None = None
 
     def _consumers(self, pool: Any, store: MessageStore) -> list[Consumer]:
         positions = PostgresPositionStore(pool)
@@ -125,10 +127,25 @@ class Runner:
                     outer.start_soon(self._watch_signals, outer.cancel_scope)
                 if self.settings.notify and not until_caught_up:
                     await outer.start(Listener(self.dsn, self.waker).run)
+                if self.settings.http_port is not None:
+                    self.health = HealthServer(
+                        self.result.consumers,
+                        store,
+                        self.settings.http_host,
+                        self.settings.http_port,
+                    )
+                    await outer.start(self.health.serve)
                 outer.start_soon(self._report)
+                notify_systemd("READY=1")
                 with self._consumers_scope:
                     async with anyio.create_task_group() as tg:
                         self._start(tg, pool, due, until_caught_up)
+                    if not until_caught_up and not self.stop.is_set():
+                        # Every consumer halted: stay up (not ready) until told to stop, rather
+                        # than exit and be restarted into the same failure.
+                        log.error("every consumer has halted; waiting for a signal")
+                        await self.stop.wait()
+                notify_systemd("STOPPING=1")
                 outer.cancel_scope.cancel()
         finally:
             with anyio.move_on_after(5, shield=True):

@@ -92,6 +92,8 @@ class WorkerSettings(_Section):
     notify: bool = True
     auto_rebuild: bool = False
     max_group_slots: int | None = Field(default=None, ge=1)
+    http_host: str = "0.0.0.0"
+    http_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

@@ -1,0 +1,92 @@
+"""Probes, metrics and systemd's readiness notification of a running worker."""
+
+from __future__ import annotations
+
+import socket
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+
+from tests.integration.test_engine import FAST, deposit, ledger_domain
+from worker import Runner
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import asyncpg
+
+    from worker import MessageStore
+
+pytestmark = pytest.mark.anyio
+
+
+async def get(port: int, path: str) -> tuple[int, str]:
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        data = b""
+        while True:
+            try:
+                data += await stream.receive()
+            except anyio.EndOfStream:
+                break
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
+
+
+async def test_probes_and_metrics_follow_the_consumers(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Ready while consumers run; metrics count handled messages and lag; not ready once a
+    consumer halted on a failure."""
+    await deposit(store, accounts=3, per_account=4)
+    settings = FAST.model_copy(update={"http_port": 0, "http_host": "127.0.0.1"})
+    runner = Runner(
+        ledger_domain(lambda e: e.account == "a1" and e.n == 5, on_failure="stop"),
+        database_dsn,
+        settings,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: runner.run(handle_signals=False))
+        with anyio.fail_after(10):
+            while (
+                runner.health is None
+                or not runner.result.consumers
+                or (runner.result.consumers[0].state != "caught_up")
+            ):
+                await anyio.sleep(0.01)
+        port = runner.health.port
+        assert await get(port, "/healthz") == (200, "ok\n")
+        status, body = await get(port, "/readyz")
+        assert status == 200 and body.startswith("ready: ledger:acct=")
+        status, metrics = await get(port, "/metrics")
+        assert status == 200
+        assert 'worker_messages_handled_total{consumer="ledger:acct"} 12.0' in metrics
+        assert 'worker_consumer_lag{consumer="ledger:acct"} 0.0' in metrics
+        assert 'worker_consumer_up{consumer="ledger:acct"} 1.0' in metrics
+        assert (await get(port, "/nope"))[0] == 404
+
+        await deposit(store, accounts=2, per_account=6)  # a1's sixth deposit (n=5) halts it
+        with anyio.fail_after(10):
+            while runner.result.consumers[0].state != "stopped":
+                await anyio.sleep(0.01)
+        status, body = await get(port, "/readyz")
+        assert status == 503 and "ledger:acct=stopped" in body
+        status, metrics = await get(port, "/metrics")
+        assert 'worker_consumer_up{consumer="ledger:acct"} 0.0' in metrics
+        runner.request_stop()
+
+
+async def test_systemd_hears_ready_then_stopping(
+    store: MessageStore, database_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.setblocking(False)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        await deposit(store, accounts=1, per_account=2)
+        await Runner(ledger_domain(), database_dsn, FAST).run(
+            until_caught_up=True, handle_signals=False
+        )
+        assert [sock.recv(64), sock.recv(64)] == [b"READY=1", b"STOPPING=1"]

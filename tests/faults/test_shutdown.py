@@ -55,6 +55,21 @@ async def test_sigterm_mid_catch_up_exits_0_in_time_and_restart_is_exact(
     await assert_exact(monitor, ledger, worker, last)
 
 
+async def wait_until_blocked(monitor: asyncpg.Connection[Any], worker: Any) -> None:
+    """Wait until the worker's batch waits on a row lock held by the test."""
+
+    async def blocked() -> bool:
+        worker.assert_running()
+        return bool(
+            await monitor.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND application_name = 'worker' AND wait_event_type = 'Lock'"
+            )
+        )
+
+    await wait_until(blocked, 20, "the worker's batch to wait on the locked row", worker)
+
+
 async def test_sigterm_with_a_blocked_batch_rolls_it_back_within_the_deadline(
     monitor: asyncpg.Connection[Any], workers: Workers, database_dsn: str
 ) -> None:
@@ -72,16 +87,7 @@ async def test_sigterm_with_a_blocked_batch_rolls_it_back_within_the_deadline(
         deadline = 2.0
         worker = await workers.start(shutdown_deadline=deadline)
 
-        async def blocked() -> bool:
-            worker.assert_running()
-            return bool(
-                await monitor.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name = 'worker' AND wait_event_type = 'Lock'"
-                )
-            )
-
-        await wait_until(blocked, 20, "the worker's batch to wait on the locked row", worker)
+        await wait_until_blocked(monitor, worker)
         before = await position(monitor)
         code, took = await worker.stop(within=deadline + MARGIN)
         assert code == 0, f"exit code {code} after SIGTERM" + worker.tail()
@@ -112,16 +118,7 @@ async def test_a_second_signal_exits_at_once_and_loses_nothing(
         await blocker.execute("SELECT 1 FROM balances WHERE account_id = 'acc0011' FOR UPDATE")
         worker = await workers.start(shutdown_deadline=30)
 
-        async def blocked() -> bool:
-            worker.assert_running()
-            return bool(
-                await monitor.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND application_name = 'worker' AND wait_event_type = 'Lock'"
-                )
-            )
-
-        await wait_until(blocked, 20, "the worker's batch to wait on the locked row", worker)
+        await wait_until_blocked(monitor, worker)
         before = await position(monitor)
         worker.process.send_signal(signal.SIGTERM)
         await worker.wait_logged("stopping: finishing batches in flight")

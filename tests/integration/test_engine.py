@@ -43,6 +43,7 @@ def ledger_domain(
     *,
     on_failure: str | None = None,
     max_attempts: int | None = None,
+    group_size: int = 1,
 ) -> Domain:
     """A domain whose projector appends every deposit to `ledger` in handling order."""
     domain = Domain("test")
@@ -54,6 +55,7 @@ def ledger_domain(
         stream_categories=["acct"],
         on_failure=on_failure,  # type: ignore[arg-type]
         max_attempts=max_attempts,
+        group_size=group_size,
     )
     class Ledger:
         async def setup(self, conn: Any) -> None:
@@ -381,38 +383,12 @@ async def test_handler_logs_name_the_message_being_handled(
     assert outside and all("stream_name" not in e for e in outside)
 
 
-def grouped_ledger(group_size: int) -> Domain:
-    """The ledger projector, split into a consumer group of ``group_size`` members."""
-    domain = Domain("grouped")
-    domain.register_event(Deposited, category="acct")
-
-    @domain.projector(name="ledger", stream_categories=["acct"], group_size=group_size)
-    class Ledger:
-        async def setup(self, conn: Any) -> None:
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS ledger (seq bigserial, account text, n int,"
-                " amount int, global_position bigint UNIQUE)"
-            )
-
-        @on(Deposited)
-        async def deposited(self, event: Deposited, ctx: Context) -> None:
-            await ctx.conn.execute(
-                "INSERT INTO ledger (account, n, amount, global_position) VALUES ($1, $2, $3, $4)",
-                event.account,
-                event.n,
-                event.amount,
-                ctx.message.global_position,
-            )
-
-    return domain
-
-
 async def test_a_consumer_group_splits_the_category_between_its_members(
     store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
 ) -> None:
     """Each member reads only its streams; together they project everything, in stream order."""
     await deposit(store, accounts=12, per_account=5)
-    runner = await catch_up(grouped_ledger(3), database_dsn)
+    runner = await catch_up(ledger_domain(group_size=3), database_dsn)
     assert await ledger(pool) == {f"a{a}": list(range(5)) for a in range(12)}
     consumers = runner.result.consumers
     assert [c.name for c in consumers] == [f"ledger:acct@{m}/3" for m in range(3)]
@@ -436,7 +412,7 @@ async def test_replicas_share_a_group_one_slot_each(
     """Two workers capped at one slot each: each holds one member; the work is complete."""
     await deposit(store, accounts=10, per_account=4)
     one_slot = FAST.model_copy(update={"max_group_slots": 1})
-    runners = [Runner(grouped_ledger(2), database_dsn, one_slot) for _ in range(2)]
+    runners = [Runner(ledger_domain(group_size=2), database_dsn, one_slot) for _ in range(2)]
     async with anyio.create_task_group() as tg:
         for runner in runners:
             tg.start_soon(lambda r=runner: r.run(handle_signals=False))

@@ -161,10 +161,13 @@ class Runner:
     ) -> None:
         """Start the consumers; hold back those of projections whose tables no longer fit."""
         for name, reason in due.items():
+            # Held back only when the live tables no longer fit the code; after a version
+            # change alone the live generation keeps being updated until the switch.
             held = [c for c in self.result.consumers if c.subscriber.name == name]
             subscriber = held[0].subscriber
             if self.settings.auto_rebuild:
-                tg.start_soon(self._rebuild_then_run, pool, subscriber, held, until_caught_up)
+                waiting = held if reason.blocking else []
+                tg.start_soon(self._rebuild_then_run, pool, subscriber, waiting, until_caught_up)
             elif reason.blocking:
                 log.error(
                     "projection not started: it must be rebuilt first",
@@ -173,9 +176,7 @@ class Runner:
                 )
                 self.result.needs_rebuild.append(name)
         for consumer in self.result.consumers:
-            if consumer.subscriber.name in due and (
-                self.settings.auto_rebuild or due[consumer.subscriber.name].blocking
-            ):
+            if consumer.subscriber.name in due and due[consumer.subscriber.name].blocking:
                 continue
             tg.start_soon(self._run_consumer, consumer, until_caught_up)
 

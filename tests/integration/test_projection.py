@@ -293,3 +293,22 @@ async def test_resizing_a_consumer_group_keeps_the_read_model_exact(
         assert [r[:3] for r in await tally(pool)] == expected(), f"group of {size}"
     names = [r[0] for r in await pool.fetch("SELECT consumer FROM worker.positions ORDER BY 1")]
     assert {"tally:till@0/2", "tally:till@1/2", "tally:till@0/3"} <= set(names)
+
+
+async def test_a_version_change_alone_keeps_the_live_tables_updated_until_the_switch(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Same columns, new version, auto_rebuild: the live consumer keeps running while the next
+    generation is built, and the switch leaves an exact table."""
+    await pay(store, 30)
+    await Runner(tally_domain(version=1, with_total=False), database_dsn, SETTINGS).run(
+        until_caught_up=True, handle_signals=False
+    )
+    auto = SETTINGS.model_copy(update={"auto_rebuild": True})
+    runner = Runner(tally_domain(version=2, with_total=False), database_dsn, auto)
+    await runner.run(until_caught_up=True, handle_signals=False)
+    assert [c.processed for c in runner.result.consumers] == [0]  # live was already at the head
+    assert [r[:2] for r in await tally(pool)] == [("a0", 10), ("a1", 10), ("a2", 10)]
+    assert await pool.fetchrow(
+        "SELECT generation, code_version FROM worker.projections WHERE name = 'tally'"
+    ) == (2, "2")

@@ -43,9 +43,6 @@ SET error_type = $2, error = $3, traceback = $4, attempts = attempts + $5,
     replay_requested = false
 WHERE id = $1
 """
-_CLEAR_REQUESTS = """
-UPDATE worker.dead_letters SET replay_requested = false WHERE consumer = $1 AND stream_name = $2
-"""
 _COUNT = "SELECT consumer, count(*) FROM worker.dead_letters GROUP BY consumer"
 
 
@@ -106,10 +103,6 @@ async def failed_again(
     """Record a failed replay on the parked message; it stays parked."""
     error_type, text, tb = Failure(error, attempts, datetime.now()).summary()
     await executor.execute(_FAILED_AGAIN, dead_letter_id, error_type, text, tb, attempts)
-
-
-async def clear_requests(executor: Any, consumer: str, stream_name: str) -> None:
-    await executor.execute(_CLEAR_REQUESTS, consumer, stream_name)
 
 
 async def list_parked(

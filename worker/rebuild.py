@@ -66,6 +66,15 @@ async def run_consumers(
         raise WorkerError(f"rebuild halted: consumers stopped on failure: {', '.join(stopped)}")
 
 
+async def _all_free(consumers: list[Consumer]) -> bool:
+    """True when no other process holds any of these consumers (their leases are let go)."""
+    try:
+        return all([await c.lease.try_acquire() for c in consumers])
+    finally:
+        for c in consumers:
+            await c.lease.release()
+
+
 async def rebuild(
     domain: Domain,
     dsn: str,
@@ -100,15 +109,10 @@ async def rebuild(
         if in_place:
             await projection.rebuild_in_place(conn, subscriber)
             live = [consumer(slot, None) for slot in subscriber.slots()]
-            if not all([await c.lease.try_acquire() for c in live]):
-                for c in live:
-                    await c.lease.release()
+            if await _all_free(live):
+                await run_consumers(live, heads, on_progress)
+            else:
                 log.info("a running worker holds the projection: it replays it from 0")
-                found = await projection.state(conn, subscriber.name)
-                return found[0] if found else 1
-            for c in live:
-                await c.lease.release()
-            await run_consumers(live, heads, on_progress)
             found = await projection.state(conn, subscriber.name)
             return found[0] if found else 1
         target = await projection.start_build(conn, subscriber)

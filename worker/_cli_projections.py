@@ -23,7 +23,7 @@ from rich.table import Table
 from worker.errors import WorkerError
 from worker.lease import Lease, owner_id
 from worker.position_store import PostgresPositionStore
-from worker.rebuild import find_projector, rebuild
+from worker.rebuild import RebuildOutcome, find_projector, rebuild
 from worker.status import consumer_status
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def register(app: typer.Typer, load: Callable[[], App]) -> None:
             TimeRemainingColumn(),
         )
 
-        async def work(progress: Progress) -> int:
+        async def work(progress: Progress) -> RebuildOutcome:
             task = progress.add_task("rebuild", total=None, rate=0)
             started = anyio.current_time()
 
@@ -155,5 +155,14 @@ def register(app: typer.Typer, load: Callable[[], App]) -> None:
                 await pool.close()
 
         with Progress(*columns) as progress:
-            generation = anyio.run(work, progress)
-        typer.echo(f"{projection}: live generation {generation}")
+            outcome = anyio.run(work, progress)
+        if outcome.refilled_by:
+            typer.echo(
+                f"{projection}: tables emptied; the running worker "
+                f"({', '.join(outcome.refilled_by)}) refills them from position 0 now; "
+                "`worker status` shows its consumers as rebuilding until they have caught up"
+            )
+        elif in_place:
+            typer.echo(f"{projection}: tables emptied and refilled from position 0")
+        else:
+            typer.echo(f"{projection}: live generation {outcome.generation}")

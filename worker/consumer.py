@@ -12,6 +12,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
@@ -27,7 +28,7 @@ from worker.errors import (
     MalformedMessageError,
     PositionMovedError,
 )
-from worker.lease import Lease
+from worker.lease import DEFAULT_TTL, Lease
 from worker.log import current_context
 from worker.message import Message
 from worker.retry import Park, RetryAfter, RetryPolicy, Stop, is_transient
@@ -47,7 +48,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("worker.consumer")
 
-State = Literal["starting", "waiting", "running", "caught_up", "stopped", "done"]
+State = Literal[
+    "starting", "waiting", "running", "rebuilding", "caught_up", "ahead", "stopped", "done"
+]
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,7 @@ class ConsumerOptions:
     poll_min: float = 0.01
     poll_max: float = 1.0
     refresh_interval: float = 1.0
+    lease_ttl: float = DEFAULT_TTL
     policy: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -133,12 +137,14 @@ class Consumer:
         self._fixed_generation = generation
         self.generation = generation or 1
         self.high_water = 0
+        self.refill_to: int | None = None  # set while an in-place rebuild refills the tables
+        self.head: int | None = None  # the category head, when the position is beyond it
         self._pool = pool
         self._store = store
         self._positions = positions
         self._waker = waker
         self.options = options
-        self.lease = Lease(dsn, self.name)
+        self.lease = Lease(dsn, self.name, ttl=options.lease_ttl)
         self.instance = subscriber.cls()
         self._routes = self._build_routes()
         self.state: State = "starting"
@@ -182,7 +188,7 @@ class Consumer:
                 if not await self._acquire(stop, limiter):
                     break
                 failures = 0
-                await self._consume(stop, until_caught_up)
+                await self.lease.hold(partial(self._consume, stop, until_caught_up))
                 break
             except PositionMovedError as error:
                 self._log.warning("position moved; starting again from it", error=str(error))
@@ -218,7 +224,7 @@ class Consumer:
         waited = False
         while not stop.is_set():
             await limiter.acquire()
-            if await self.lease.try_acquire():
+            if await self.lease.try_acquire(keep_connection=True):
                 self._token = True
                 return True
             limiter.release()
@@ -230,41 +236,93 @@ class Consumer:
         return False
 
     async def _consume(self, stop: anyio.Event, until_caught_up: bool) -> None:
-        if self._fixed_generation is None:
-            await self._seed_position()
-        self.position = await self._positions.load(self.name)
-        self.high_water = await self._positions.high_water(self.name)
-        if self._fixed_generation is None and self.subscriber.read_models:
-            self.generation = (
-                await self._pool.fetchval(q.LIVE_GENERATION, self.subscriber.name) or 1
-            )
-        await self._refresh(force=True)
-        self.state = "running"
-        await self.lease.report("running")
-        self._log.info("consumer started", category=self.category, position=self.position)
+        await self._start()
         idle = self.options.poll_min
         ahead: list[Message] | None = None
         while not stop.is_set():
             if not self.lease.held:
-                raise LeaseLostError(f"consumer {self.name} lost its lock connection")
+                raise LeaseLostError(self.lease.lost or f"consumer {self.name}: lease not held")
             await self._refresh()
             mark = self._waker.mark(self.category)
             batch = ahead if ahead is not None else await self._read(self.position)
             ahead = None
             if batch:
                 idle = self.options.poll_min
+                self.head = None
                 if len(batch) == self.options.batch_size:
                     ahead = await self._process_reading_ahead(batch)
                     continue
                 await self._process(batch)
-            self.state = "caught_up"
+            await self._caught_up()
             if until_caught_up:
                 return
             if await self._waker.wait(self.category, seconds=idle, since=mark):
                 idle = self.options.poll_min
+                if self._waker.recheck_requested(self.name):
+                    await self._recheck()
             else:
                 idle = min(idle * 2, self.options.poll_max)
-            self.state = "running"
+            self.state = "ahead" if self.head is not None else "running"
+
+    async def _start(self) -> None:
+        """Load the position (and what an operator set beside it) under a fresh lease."""
+        if self._fixed_generation is None:
+            await self._seed_position()
+        self.position = await self._positions.load(self.name)
+        self.high_water = await self._positions.high_water(self.name)
+        self.refill_to = await self._pool.fetchval(q.LOAD_REFILL, self.name)
+        if self._fixed_generation is None and self.subscriber.read_models:
+            self.generation = (
+                await self._pool.fetchval(q.LIVE_GENERATION, self.subscriber.name) or 1
+            )
+        await self._refresh(force=True)
+        await self._check_head()
+        self.state = "rebuilding" if self.refill_to is not None else "running"
+        await self.lease.report(self.state)
+        self._log.info(
+            "consumer started",
+            category=self.category,
+            position=self.position,
+            epoch=self.lease.epoch,
+            rebuilding=self.refill_to is not None,
+        )
+
+    async def _check_head(self) -> None:
+        """A position beyond the category head (set by an operator) would skip every message
+        written until the store catches up with it: report it as an error state."""
+        head = await self._store.category_head(self.category) or 0
+        if self.position <= head:
+            self.head = None
+            return
+        if self.head is None:
+            self._log.error(
+                "position is beyond the category head: messages up to it will never be handled; "
+                "reset the consumer",
+                position=self.position,
+                head=head,
+            )
+        self.head = head
+
+    async def _caught_up(self) -> None:
+        """Every message up to the head is handled: end a refill, or say the state."""
+        if self.refill_to is not None:
+            await self._pool.execute(q.END_REFILL, self.name)
+            self._log.info("rebuild in place caught up", position=self.position)
+            self.refill_to = None
+            await self.lease.report("running")
+        if self.head is not None:
+            await self._check_head()
+        self.state = "ahead" if self.head is not None else "caught_up"
+
+    async def _recheck(self) -> None:
+        """Told on the control channel that a command changed this consumer: confirm the lease
+        (a fenced one raises ``LeaseLostError``) and the position."""
+        await self.lease.renew()
+        committed = await self._positions.load(self.name)
+        if committed != self.position:
+            raise PositionMovedError(
+                f"consumer {self.name} was moved from {self.position} to {committed}"
+            )
 
     async def _seed_position(self) -> None:
         """A slot seen for the first time after its group was resized starts where every
@@ -387,6 +445,7 @@ class Consumer:
                     raise HandlerFailed(0, error) from error
                 raise FlushFailed(str(error)) from error
             last = batch[-1].global_position
+            self._check_lease()
             await self._positions.commit(
                 conn, self.name, last, self.lease.epoch, expected=self.position
             )
@@ -394,6 +453,12 @@ class Consumer:
         self.processed += len(batch)
         self.parked_count += behind
         self._log.debug("batch applied", messages=len(batch), position=last)
+
+    def _check_lease(self) -> None:
+        """Refuse to commit once the lease could have run out (self-fencing): the epoch check in
+        the commit catches a takeover; this catches a holder that merely could not renew."""
+        if not self.lease.held:
+            raise LeaseLostError(self.lease.lost or f"consumer {self.name}: lease not held")
 
     def _context(self, conn: Connection, first: Message) -> Context:
         """A batch's context; exact (replay-safe) when the batch repeats applied messages."""
@@ -466,6 +531,7 @@ class Consumer:
     async def _park(self, message: Message, failure: dead_letters.Failure) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             await dead_letters.park(conn, self.name, message, failure)
+            self._check_lease()
             await self._positions.commit(
                 conn, self.name, message.global_position, self.lease.epoch, expected=self.position
             )

@@ -2,9 +2,10 @@
 
 ``GET /healthz`` answers 200 while the worker's event loop runs (liveness); ``GET /readyz``
 answers 200 once every consumer runs, is caught up or stands by for a lease held elsewhere, and
-503 while it starts or when a consumer halted on a failure (readiness); ``GET /metrics`` is the
-Prometheus text format. Metrics are read from the consumers when scraped, so the hot path pays
-nothing for them.
+503 while it starts, while an in-place rebuild refills a projection, when a consumer's position
+is beyond its category's head, or when a consumer halted on a failure (readiness);
+``GET /metrics`` is the Prometheus text format. Metrics are read from the consumers when
+scraped, so the hot path pays nothing for them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from worker import lease
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("worker.health")
 
 READY_STATES = frozenset({"running", "caught_up", "waiting", "done"})
+UP_STATES = frozenset({"running", "rebuilding", "caught_up"})
 
 
 def ready(consumers: list[Consumer]) -> bool:
@@ -61,14 +65,20 @@ class ConsumerCollector:
         up = GaugeMetricFamily(
             "worker_consumer_up", "1 while the consumer runs or is caught up", labels=["consumer"]
         )
+        takeovers = CounterMetricFamily(
+            "worker_lease_takeovers",
+            "Leases this process took over from a holder that stopped renewing them",
+            labels=["consumer"],
+        )
         for c in self._consumers:
             handled.add_metric([c.name], c.processed)
             parked.add_metric([c.name], c.parked_count)
             position.add_metric([c.name], c.position)
             if c.category in self.heads:
                 lag.add_metric([c.name], max(self.heads[c.category] - c.position, 0))
-            up.add_metric([c.name], 1 if c.state in ("running", "caught_up") else 0)
-        yield from (handled, parked, position, lag, up)
+            up.add_metric([c.name], 1 if c.state in UP_STATES else 0)
+            takeovers.add_metric([c.name], lease.takeovers[c.name])
+        yield from (handled, parked, position, lag, up, takeovers)
 
 
 class HealthServer:

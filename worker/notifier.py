@@ -22,6 +22,9 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 CHANNEL = "worker_messages"
+# Commands that change a consumer under a running worker (an in-place rebuild, a fence) notify
+# its name here, so the worker looks at the consumer's lease and position at once.
+CONTROL_CHANNEL = "worker_control"
 
 
 class Waker:
@@ -36,6 +39,7 @@ class Waker:
         self._events: dict[str, anyio.Event] = {}
         self._counts: dict[str, int] = {}
         self._all = 0
+        self._recheck: set[str] = set()
 
     def mark(self, category: str) -> int:
         """The wake-up count of ``category`` now."""
@@ -54,6 +58,18 @@ class Waker:
         events, self._events = self._events, {}
         for event in events.values():
             event.set()
+
+    def recheck(self, consumer: str) -> None:
+        """Ask ``consumer`` to look at its lease and position again, now."""
+        self._recheck.add(consumer)
+        self.wake_all()
+
+    def recheck_requested(self, consumer: str) -> bool:
+        """True once after ``recheck(consumer)``."""
+        if consumer in self._recheck:
+            self._recheck.discard(consumer)
+            return True
+        return False
 
     async def wait(self, category: str, *, seconds: float, since: int | None = None) -> bool:
         """Sleep until woken for ``category`` (after ``since``) or ``seconds`` pass."""
@@ -80,8 +96,11 @@ class Listener:
         self._retry_max = retry_max
         self.connected = False
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        self._waker.wake(str(payload))
+    def _on_notify(self, _conn: Any, _pid: int, channel: str, payload: object) -> None:
+        if channel == CONTROL_CHANNEL:
+            self._waker.recheck(str(payload))
+        else:
+            self._waker.wake(str(payload))
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled, reconnecting whenever the connection is lost."""
@@ -103,6 +122,7 @@ class Listener:
             delay = 0.1
             try:
                 await conn.add_listener(CHANNEL, self._on_notify)
+                await conn.add_listener(CONTROL_CHANNEL, self._on_notify)
                 self.connected = True
                 self._waker.wake_all()
                 if not started:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from worker import _queries as q
 from worker.read_model import create_table_sql, create_view_sql, physical, view_name
 
 if TYPE_CHECKING:
@@ -38,10 +39,6 @@ _SWITCH = """
 UPDATE worker.projections
 SET generation = $2, building = NULL, code_version = $3, switched_at = now(), updated_at = now()
 WHERE name = $1
-"""
-_FENCE = """
-INSERT INTO worker.leases AS l (consumer, epoch) VALUES ($1, 1)
-ON CONFLICT (consumer) DO UPDATE SET epoch = l.epoch + 1
 """
 _COPY_POSITION = """
 INSERT INTO worker.positions AS p (consumer, position, high_water)
@@ -175,7 +172,8 @@ async def switch(conn: Connection, subscriber: Subscriber, target: int) -> int:
         for live, build in zip(
             live_consumers(subscriber), build_consumers(subscriber, target), strict=True
         ):
-            await conn.execute(_FENCE, live)  # a running live consumer reloads after this
+            await conn.execute(q.FENCE_LEASE, live)  # a running live consumer reloads
+            await conn.execute(q.NOTIFY_CONTROL, live)
             await conn.execute(_COPY_POSITION, live, build)
             await conn.execute(_DROP_DEAD_LETTERS, live)
             await conn.execute(_MOVE_DEAD_LETTERS, live, build)
@@ -189,15 +187,27 @@ async def switch(conn: Connection, subscriber: Subscriber, target: int) -> int:
     return generation
 
 
+async def holders(conn: Connection, subscriber: Subscriber) -> list[str]:
+    """Owners of the projector's live consumers whose leases are current (running workers)."""
+    rows = await conn.fetch(q.LIVE_HOLDERS, live_consumers(subscriber))
+    return sorted({row["owner"] for row in rows})
+
+
 async def rebuild_in_place(conn: Connection, subscriber: Subscriber) -> None:
-    """Truncate the live tables and replay from 0 (readers see the tables refill)."""
+    """Truncate the live tables and replay from 0 (readers see the tables refill).
+
+    Each live consumer is fenced, set to 0 and marked as refilling up to its category's head
+    (it reports "rebuilding" until it has caught up); a running worker is told at once.
+    """
     async with conn.transaction():
         await conn.execute(_REGISTER, subscriber.name, subscriber.version)
         generation, _, _ = await _locked(conn, subscriber.name)
-        for live in live_consumers(subscriber):
-            await conn.execute(_FENCE, live)
-            await conn.execute(_ZERO_POSITION, live)
-            await conn.execute(_DROP_DEAD_LETTERS, live)
+        for slot in subscriber.slots():
+            await conn.execute(q.FENCE_LEASE, slot.name)
+            await conn.execute(_ZERO_POSITION, slot.name)
+            await conn.execute(q.START_REFILL, slot.name, slot.category)
+            await conn.execute(_DROP_DEAD_LETTERS, slot.name)
+            await conn.execute(q.NOTIFY_CONTROL, slot.name)
         for model in subscriber.read_models:
             await conn.execute(f"TRUNCATE {physical(model, generation)}")
         await conn.execute(

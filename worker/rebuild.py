@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -66,13 +67,13 @@ async def run_consumers(
         raise WorkerError(f"rebuild halted: consumers stopped on failure: {', '.join(stopped)}")
 
 
-async def _all_free(consumers: list[Consumer]) -> bool:
-    """True when no other process holds any of these consumers (their leases are let go)."""
-    try:
-        return all([await c.lease.try_acquire() for c in consumers])
-    finally:
-        for c in consumers:
-            await c.lease.release()
+@dataclass(frozen=True)
+class RebuildOutcome:
+    """How a rebuild ended: the live generation, and who refills it when a running worker
+    took an in-place rebuild over (``None`` when this process did the work)."""
+
+    generation: int
+    refilled_by: list[str] | None = None
 
 
 async def rebuild(
@@ -84,8 +85,12 @@ async def rebuild(
     *,
     in_place: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Rebuild a projection; returns the live generation afterwards."""
+) -> RebuildOutcome:
+    """Rebuild a projection; blue/green unless ``in_place``.
+
+    In place beside a running worker, the tables are emptied and that worker, woken at once,
+    refills them; otherwise this process replays the events itself.
+    """
     from worker.runner import consumer_options  # runner imports this module's callers
 
     store = MessageStore(pool)
@@ -107,18 +112,19 @@ async def rebuild(
 
     async with pool.acquire() as conn:
         if in_place:
+            running = await projection.holders(conn, subscriber)
             await projection.rebuild_in_place(conn, subscriber)
-            live = [consumer(slot, None) for slot in subscriber.slots()]
-            if await _all_free(live):
-                await run_consumers(live, heads, on_progress)
+            if running:
+                log.info("a running worker refills the projection", holders=running)
             else:
-                log.info("a running worker holds the projection: it replays it from 0")
+                live = [consumer(slot, None) for slot in subscriber.slots()]
+                await run_consumers(live, heads, on_progress)
             found = await projection.state(conn, subscriber.name)
-            return found[0] if found else 1
+            return RebuildOutcome(found[0] if found else 1, running or None)
         target = await projection.start_build(conn, subscriber)
         log.info("rebuilding projection", projection=subscriber.name, generation=target)
         await run_consumers(
             [consumer(slot, target) for slot in subscriber.slots()], heads, on_progress
         )
         await projection.switch(conn, subscriber, target)
-    return target
+    return RebuildOutcome(target)

@@ -80,6 +80,8 @@ def _transient(error: BaseException) -> bool:
             asyncpg.SerializationError,
             asyncpg.DeadlockDetectedError,
             asyncpg.LockNotAvailableError,
+            # The server ended a batch left idle in its transaction (a frozen holder's).
+            asyncpg.IdleInTransactionSessionTimeoutError,
         ),
     ):
         return True

@@ -63,6 +63,7 @@ def consumer_options(settings: WorkerSettings, subscriber: Any) -> ConsumerOptio
         batch_size=subscriber.batch_size or settings.batch_size,
         poll_min=settings.poll_interval_min,
         poll_max=settings.poll_interval_max,
+        lease_ttl=settings.lease_ttl,
         policy=policy,
     )
 

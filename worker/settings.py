@@ -92,6 +92,7 @@ class WorkerSettings(_Section):
     notify: bool = True
     auto_rebuild: bool = False
     max_group_slots: int | None = Field(default=None, ge=1)
+    lease_ttl: float = Field(default=15.0, ge=1.0, le=3600.0)
     http_host: str = "0.0.0.0"
     http_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

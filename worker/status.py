@@ -7,20 +7,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from worker import dead_letters
-from worker.lease import LOCK_CLASS
 
 if TYPE_CHECKING:
     import asyncpg
 
     from worker.domain import Domain
 
-_POSITIONS = "SELECT consumer, position FROM worker.positions"
+_POSITIONS = "SELECT consumer, position, refill_to FROM worker.positions"
 _LEASES = """
-SELECT l.consumer, l.owner, l.state,
-       EXISTS (SELECT 1 FROM pg_locks k WHERE k.locktype = 'advisory' AND k.granted
-               AND k.classid = $1::oid AND k.objid = hashtext(l.consumer)::oid
-               AND k.objsubid = 2) AS held
-FROM worker.leases l
+SELECT consumer, owner, state, coalesce(expires_at > now(), false) AS held FROM worker.leases
 """
 _LAG = """
 SELECT count(*), min(time AT TIME ZONE 'UTC')
@@ -62,7 +57,9 @@ def _known_consumers(domain: Domain, building: dict[str, int]) -> list[tuple[str
     return found
 
 
-def _state(held: bool, reported: str | None, rebuilding: bool, caught_up: bool) -> str:
+def _state(held: bool, reported: str | None, rebuilding: bool, caught_up: bool, ahead: bool) -> str:
+    if ahead:
+        return "error: position beyond head"
     if reported == "stopped":
         return "stopped"
     if not held:
@@ -74,14 +71,14 @@ def _state(held: bool, reported: str | None, rebuilding: bool, caught_up: bool) 
 
 async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[ConsumerStatus]:
     """The status of every consumer the domain defines (and any rebuild in progress)."""
-    positions = {r[0]: r[1] for r in await pool.fetch(_POSITIONS)}
-    leases = {r["consumer"]: r for r in await pool.fetch(_LEASES, LOCK_CLASS)}
+    positions = {r[0]: (r[1], r[2]) for r in await pool.fetch(_POSITIONS)}
+    leases = {r["consumer"]: r for r in await pool.fetch(_LEASES)}
     parked = await dead_letters.counts(pool)
     building = {r[0]: r[1] for r in await pool.fetch(_BUILDING)}
     now = datetime.now(UTC)
     report = []
     for name, category in _known_consumers(domain, building):
-        position = positions.get(name, 0)
+        position, refill_to = positions.get(name, (0, None))
         head = await pool.fetchval(_HEAD, category) or 0
         row = await pool.fetchrow(_LAG, category, position)
         assert row is not None  # an aggregate always returns a row
@@ -96,7 +93,13 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
                 head=head,
                 lag_messages=lag,
                 lag_seconds=0.0 if oldest is None else round((now - oldest).total_seconds(), 3),
-                state=_state(held, lease["state"] if lease else None, "#g" in name, lag == 0),
+                state=_state(
+                    held,
+                    lease["state"] if lease else None,
+                    "#g" in name or refill_to is not None,
+                    lag == 0,
+                    position > head,
+                ),
                 leaseholder=lease["owner"] if held and lease else None,
                 parked=parked.get(name, 0),
             )

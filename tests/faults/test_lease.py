@@ -16,11 +16,9 @@ from tests.faults._support import (
     caught_up,
     head,
     position,
-    terminate_worker_backends,
     wait_until,
     write_deposits,
 )
-from worker.lease import LOCK_CLASS
 
 if TYPE_CHECKING:
     import asyncpg
@@ -101,45 +99,3 @@ async def test_two_workers_to_the_end_apply_every_event_once(
 
 async def _any_logged(pair: list[Any], event: str) -> bool:
     return any(w.logged(event) for w in pair)
-
-
-async def test_a_holder_that_lost_its_lock_connection_takes_it_back_before_going_on(
-    monitor: asyncpg.Connection[Any], workers: Workers
-) -> None:
-    """The holder's lease connection is terminated: before its next batch it notices, gives
-    the lease up ("lease lost") and takes it again with a new epoch, so it never applies a
-    batch without holding the lock; a second worker meanwhile waits; every event is applied
-    exactly once."""
-    ledger = Ledger()
-    await write_deposits(monitor, ledger, random.Random(9), accounts=250, per_account=80)
-    first = await workers.start()
-
-    async def applying() -> bool:
-        first.assert_running()
-        return await position(monitor) > 0
-
-    await wait_until(applying, 20, "the first worker's first batch", first)
-    lock_holders = await monitor.fetch(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = $1 AND granted",
-        LOCK_CLASS,
-    )
-    assert len(lock_holders) == 1, f"lease locks held: {lock_holders}" + first.tail()
-    assert await terminate_worker_backends(monitor, f"pid = {int(lock_holders[0][0])}") == 1
-    await first.wait_logged("lease lost; waiting to take it back")
-
-    async def started_twice() -> bool:
-        first.assert_running()
-        return sum(e.get("event") == STARTED for e in first.events()) >= 2
-
-    await wait_until(started_twice, 20, "the first worker to take its lease back", first)
-    second = await workers.start()
-    await second.wait_logged(WAITING)
-    await caught_up(monitor, first)
-    epoch, owner = await monitor.fetchrow(
-        "SELECT epoch, owner FROM worker.leases WHERE consumer = $1", CONSUMER
-    )
-    assert epoch == 2 and owner.endswith(f":{first.process.pid}"), (epoch, owner)
-    for worker in (first, second):
-        code, _ = await worker.stop(within=10)
-        assert code == 0, f"exit code {code} after SIGTERM" + worker.tail()
-    await assert_exact(monitor, ledger, first, second)

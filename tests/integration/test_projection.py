@@ -89,7 +89,7 @@ async def test_blue_green_rebuild_never_shows_a_partial_table(
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(reader)
-        generation = await rebuild(
+        outcome = await rebuild(
             shop.domain,
             database_dsn,
             pool,
@@ -97,7 +97,7 @@ async def test_blue_green_rebuild_never_shows_a_partial_table(
             subscriber,
         )
         done.set()
-    assert generation == 2 and len(seen) > 3
+    assert outcome.generation == 2 and len(seen) > 3
     await assert_folded(pool, fold)
     tables = await pool.fetch(
         "SELECT tablename FROM pg_tables WHERE tablename LIKE 'order%' ORDER BY 1"

@@ -20,8 +20,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from worker.errors import WorkerError
+from worker.errors import UsageError, WorkerError
 from worker.lease import Lease, owner_id
+from worker.message_store import MessageStore
 from worker.position_store import PostgresPositionStore
 from worker.rebuild import RebuildOutcome, find_projector, rebuild
 from worker.status import consumer_status
@@ -74,25 +75,37 @@ def register(app: typer.Typer, load: Callable[[], App]) -> None:
     @app.command("reset")
     def reset(
         consumer: Annotated[str, typer.Argument(help="Consumer name, e.g. order_summary:order.")],
-        to: Annotated[
-            int, typer.Option("--to", min=0, help="Global position to resume after.")
-        ] = 0,
+        to: Annotated[int, typer.Option("--to", help="Global position to resume after.")] = 0,
         wait: Annotated[
             bool, typer.Option(help="Wait for the process holding the consumer to let go.")
+        ] = False,
+        force: Annotated[
+            bool,
+            typer.Option(help="Allow a position beyond the category head (skips what comes)."),
         ] = False,
     ) -> None:
         """Set a consumer's position (it resumes with the message after it)."""
         application = load()
-        known = {slot.name for s in application.domain.subscribers for slot in s.slots()}
-        if consumer not in known:
+        slots = {slot.name: slot for s in application.domain.subscribers for slot in s.slots()}
+        if consumer not in slots:
             raise WorkerError(
-                f"no consumer named {consumer!r}; known: {', '.join(sorted(known)) or 'none'}"
+                f"no consumer named {consumer!r}; known: {', '.join(sorted(slots)) or 'none'}"
             )
+        if to < 0:
+            raise UsageError(f"--to must be a global position (0 or more), got {to}")
+        category = slots[consumer].category
 
         async def work() -> int:
             pool = await application.pool()
             lease = Lease(application.dsn, consumer)
             try:
+                head = await MessageStore(pool).category_head(category) or 0
+                if to > head and not force:
+                    raise UsageError(
+                        f"--to {to} is beyond the head of category {category!r} ({head}): "
+                        f"{consumer} would skip every message written until the store passes "
+                        "it; pass --force to set it anyway"
+                    )
                 if not await lease.try_acquire():
                     if not wait:
                         raise WorkerError(

@@ -13,7 +13,7 @@ import typer
 from worker import _cli_dlq, _cli_projections
 from worker.app import App
 from worker.database import is_embedded, redact, resolve_dsn, stop_embedded
-from worker.errors import WorkerError
+from worker.errors import UsageError, WorkerError
 from worker.installer import install
 from worker.log import configure_logging
 from worker.runner import Runner, RunResult
@@ -82,6 +82,12 @@ def run(
         print(f"worker: consumers stopped on failure: {names}", file=sys.stderr)
         if until_caught_up:
             raise SystemExit(1)
+    if result.ahead and until_caught_up:
+        names = ", ".join(f"{c.name} (position {c.position}, head {c.head})" for c in result.ahead)
+        print(
+            f"worker: positions beyond their category head (reset them): {names}", file=sys.stderr
+        )
+        raise SystemExit(1)
 
 
 @app.callback()
@@ -130,6 +136,9 @@ def main() -> None:
     """Entry point: every ``WorkerError`` becomes one line on stderr and exit code 1."""
     try:
         app()
+    except UsageError as error:
+        print(f"worker: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     except WorkerError as error:
         print(f"worker: error: {error}", file=sys.stderr)
         raise SystemExit(1) from None

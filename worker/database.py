@@ -139,16 +139,30 @@ async def connect(dsn: str, *, connect_timeout: float = 10.0) -> asyncpg.Connect
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout: float = 10.0
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout: float = 10.0,
+    idle_in_transaction_timeout: float | None = None,
 ) -> asyncpg.Pool[Any]:
-    """A pool whose connections all have MessageDB's search path and the JSON codecs."""
+    """A pool whose connections all have MessageDB's search path and the JSON codecs.
+
+    ``idle_in_transaction_timeout`` (seconds) has the server end a session that sits idle inside
+    a transaction that long (a frozen process's), releasing the row locks it holds.
+    """
+    settings = dict(SERVER_SETTINGS)
+    if idle_in_transaction_timeout is not None:
+        settings["idle_in_transaction_session_timeout"] = str(
+            max(int(idle_in_transaction_timeout * 1000), 1)
+        )
     try:
         pool: asyncpg.Pool[Any] = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
             timeout=connect_timeout,
-            server_settings=SERVER_SETTINGS,
+            server_settings=settings,
             init=init_connection,
         )
     except _UNREACHABLE as error:

@@ -7,6 +7,10 @@ class WorkerError(Exception):
     """Base of every error raised on purpose by this package."""
 
 
+class UsageError(WorkerError):
+    """A command was given arguments it refuses (the command line's exit code 2)."""
+
+
 class ConfigurationError(WorkerError):
     """The configuration (domain.toml or WORKER_* variables) is invalid."""
 

@@ -46,6 +46,11 @@ class RunResult:
     needs_rebuild: list[str] = field(default_factory=list)
 
     @property
+    def ahead(self) -> list[Consumer]:
+        """Consumers whose position is beyond their category's head (set by an operator)."""
+        return [c for c in self.consumers if c.head is not None]
+
+    @property
     def stopped(self) -> list[str]:
         """Names of consumers halted by the ``stop`` failure action."""
         return [c.name for c in self.consumers if c.state == "stopped"]
@@ -118,7 +123,14 @@ class Runner:
     async def run(self, *, until_caught_up: bool = False, handle_signals: bool = True) -> RunResult:
         """Run until signalled (or, with ``until_caught_up``, until every consumer is)."""
         slots = sum(len(s.slots()) for s in self.domain.subscribers)
-        pool = await create_pool(self.dsn, min_size=1, max_size=2 * slots + 2)
+        # A batch left idle in its transaction longer than a lease lasts belongs to a frozen
+        # process: the server ends it, so its row locks never block the one that took over.
+        pool = await create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=2 * slots + 2,
+            idle_in_transaction_timeout=self.settings.lease_ttl,
+        )
         try:
             store = MessageStore(pool)
             self.result.consumers = self._consumers(pool, store)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from worker import BaseEvent, Domain, on
+from worker import BaseEvent, Domain, handle, on
 
 if TYPE_CHECKING:
     from worker import Context
@@ -64,3 +64,24 @@ class BalancesProjector:
     @on(Deposited)
     async def deposited(self, event: Deposited, ctx: Context) -> None:
         await ctx.conn.execute(_DEPOSIT, event.account_id, event.amount, event.seq)
+
+
+class Receipt(BaseEvent):
+    """Written by ``receipts`` for every deposit: exactly one per deposit, whatever happens."""
+
+    account_id: str
+    seq: int
+
+
+if os.environ.get("COUNTER_RECEIPTS"):
+    domain.register_event(Receipt, category="receipt")
+
+    @domain.event_handler(name="receipts", stream_categories=["counter"])
+    class ReceiptWriter:
+        """Emits a receipt per deposit with ``ctx.write`` (exactly once with its position)."""
+
+        @handle(Deposited)
+        async def deposited(self, event: Deposited, ctx: Context) -> None:
+            await ctx.write(
+                f"receipt-{event.account_id}", Receipt(account_id=event.account_id, seq=event.seq)
+            )

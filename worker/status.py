@@ -14,8 +14,13 @@ if TYPE_CHECKING:
     from worker.domain import Domain
 
 _POSITIONS = "SELECT consumer, position, refill_to FROM worker.positions"
+# Held: renewed within its ttl by a session that still exists (a crashed holder's lease is
+# free at once, see worker.lease).
 _LEASES = """
-SELECT consumer, owner, state, coalesce(expires_at > now(), false) AS held FROM worker.leases
+SELECT consumer, owner, state,
+       coalesce(expires_at > now(), false)
+       AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid) AS held
+FROM worker.leases l
 """
 _LAG = """
 SELECT count(*), min(time AT TIME ZONE 'UTC')

@@ -27,6 +27,7 @@ from tests.faults._support import (
     wait_until,
     write_deposits,
 )
+from tests.integration.test_health import get
 
 if TYPE_CHECKING:
     import asyncpg
@@ -40,6 +41,14 @@ RECEIPTS = "receipts:counter"
 STARTED = "consumer started"
 LOST = "lease lost; waiting to take it back"
 WAITING = "waiting for consumer held by another process"
+
+
+def metrics_port(worker: WorkerProcess) -> int:
+    """The port a worker process serves its probes and metrics on (from its log)."""
+    for entry in worker.events():
+        if entry.get("event") == "health and metrics listening":
+            return int(entry["port"])
+    raise AssertionError("the worker logged no metrics port" + worker.tail())
 
 
 async def _owner(conn: asyncpg.Connection[Any], consumer: str) -> str | None:
@@ -77,7 +86,7 @@ async def take_over_frozen(
         return await position(monitor) > 0
 
     await wait_until(applying, 20, "the holder's first batch", holder)
-    standby = await workers.start(lease_ttl=TTL)
+    standby = await workers.start(lease_ttl=TTL, http_port=0, http_host="127.0.0.1")
     await standby.wait_logged(WAITING)
     assert await _pid_of_owner(monitor) == holder.process.pid, holder.tail()
     frozen_at_position = await position(monitor)
@@ -111,6 +120,9 @@ async def test_a_frozen_holder_is_taken_over_and_goes_back_to_standby(
     took, holder, standby, ledger = await take_over_frozen(monitor, workers, seed)
     print(f"takeover after {took:.2f} s (lease ttl {TTL} s)")
     assert standby.logged("lease taken over"), standby.tail()
+    _, metrics = await get(metrics_port(standby), "/metrics")
+    for name in (CONSUMER, RECEIPTS):
+        assert f'worker_lease_takeovers_total{{consumer="{name}"}} 1.0' in metrics, metrics
     await caught_up(monitor, standby)
 
     async def receipts_caught_up() -> bool:

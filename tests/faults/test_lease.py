@@ -99,3 +99,60 @@ async def test_two_workers_to_the_end_apply_every_event_once(
 
 async def _any_logged(pair: list[Any], event: str) -> bool:
     return any(w.logged(event) for w in pair)
+
+
+async def test_a_holder_whose_lease_connection_died_is_taken_over_at_once(
+    monitor: asyncpg.Connection[Any], workers: Workers
+) -> None:
+    """The holder's lease connection is terminated while a standby waits: its session is gone,
+    so the standby takes the consumer over at once (long before the 60 s ttl); the old holder's
+    next renewal fails, it logs that it lost the lease and waits; every event is applied once."""
+    ledger = Ledger()
+    await write_deposits(monitor, ledger, random.Random(9), accounts=250, per_account=80)
+    first = await workers.start(lease_ttl=60)
+
+    async def applying() -> bool:
+        first.assert_running()
+        return await position(monitor) > 0
+
+    await wait_until(applying, 20, "the first worker's first batch", first)
+    second = await workers.start(lease_ttl=60)
+    await second.wait_logged(WAITING)
+    pid = await monitor.fetchval(
+        "SELECT holder_pid FROM worker.leases WHERE consumer = $1", CONSUMER
+    )
+    await monitor.execute("SELECT pg_terminate_backend($1)", pid)
+    await second.wait_logged("lease taken over", within=10)
+    await first.wait_logged("lease lost; waiting to take it back", within=30)
+    await caught_up(monitor, second)
+    owner = await monitor.fetchval("SELECT owner FROM worker.leases WHERE consumer = $1", CONSUMER)
+    assert owner.endswith(f":{second.process.pid}"), owner
+    for worker in (first, second):
+        code, _ = await worker.stop(within=10)
+        assert code == 0, f"exit code {code} after SIGTERM" + worker.tail()
+    await assert_exact(monitor, ledger, first, second)
+
+
+async def test_sigterm_releases_the_leases(
+    monitor: asyncpg.Connection[Any], workers: Workers
+) -> None:
+    """A worker stopped with SIGTERM gives its leases up: their rows are released, so
+    ``worker status`` shows no leaseholder and a successor takes them without a takeover."""
+    ledger = Ledger()
+    await write_deposits(monitor, ledger, random.Random(10), accounts=20, per_account=10)
+    first = await workers.start(lease_ttl=60)
+    await caught_up(monitor, first)
+    live = await monitor.fetchval(
+        "SELECT count(*) FROM worker.leases WHERE consumer = $1 AND expires_at > now()", CONSUMER
+    )
+    assert live == 1, first.tail()
+    code, _ = await first.stop(within=10)
+    assert code == 0, first.tail()
+    rows = await monitor.fetch("SELECT consumer, expires_at FROM worker.leases")
+    assert rows and all(r["expires_at"] is None for r in rows), rows
+    second = await workers.start(lease_ttl=60)
+    await second.wait_logged(STARTED)
+    assert not second.logged("lease taken over"), second.tail()
+    code, _ = await second.stop(within=10)
+    assert code == 0, second.tail()
+    await assert_exact(monitor, ledger, first, second)

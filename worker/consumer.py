@@ -240,8 +240,7 @@ class Consumer:
         idle = self.options.poll_min
         ahead: list[Message] | None = None
         while not stop.is_set():
-            if not self.lease.held:
-                raise LeaseLostError(self.lease.lost or f"consumer {self.name}: lease not held")
+            self._check_lease()
             await self._refresh()
             mark = self._waker.mark(self.category)
             batch = ahead if ahead is not None else await self._read(self.position)

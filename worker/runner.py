@@ -16,7 +16,7 @@ import anyio
 import structlog
 
 from worker import _queries as q
-from worker import projection
+from worker import projection, read_schema
 from worker.consumer import Consumer, ConsumerOptions
 from worker.database import create_pool
 from worker.health import HealthServer, notify_systemd
@@ -117,7 +117,12 @@ class Runner:
     async def run(self, *, until_caught_up: bool = False, handle_signals: bool = True) -> RunResult:
         """Run until signalled (or, with ``until_caught_up``, until every consumer is)."""
         slots = sum(len(s.slots()) for s in self.domain.subscribers)
-        pool = await create_pool(self.dsn, min_size=1, max_size=2 * slots + 2)
+        pool = await create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=2 * slots + 2,
+            read_model_schema=self.settings.read_model_schema,
+        )
         try:
             store = MessageStore(pool)
             self.result.consumers = self._consumers(pool, store)
@@ -190,6 +195,7 @@ class Runner:
         due: dict[str, RebuildDue] = {}
         async with pool.acquire() as conn:
             await check_installed(conn)
+            await read_schema.ensure(conn, self.settings.read_model_schema)
             done: set[str] = set()
             for consumer in self.result.consumers:
                 subscriber = consumer.subscriber
@@ -209,6 +215,7 @@ class Runner:
                         auto_rebuild=self.settings.auto_rebuild,
                     )
                     due[subscriber.name] = reason
+            await read_schema.check_unshadowed(conn, self.settings.read_model_schema)
         return due
 
     async def _rebuild_then_run(

@@ -61,6 +61,14 @@ UNION SELECT proname FROM pg_proc WHERE pronamespace = to_regnamespace($1) AND p
 UNION SELECT typname FROM pg_type WHERE typnamespace = to_regnamespace($1) AND typname = ANY($2)
 ORDER BY 1
 """
+# Tables and views in MessageDB's schema that are not MessageDB's: read models of a version
+# that put them there (message_store came first on its search path).
+_STRAYS = """
+SELECT relname FROM pg_class
+WHERE relnamespace = to_regnamespace('message_store') AND relkind IN ('r', 'v', 'm', 'p')
+  AND NOT relname = ANY($1)
+ORDER BY 1
+"""
 _PRIVILEGES = """
 SELECT to_regnamespace($1) IS NOT NULL,
        has_database_privilege(current_database(), 'CREATE'),
@@ -112,14 +120,30 @@ async def ensure(conn: Connection, schema: str) -> None:
             await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{check_schema_name(schema)}"')
         except asyncpg.PostgresError as error:
             raise WorkerError(f'cannot create the read-model schema "{schema}": {error}') from error
-        return
-    missing = [right for right, held in (("USAGE", usage), ("CREATE", create)) if not held]
-    if missing:
-        raise PrivilegeError(
-            f'role "{user}" lacks {" and ".join(missing)} on schema "{schema}", where read-model '
-            f"tables go ({ROLES_HELP})"
+    else:
+        missing = [right for right, held in (("USAGE", usage), ("CREATE", create)) if not held]
+        if missing:
+            raise PrivilegeError(
+                f'role "{user}" lacks {" and ".join(missing)} on schema "{schema}", where '
+                f"read-model tables go ({ROLES_HELP})"
+            )
+        await check_unshadowed(conn, schema)
+    await check_no_strays(conn, schema)
+
+
+async def check_no_strays(conn: Connection, schema: str) -> None:
+    """Refuse to run while MessageDB's schema holds tables that are not MessageDB's: earlier
+    versions put the tables a projector's ``setup`` created there, and running on would start
+    those read models afresh in the read-model schema, without their rows."""
+    strays = [row[0] for row in await conn.fetch(_STRAYS, sorted(MESSAGE_DB_NAMES))]
+    if strays:
+        first = strays[0]
+        raise WorkerError(
+            f"schema message_store holds tables that are not MessageDB's: {', '.join(strays)} "
+            f'(earlier versions put read-model tables there; they now go to "{schema}"): move '
+            f'each (ALTER TABLE message_store.{first} SET SCHEMA "{schema}"), or drop it and '
+            "reset its projection, then start again"
         )
-    await check_unshadowed(conn, schema)
 
 
 async def check_unshadowed(conn: Connection, schema: str) -> None:

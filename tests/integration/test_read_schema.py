@@ -174,3 +174,29 @@ async def test_reserved_names_cover_every_message_db_object(pool: asyncpg.Pool[A
     found = {row[0] for row in rows}
     assert found, "nothing found in schema message_store"
     assert found <= MESSAGE_DB_NAMES, sorted(found - MESSAGE_DB_NAMES)
+
+
+async def test_a_read_model_left_in_message_store_stops_the_worker_until_moved(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """A table an earlier version's setup put in message_store would be started afresh in the
+    read-model schema, without its rows: the worker refuses, saying how to move it; once moved,
+    the projection carries on with its rows."""
+    await pool.execute("CREATE TABLE message_store.jottings (text text)")
+    await pool.execute("INSERT INTO message_store.jottings VALUES ('before')")
+    await store.write("note-1", Noted(text="after").to_message())
+    runner = Runner(noting_domain("jottings"), database_dsn, SETTINGS)
+    with pytest.raises(WorkerError) as refused:
+        await runner.run(until_caught_up=True, handle_signals=False)
+    assert "schema message_store holds tables that are not MessageDB's: jottings" in str(
+        refused.value
+    )
+    assert 'ALTER TABLE message_store.jottings SET SCHEMA "public"' in str(refused.value)
+    assert await schemas_of(pool, "jottings") == ["message_store"]
+
+    await pool.execute("ALTER TABLE message_store.jottings SET SCHEMA public")
+    await Runner(noting_domain("jottings"), database_dsn, SETTINGS).run(
+        until_caught_up=True, handle_signals=False
+    )
+    rows = await pool.fetch("SELECT text FROM public.jottings ORDER BY text")
+    assert [row[0] for row in rows] == ["after", "before"]

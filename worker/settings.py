@@ -196,35 +196,27 @@ def _sections() -> dict[str, type[BaseModel]]:
     }
 
 
-def _suggestion(location: tuple[Any, ...]) -> str:
-    """For an unknown key: the key it most likely meant, as `` (did you mean ...?)``."""
+def _places(location: tuple[Any, ...]) -> list[tuple[str, str]]:
+    """(how to write it, key) of every known key that an unknown one at ``location`` may be:
+    its own section's keys first, then every section's."""
     sections = _sections()
+    everywhere = [(f"[{s}] {f}", f) for s, cls in sections.items() for f in cls.model_fields]
+    if len(location) == 1:  # the top level of the file: a key outside its section, or a section
+        return everywhere + [(f"[{s}]", s) for s in sections]
+    section = str(location[0])
+    if len(location) == 2 and section in sections:
+        return [(f, f) for f in sections[section].model_fields] + everywhere
+    return []
+
+
+def _suggestion(location: tuple[Any, ...]) -> str:
+    """For an unknown key: the known key it most likely is (the same, or a close spelling)."""
     key = str(location[-1])
-    if len(location) == 1:
-        # A known key outside its section (the top level of the file), or a misspelt one.
-        places = {
-            f"[{name}] {field}": field
-            for name, cls in sections.items()
-            for field in cls.model_fields
-        }
-        places.update({f"[{name}]": name for name in sections})
-    elif len(location) == 2 and str(location[0]) in sections:
-        section = str(location[0])
-        places = {field: field for field in sections[section].model_fields}
-        places.update(
-            {
-                f"[{name}] {field}": field
-                for name, cls in sections.items()
-                if name != section
-                for field in cls.model_fields
-                if field == key
-            }
-        )
-    else:
-        return ""
-    exact = [place for place, name in places.items() if name == key]
-    close = difflib.get_close_matches(key, list(places.values()), n=1, cutoff=0.75)
-    found = exact or [place for place, name in places.items() if close and name == close[0]]
+    places = _places(location)
+    names = [name for _, name in places]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+    meant = key if key in names else next(iter(close), None)
+    found = [place for place, name in places if name == meant]
     return f" (did you mean `{found[0]}`?)" if found else ""
 
 

@@ -12,7 +12,7 @@ import anyio
 import asyncpg
 import pytest
 
-from tests.cli import as_user, worker
+from tests.cli import EXAMPLE_APP, as_user, worker
 from worker.database import with_database
 
 if TYPE_CHECKING:
@@ -186,3 +186,30 @@ async def test_role_with_the_readme_rights_but_create_is_told_so_then_runs(
         assert owner == role
     finally:
         await conn.close()
+
+
+async def test_a_right_missing_later_on_is_one_line_too(database_dsn: str, role: str) -> None:
+    """A right the start-up check does not cover (TRUNCATE on a read-model table that another
+    role created, for `rebuild --in-place`) still ends in one line pointing at the README."""
+    first = await worker(
+        database_dsn, "run", "--until-caught-up", "--only", "order_summary", config=EXAMPLE_APP
+    )
+    assert first.code == 0, first
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await conn.execute(
+            f"GRANT message_store TO {role};"
+            f"GRANT USAGE ON SCHEMA worker TO {role};"
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA worker TO {role};"
+            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA worker TO {role};"
+            f"GRANT USAGE, CREATE ON SCHEMA public TO {role}"
+        )
+    finally:
+        await conn.close()
+    dsn = as_user(database_dsn, role, PASSWORD)
+    result = await worker(dsn, "rebuild", "order_summary", "--in-place", config=EXAMPLE_APP)
+    one_line(
+        result,
+        "the database role lacks a right: permission denied for table order_summary__g1",
+        '"Database roles" in the README',
+    )

@@ -7,9 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import typer
-from rich.console import Console
-from rich.table import Table
 
+from worker import _cli_output as output
 from worker import dead_letters
 from worker.consumer import Consumer
 from worker.errors import WorkerError
@@ -65,9 +64,18 @@ def dlq_list(
         for row in rows:
             typer.echo(json.dumps(row, default=str))
         return
-    table = Table("id", "consumer", "stream", "pos", "global", "type", "attempts", "error")
+    table = output.table(
+        "id",
+        "consumer",
+        "stream",
+        "pos",
+        "global",
+        "type",
+        "attempts",
+        "error",
+        names=("consumer", "stream", "type"),
+    )
     for r in rows:
-        error = r["error"] or f"parked behind #{r['blocked_by']}"
         table.add_row(
             str(r["id"]),
             r["consumer"],
@@ -76,13 +84,41 @@ def dlq_list(
             str(r["global_position"]),
             r["type"],
             str(r["attempts"]),
-            error.splitlines()[0][:80],
+            _why(r).splitlines()[0][:80],
         )
-    Console().print(table if rows else "no parked messages")
+    output.console().print(table if rows else "no parked messages")
+
+
+def _why(row: dict[str, Any]) -> str:
+    """A parked message's error, or what it waits behind."""
+    if row["error"] is not None:
+        return str(row["error"])
+    if row["blocked_by"] is not None:
+        return f"parked behind #{row['blocked_by']}"
+    # The stream's first parked message was discarded; this one still waits, in order.
+    return "the message ahead was discarded: replay or discard the stream"
+
+
+# Characters of a message's data or metadata that `dlq show` prints without --full.
+SHOW_LIMIT = 4000
+
+
+def _clip(value: Any, limit: int) -> Any:
+    """``value``, or when its JSON is longer than ``limit`` characters, its beginning and how
+    much was left out."""
+    text = json.dumps(value, default=str)
+    if len(text) <= limit:
+        return value
+    return f"{text[:limit]}... ({len(text) - limit} more characters; --full shows all)"
 
 
 @dlq_app.command("show")
-def dlq_show(dead_letter_id: int) -> None:
+def dlq_show(
+    dead_letter_id: int,
+    full: Annotated[
+        bool, typer.Option("--full", help=f"Print data and metadata longer than {SHOW_LIMIT}.")
+    ] = False,
+) -> None:
     """Everything stored about one parked message, and the message itself."""
 
     async def work(_app: App, pool: asyncpg.Pool[Any]) -> dict[str, Any] | None:
@@ -99,6 +135,9 @@ def dlq_show(dead_letter_id: int) -> None:
     row = _with_pool(work)
     if row is None:
         raise WorkerError(f"no parked message with id {dead_letter_id}")
+    if row["message"] is not None and not full:
+        for key in ("data", "metadata"):
+            row["message"][key] = _clip(row["message"][key], SHOW_LIMIT)
     typer.echo(json.dumps(row, default=str, indent=2))
 
 
@@ -176,11 +215,23 @@ def dlq_discard(
 ) -> None:
     """Drop a parked message (or all of a stream's) without handling it."""
 
-    async def work(_app: App, pool: asyncpg.Pool[Any]) -> int:
-        if dead_letter_id is None and (consumer is None or stream is None):
-            raise WorkerError("give a parked message id, or both --consumer and --stream")
-        return await dead_letters.discard(
-            pool, dead_letter_id=dead_letter_id, consumer=consumer, stream_name=stream
+    async def work(_app: App, pool: asyncpg.Pool[Any]) -> str:
+        if dead_letter_id is None:
+            if consumer is None or stream is None:
+                raise WorkerError("give a parked message id, or both --consumer and --stream")
+            done = await dead_letters.discard(pool, consumer=consumer, stream_name=stream)
+            return f"discarded {done} parked message(s)"
+        row = await dead_letters.show(pool, dead_letter_id)
+        if row is None or not await dead_letters.discard(pool, dead_letter_id=dead_letter_id):
+            raise WorkerError(f"no parked message with id {dead_letter_id}")
+        left = await dead_letters.parked_of_stream(pool, row["consumer"], row["stream_name"])
+        if not left:
+            return "discarded 1 parked message(s)"
+        target = f"--consumer {row['consumer']} --stream {row['stream_name']}"
+        return (
+            f"discarded 1 parked message(s); {len(left)} later message(s) of "
+            f"{row['stream_name']} stay parked until replayed (`worker dlq replay {target}`) "
+            f"or discarded (`worker dlq discard {target}`)"
         )
 
-    typer.echo(f"discarded {_with_pool(work)} parked message(s)")
+    typer.echo(_with_pool(work))

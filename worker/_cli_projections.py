@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import anyio
 import structlog
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,8 +17,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
+from worker import _cli_output as output
+from worker import privileges
 from worker.errors import UsageError, WorkerError
 from worker.lease import Lease, owner_id
 from worker.message_store import MessageStore
@@ -46,7 +46,7 @@ def register(app: typer.Typer, load: Callable[[], App]) -> None:
         application = load()
 
         async def work() -> list[dict[str, Any]]:
-            pool = await application.pool()
+            pool = await application.pool(rights=privileges.READ)
             try:
                 return [s.as_dict() for s in await consumer_status(pool, application.domain)]
             finally:
@@ -56,8 +56,16 @@ def register(app: typer.Typer, load: Callable[[], App]) -> None:
         if as_json:
             typer.echo(json.dumps(rows, indent=2))
             return
-        table = Table(
-            "consumer", "position", "head", "lag", "lag (s)", "state", "leaseholder", "parked"
+        table = output.table(
+            "consumer",
+            "position",
+            "head",
+            "lag",
+            "lag (s)",
+            "state",
+            "leaseholder",
+            "parked",
+            names=("consumer", "leaseholder"),
         )
         for r in rows:
             table.add_row(
@@ -70,7 +78,7 @@ def register(app: typer.Typer, load: Callable[[], App]) -> None:
                 r["leaseholder"] or "-",
                 str(r["parked"]),
             )
-        Console().print(table)
+        output.console().print(table)
 
     @app.command("reset")
     def reset(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from worker.database import create_pool, resolve_dsn
+from worker import privileges
+from worker.database import ConnectOptions, configure, create_pool, resolve_dsn
 from worker.installer import check_installed
 from worker.loader import load_domain
 
@@ -13,6 +14,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from worker.domain import Domain
+    from worker.privileges import Right
     from worker.settings import Settings
 
 
@@ -26,15 +28,20 @@ class App:
 
     @classmethod
     def load(cls, settings: Settings) -> App:
-        """Load the domain named by the settings and resolve the database."""
+        """Load the domain named by the settings, resolve the database, and make the settings'
+        connection options (timeout, read-model schema) those of every connection."""
+        configure(ConnectOptions.from_settings(settings))
         return cls(settings, load_domain(settings), resolve_dsn(settings))
 
-    async def pool(self, max_size: int = 4) -> asyncpg.Pool[Any]:
-        """A pool on a database where MessageDB and the worker schema are installed."""
+    async def pool(
+        self, max_size: int = 4, rights: tuple[Right, ...] = privileges.WRITE
+    ) -> asyncpg.Pool[Any]:
+        """A pool on a database where MessageDB and the worker schema are installed and the
+        role has ``rights``."""
         pool = await create_pool(self.dsn, min_size=1, max_size=max_size)
         try:
             async with pool.acquire() as conn:
-                await check_installed(conn)
+                await check_installed(conn, rights)
         except BaseException:
             await pool.close()
             raise

@@ -5,19 +5,34 @@ from __future__ import annotations
 import sys
 from functools import partial
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
+import asyncpg
+import structlog
 import typer
 
 from worker import _cli_dlq, _cli_projections
 from worker.app import App
-from worker.database import is_embedded, redact, resolve_dsn, stop_embedded
+from worker.database import (
+    ConnectOptions,
+    configure,
+    is_embedded,
+    redact,
+    resolve_dsn,
+    stop_embedded,
+)
 from worker.errors import UsageError, WorkerError
 from worker.installer import install
 from worker.log import configure_logging
+from worker.read_schema import ROLES_HELP
 from worker.runner import Runner, RunResult
 from worker.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from worker.domain import Domain
+
+log = structlog.get_logger("worker.cli")
 
 app = typer.Typer(
     help="Async projection worker for the MessageDB event store.",
@@ -39,6 +54,7 @@ class _State:
     def settings(self) -> Settings:
         settings = load_settings(self.config)
         configure_logging(settings.worker.log_level, settings.worker.log_format)
+        configure(ConnectOptions.from_settings(settings))
         return settings
 
 
@@ -64,12 +80,15 @@ def run(
 ) -> None:
     """Run every consumer until SIGTERM/SIGINT (or until caught up)."""
     application = _load_app()
+    if only:
+        _check_only(application.domain, only)
 
     async def main() -> RunResult:
         runner = Runner(application.domain, application.dsn, application.settings.worker, only=only)
         return await runner.run(until_caught_up=until_caught_up)
 
     result = anyio.run(main)
+    _log_stopped(result, until_caught_up)
     if result.forced:
         raise SystemExit(130)
     if result.needs_rebuild:
@@ -90,6 +109,35 @@ def run(
         raise SystemExit(1)
 
 
+def _check_only(domain: Domain, only: list[str]) -> None:
+    """Every ``--only`` name must be a consumer or a subscriber of the domain."""
+    subscribers = {s.name for s in domain.subscribers}
+    consumers = {slot.name for s in domain.subscribers for slot in s.slots()}
+    unknown = [name for name in only if name not in subscribers | consumers]
+    if unknown:
+        raise UsageError(
+            f"--only {', '.join(unknown)}: no such consumer or subscriber; known: "
+            + (", ".join(sorted(subscribers | consumers)) or "none")
+        )
+
+
+def _log_stopped(result: RunResult, until_caught_up: bool) -> None:
+    """The run's last log line: that the worker stopped, and why."""
+    if result.forced:
+        reason = "second signal"
+    elif result.signalled:
+        reason = "signal"
+    elif until_caught_up:
+        reason = "caught up"
+    else:
+        reason = "all consumers halted"
+    details: dict[str, list[str]] = {
+        "halted": result.stopped,
+        "not_started_until_rebuilt": result.needs_rebuild,
+    }
+    log.info("worker stopped", reason=reason, **{k: v for k, v in details.items() if v})
+
+
 @app.callback()
 def _root(config: ConfigOption = None) -> None:
     _state.config = config
@@ -105,8 +153,7 @@ def db_install() -> None:
         dsn,
         settings.message_db,
     )
-    done = "installed" if report.message_db_installed else "already installed"
-    typer.echo(f"MessageDB {report.message_db_version} {done} in database {report.database}")
+    typer.echo(report.describe())
     if report.migrations_applied:
         typer.echo("worker schema migrations applied: " + ", ".join(report.migrations_applied))
     else:
@@ -133,12 +180,16 @@ def db_stop_embedded() -> None:
 
 
 def main() -> None:
-    """Entry point: every ``WorkerError`` becomes one line on stderr and exit code 1."""
+    """Entry point: every ``WorkerError`` becomes one line on stderr and its exit code (1, or 2
+    for a usage error); so does a right the database role lacks, wherever it shows."""
     try:
         app()
-    except UsageError as error:
-        print(f"worker: error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
     except WorkerError as error:
         print(f"worker: error: {error}", file=sys.stderr)
+        raise SystemExit(error.exit_code) from None
+    except asyncpg.InsufficientPrivilegeError as error:
+        print(
+            f"worker: error: the database role lacks a right: {error} ({ROLES_HELP})",
+            file=sys.stderr,
+        )
         raise SystemExit(1) from None

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 
 class WorkerError(Exception):
-    """Base of every error raised on purpose by this package."""
+    """Base of every error raised on purpose by this package; ``exit_code`` is the CLI's."""
 
-
-class UsageError(WorkerError):
-    """A command was given arguments it refuses (the command line's exit code 2)."""
+    exit_code: int = 1
 
 
 class ConfigurationError(WorkerError):
     """The configuration (domain.toml or WORKER_* variables) is invalid."""
 
 
+class UsageError(WorkerError):
+    """A command was given arguments that cannot work (an unknown name): exit code 2."""
+
+    exit_code = 2
+
+
 class DatabaseUnavailableError(WorkerError):
     """The configured PostgreSQL server cannot be reached or refuses the connection."""
+
+
+class DatabaseMissingError(DatabaseUnavailableError):
+    """The server answers, but the database the DSN names does not exist."""
+
+
+class PrivilegeError(WorkerError):
+    """The database role lacks a right the worker needs (named in the message)."""
 
 
 class InstallError(WorkerError):

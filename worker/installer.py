@@ -9,6 +9,7 @@ order of its own ``install.sh``, through asyncpg, so ``psql`` is not needed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -23,11 +24,13 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import structlog
 
+from worker import privileges
 from worker.database import connect, database_name, redact, with_database
-from worker.errors import InstallError
+from worker.errors import DatabaseMissingError, InstallError
 
 if TYPE_CHECKING:
     from worker._types import Connection
+    from worker.privileges import Right
     from worker.settings import MessageDBSettings
 
 log = structlog.get_logger(__name__)
@@ -81,6 +84,16 @@ class InstallReport:
     message_db_version: str
     message_db_installed: bool
     migrations_applied: tuple[str, ...]
+    package_release: str | None = None  # the npm package's release, when installed just now
+
+    def describe(self) -> str:
+        """What happened to MessageDB, as one line: the package release (when this run installed
+        it) and what its ``message_store_version()`` reports (1.3.1 reports 1.3.0)."""
+        reported = f"message_store_version() reports {self.message_db_version}"
+        if not self.message_db_installed:
+            return f"MessageDB already installed in database {self.database} ({reported})"
+        release = f"{PACKAGE}@{self.package_release}" if self.package_release else PACKAGE
+        return f"MessageDB {release} installed in database {self.database} ({reported})"
 
 
 # -- locating the package ------------------------------------------------------------------
@@ -135,6 +148,15 @@ def _npm_pack(version: str, into: Path) -> None:
         staging.replace(into)
 
 
+def package_release(folder: Path) -> str | None:
+    """The release in the ``package.json`` beside a located ``database/`` folder, if any."""
+    try:
+        found = json.loads((folder.parent / "package.json").read_text()).get("version")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
 def locate_package(settings: MessageDBSettings) -> Path:
     """The folder holding MessageDB's ``database/`` scripts, fetching it once if needed."""
     if settings.package_path is not None:
@@ -169,7 +191,7 @@ async def ensure_database(dsn: str) -> bool:
     """Create the DSN's database if it does not exist; True when it was created."""
     try:
         conn = await connect(dsn)
-    except asyncpg.InvalidCatalogNameError:
+    except DatabaseMissingError:
         pass
     else:
         await conn.close()
@@ -186,12 +208,16 @@ async def ensure_database(dsn: str) -> bool:
     return True
 
 
+# From the catalog, which any role may read (naming the function needs USAGE on its schema).
+_PRESENT = """
+SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+               WHERE n.nspname = 'message_store' AND p.proname = 'message_store_version')
+"""
+
+
 async def installed_version(conn: Connection) -> str | None:
     """MessageDB's reported version in this database, or ``None`` when it is not installed."""
-    exists = await conn.fetchval(
-        "SELECT to_regprocedure('message_store.message_store_version()') IS NOT NULL"
-    )
-    if not exists:
+    if not await conn.fetchval(_PRESENT):
         return None
     version: str = await conn.fetchval("SELECT message_store.message_store_version()")
     return version
@@ -299,10 +325,12 @@ async def install(
     """
     await ensure_database(dsn)
     conn = await connect(dsn)
+    release = None
     try:
         before = await installed_version(conn)
         if before is None:
             folder = locate_package(settings)
+            release = package_release(folder)
             log.info("installing MessageDB", database=redact(dsn), package=str(folder))
             await _install_message_db(conn, folder)
         version = await installed_version(conn)
@@ -316,13 +344,15 @@ async def install(
             applied += ("notify trigger " + ("added" if notify_trigger else "removed"),)
     finally:
         await conn.close()
-    return InstallReport(database_name(dsn), version, before is None, applied)
+    return InstallReport(database_name(dsn), version, before is None, applied, release)
 
 
-async def check_installed(conn: Connection) -> None:
-    """Raise one clear ``InstallError`` unless MessageDB and the current worker schema are there."""
-    if await installed_version(conn) is None:
+async def check_installed(conn: Connection, rights: tuple[Right, ...] = privileges.WRITE) -> None:
+    """Raise one clear ``InstallError`` unless MessageDB and the current worker schema are there,
+    or one ``PrivilegeError`` when the role lacks any of ``rights``."""
+    if not await conn.fetchval(_PRESENT):
         raise InstallError("MessageDB is not installed in this database: run `worker db install`")
+    await privileges.check(conn, rights)
     latest = max(version for version, _, _ in migrations())
     current = await conn.fetchval(
         "SELECT CASE WHEN to_regclass('worker.migrations') IS NULL THEN 0 "

@@ -8,6 +8,10 @@ end of the batch in a few set-based statements (many rows each), inside the batc
 Every read model lives in a physical table ``{table}__g{generation}``; a view named ``{table}``
 points at the live generation, so a rebuild can fill the next generation while readers keep
 reading the old one, then switch by replacing the view (see ``worker.projection``).
+
+Both live in the read-model schema, the first on every worker connection's search path (see
+``worker.read_schema``), unless the model names a schema of its own in ``__schema__``. A table
+named like one of MessageDB's objects is refused: MessageDB's functions would use it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Union, get_args, get_o
 from pydantic import BaseModel, ConfigDict
 
 from worker.errors import RegistrationError
+from worker.read_schema import is_reserved
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -82,13 +87,19 @@ class Column:
 
 
 class ReadModel(BaseModel):
-    """Base of read-model rows: set ``__table__`` and ``__key__`` (a column or a tuple)."""
+    """Base of read-model rows: set ``__table__`` and ``__key__`` (a column or a tuple);
+    ``__schema__`` only to keep the table out of the read-model schema."""
 
     model_config = ConfigDict(extra="forbid")
 
     __table__: ClassVar[str] = ""
     __key__: ClassVar[str | tuple[str, ...]] = ""
-    __schema__: ClassVar[str] = "public"
+    __schema__: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("__table__"):
+            _check_table_name(cls)
 
     @classmethod
     def key_columns(cls) -> tuple[str, ...]:
@@ -112,7 +123,7 @@ class ReadModel(BaseModel):
         """Raise a clear error for a model that cannot map to a table."""
         if not cls.__table__:
             raise RegistrationError(f"read model {cls.__qualname__} has no __table__")
-        _quote(cls.__table__)
+        _check_table_name(cls)
         names = {c.name for c in cls.columns()}
         for key in cls.key_columns():
             if key not in names:
@@ -174,14 +185,31 @@ def _tuple(value: str | tuple[str, ...]) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else value
 
 
+def _check_table_name(model: type[ReadModel]) -> None:
+    _quote(model.__table__)
+    if is_reserved(model.__table__):
+        raise RegistrationError(
+            f"read model {model.__qualname__}: table name {model.__table__!r} is MessageDB's "
+            "(its functions find their objects through the search path, where the read-model "
+            "schema comes first): choose another __table__"
+        )
+
+
+def _qualified(model: type[ReadModel], name: str) -> str:
+    """``name`` in the model's own schema, or unqualified: in the connection's read-model
+    schema, first on its search path."""
+    schema = model.__schema__
+    return _quote(name) if schema is None else f"{_quote(schema)}.{_quote(name)}"
+
+
 def physical(model: type[ReadModel], generation: int) -> str:
     """The quoted name of a model's table for ``generation``."""
-    return f"{_quote(model.__schema__)}.{_quote(f'{model.__table__}__g{generation}')}"
+    return _qualified(model, f"{model.__table__}__g{generation}")
 
 
 def view_name(model: type[ReadModel]) -> str:
     """The quoted name of the view readers query."""
-    return f"{_quote(model.__schema__)}.{_quote(model.__table__)}"
+    return _qualified(model, model.__table__)
 
 
 def _literal(value: Any) -> str:

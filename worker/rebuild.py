@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from worker import projection
+from worker import projection, read_schema
 from worker.consumer import Consumer
 from worker.errors import WorkerError
 from worker.message_store import MessageStore
@@ -111,6 +111,7 @@ async def rebuild(
         )
 
     async with pool.acquire() as conn:
+        await read_schema.ensure(conn, settings.read_model_schema)
         if in_place:
             running = await projection.holders(conn, subscriber)
             await projection.rebuild_in_place(conn, subscriber)

@@ -16,7 +16,7 @@ import anyio
 import structlog
 
 from worker import _queries as q
-from worker import projection
+from worker import projection, read_schema
 from worker.consumer import Consumer, ConsumerOptions
 from worker.database import create_pool
 from worker.health import HealthServer, notify_systemd
@@ -130,6 +130,7 @@ class Runner:
             min_size=1,
             max_size=2 * slots + 2,
             idle_in_transaction_timeout=self.settings.lease_ttl,
+            read_model_schema=self.settings.read_model_schema,
         )
         try:
             store = MessageStore(pool)
@@ -203,6 +204,7 @@ class Runner:
         due: dict[str, RebuildDue] = {}
         async with pool.acquire() as conn:
             await check_installed(conn)
+            await read_schema.ensure(conn, self.settings.read_model_schema)
             done: set[str] = set()
             for consumer in self.result.consumers:
                 subscriber = consumer.subscriber
@@ -222,6 +224,7 @@ class Runner:
                         auto_rebuild=self.settings.auto_rebuild,
                     )
                     due[subscriber.name] = reason
+            await read_schema.check_unshadowed(conn, self.settings.read_model_schema)
         return due
 
     async def _rebuild_then_run(

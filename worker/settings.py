@@ -7,12 +7,22 @@ Nested keys use ``__``: ``WORKER_EVENT_STORE__DATABASE_URI`` overrides
 from __future__ import annotations
 
 import contextvars
+import difflib
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +31,7 @@ from pydantic_settings import (
 )
 
 from worker.errors import ConfigurationError
+from worker.read_schema import check_schema_name
 
 DEFAULT_CONFIG = Path("domain.toml")
 CONFIG_ENV = "WORKER_CONFIG"
@@ -50,6 +61,7 @@ class EventStoreSettings(_Section):
     database_uri: SecretStr | None = None
     embedded_data_dir: Path = Path(".worker/postgres")
     notify_trigger: bool = True
+    connect_timeout: float = Field(default=10.0, gt=0)
 
     @field_validator("database_uri")
     @classmethod
@@ -63,11 +75,26 @@ class EventStoreSettings(_Section):
             raise ValueError(
                 "must be a postgresql://user@host:port/database URI or the word 'embedded'"
             )
+        _check_ports(text)
         return value
 
     def dsn(self) -> str | None:
         """The configured DSN in clear (never log it: use ``database.redact``)."""
         return None if self.database_uri is None else self.database_uri.get_secret_value()
+
+
+def _check_ports(uri: str) -> None:
+    """Every port a URI names (``host:port``, several hosts, ``?port=``) must be a number."""
+    parts = urlsplit(uri)
+    ports = []
+    for host in parts.netloc.rpartition("@")[2].split(","):
+        rest = host.partition("]")[2] if host.startswith("[") else host
+        ports.append(rest.partition(":")[2])
+    for listed in parse_qs(parts.query).get("port", []):
+        ports.extend(listed.split(","))
+    for port in ports:
+        if port and not port.isdigit():
+            raise ValueError(f"port {port!r} is not a number")
 
 
 class MessageDBSettings(_Section):
@@ -97,6 +124,24 @@ class WorkerSettings(_Section):
     http_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    read_model_schema: str = "public"
+
+    @field_validator("read_model_schema")
+    @classmethod
+    def _schema(cls, value: str) -> str:
+        return check_schema_name(value)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        for low, high in (
+            ("poll_interval_min", "poll_interval_max"),
+            ("retry_base_delay", "retry_max_delay"),
+        ):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(
+                    f"{low} ({getattr(self, low)}) is greater than {high} ({getattr(self, high)})"
+                )
+        return self
 
 
 class Settings(BaseSettings):
@@ -144,11 +189,44 @@ def _config_path(path: Path | None) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
+def _sections() -> dict[str, type[BaseModel]]:
+    return {
+        name: field.annotation
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
+    }
+
+
+def _places(location: tuple[Any, ...]) -> list[tuple[str, str]]:
+    """(how to write it, key) of every known key that an unknown one at ``location`` may be:
+    its own section's keys first, then every section's."""
+    sections = _sections()
+    everywhere = [(f"[{s}] {f}", f) for s, cls in sections.items() for f in cls.model_fields]
+    if len(location) == 1:  # the top level of the file: a key outside its section, or a section
+        return everywhere + [(f"[{s}]", s) for s in sections]
+    section = str(location[0])
+    if len(location) == 2 and section in sections:
+        return [(f, f) for f in sections[section].model_fields] + everywhere
+    return []
+
+
+def _suggestion(location: tuple[Any, ...]) -> str:
+    """For an unknown key: the known key it most likely is (the same, or a close spelling)."""
+    key = str(location[-1])
+    places = _places(location)
+    names = [name for _, name in places]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+    meant = key if key in names else next(iter(close), None)
+    found = [place for place, name in places if name == meant]
+    return f" (did you mean `{found[0]}`?)" if found else ""
+
+
 def _describe(error: ValidationError, where: str) -> str:
     problems = []
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"])
-        problems.append(f"{location}: {item['msg']}")
+        hint = _suggestion(item["loc"]) if item["type"] == "extra_forbidden" else ""
+        problems.append(f"{location}: {item['msg']}{hint}")
     return f"invalid configuration ({where}): " + "; ".join(problems)
 
 

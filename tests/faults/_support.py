@@ -35,7 +35,7 @@ CONSUMER = "balances:counter"
 
 # Our own monitoring connections are named apart from the worker's ("worker"), so terminating
 # the worker's backends never hits them.
-TEST_SETTINGS = {"search_path": "message_store, public", "application_name": "fault-test"}
+TEST_SETTINGS = {"search_path": "public, message_store", "application_name": "fault-test"}
 
 Row = tuple[int, int, int, int]  # total, events, last_seq, gaps
 

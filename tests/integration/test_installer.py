@@ -104,10 +104,18 @@ def test_cli_install_twice_against_named_server(server_dsn: str, template_dsn: s
     try:
         first = run_cli("db", "install", WORKER_EVENT_STORE__DATABASE_URI=dsn)
         assert first.returncode == 0, first.stderr
-        assert "installed in database" in first.stdout
+        # The package release configured, and what its message_store_version() reports.
+        assert (
+            f"MessageDB @eventide/message-db@1.3.1 installed in database {name} "
+            "(message_store_version() reports 1.3.0)"
+        ) in first.stdout
         second = run_cli("db", "install", WORKER_EVENT_STORE__DATABASE_URI=dsn)
         assert second.returncode == 0, second.stderr
-        assert "already installed" in second.stdout and "up to date" in second.stdout
+        assert (
+            f"MessageDB already installed in database {name} "
+            "(message_store_version() reports 1.3.0)"
+        ) in second.stdout
+        assert "up to date" in second.stdout
     finally:
 
         async def drop() -> None:

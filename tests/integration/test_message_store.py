@@ -154,7 +154,8 @@ async def test_read_category_matches_get_category_messages(
             consumer_group_size=size,
         )
         rows = await pool.fetch(
-            "SELECT id, global_position FROM get_category_messages($1, $2, $3, $4, $5, $6)",
+            "SELECT id, global_position "
+            "FROM message_store.get_category_messages($1, $2, $3, $4, $5, $6)",
             "ticket",
             3,
             20,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import orjson
 import pytest
 from structlog.testing import capture_logs
 
@@ -295,6 +297,48 @@ async def test_handler_writes_are_exactly_once_with_follow_metadata(
         "causationMessageGlobalPosition": (await store.read_stream("acct-9"))[1].global_position,
         "correlationStreamName": "web-42",
     }
+
+
+@pytest.mark.parametrize("metadata", ["[1, 2]", '"x"', "3"], ids=["array", "string", "number"])
+async def test_metadata_that_is_no_json_object_is_followed_as_absent(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str, metadata: str
+) -> None:
+    """A foreign writer left metadata that is valid JSON but no object: a handler that emits
+    still succeeds, its messages carry causation metadata only, and one warning says so."""
+    domain = ledger_domain()
+
+    @domain.event_handler(name="auditor", stream_categories=["acct"])
+    class Auditor:
+        @handle(Deposited)
+        async def deposited(self, event: Deposited, ctx: Context) -> None:
+            for _ in range(2):
+                await ctx.write(f"audit-{event.account}", Closed(account=event.account))
+
+    await pool.execute(
+        "SELECT message_store.write_message($1, $2, $3, $4::text::jsonb, $5::text::jsonb)",
+        str(uuid.uuid4()),
+        "acct-7",
+        "Deposited",
+        '{"account": "a7", "n": 0, "amount": 5}',
+        metadata,
+    )
+    with capture_logs() as logs:
+        await catch_up(domain, database_dsn)
+    [cause] = await store.read_stream("acct-7")
+    follows = {
+        "causationMessageStreamName": "acct-7",
+        "causationMessagePosition": 0,
+        "causationMessageGlobalPosition": cause.global_position,
+    }
+    assert [(m.type, m.metadata) for m in await store.read_stream("audit-a7")] == [
+        ("Closed", follows),
+        ("Closed", follows),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM worker.dead_letters") == 0
+    warned = [e for e in logs if e["event"].startswith("metadata is not a JSON object")]
+    assert len(warned) == 1, warned
+    assert warned[0]["log_level"] == "warning" and warned[0]["stream_name"] == "acct-7"
+    assert orjson.loads(warned[0]["metadata"]) == orjson.loads(metadata)
 
 
 async def test_a_zombie_with_a_stale_epoch_cannot_commit(

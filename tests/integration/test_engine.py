@@ -364,30 +364,52 @@ async def test_a_zombie_with_a_stale_epoch_cannot_commit(
         await second.release()
 
 
-@pytest.mark.parametrize("notify", [True, False])
-async def test_a_running_worker_picks_up_new_messages(
-    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str, notify: bool
-) -> None:
-    """Idle consumers wake on NOTIFY; without it, polling alone delivers (within poll_max)."""
-    if not notify:
-        from worker.installer import set_notify_trigger
-
-        async with pool.acquire() as conn:
-            await set_notify_trigger(conn, False)
-    settings = FAST.model_copy(
-        update={"notify": notify, "poll_interval_max": 30.0 if notify else 0.2}
-    )
-    runner = Runner(ledger_domain(), database_dsn, settings)
+async def first_deposit_projected_within(
+    runner: Runner, store: MessageStore, pool: asyncpg.Pool[Any], seconds: float
+) -> float:
+    """Run ``runner`` until its consumer is idle, write one deposit and wait for it to be
+    projected (failing after ``seconds``); how long it took."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: runner.run(handle_signals=False))
         with anyio.fail_after(10):
             while not runner.result.consumers or runner.result.consumers[0].state != "caught_up":
                 await anyio.sleep(0.01)
-            await anyio.sleep(0.5)  # let the idle interval grow past its minimum
-            await deposit_one(store, "acct-1", "a1", 0)
+        await deposit_one(store, "acct-1", "a1", 0)
+        written = anyio.current_time()
+        with anyio.fail_after(seconds):
             while await pool.fetchval("SELECT count(*) FROM ledger") != 1:
                 await anyio.sleep(0.01)
+        took = anyio.current_time() - written
         runner.request_stop()
+    return took
+
+
+async def test_notify_wakes_an_idle_consumer_long_before_its_next_poll(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """With a 5 s poll interval, a new message is projected within 1.5 s: only the NOTIFY
+    trigger and the LISTEN connection can have woken the idle consumer."""
+    settings = FAST.model_copy(
+        update={"notify": True, "poll_interval_min": 5.0, "poll_interval_max": 5.0}
+    )
+    runner = Runner(ledger_domain(), database_dsn, settings)
+    assert await first_deposit_projected_within(runner, store, pool, 1.5) < 1.5
+
+
+async def test_polling_alone_delivers_new_messages(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """With no trigger and no LISTEN connection, an idle consumer still finds a new message at
+    its next poll (every 0.2 s here), well within 2 s."""
+    from worker.installer import set_notify_trigger
+
+    async with pool.acquire() as conn:
+        await set_notify_trigger(conn, False)
+    settings = FAST.model_copy(
+        update={"notify": False, "poll_interval_min": 0.2, "poll_interval_max": 0.2}
+    )
+    runner = Runner(ledger_domain(), database_dsn, settings)
+    assert await first_deposit_projected_within(runner, store, pool, 2.0) < 2.0
 
 
 async def test_handler_logs_name_the_message_being_handled(
@@ -456,6 +478,10 @@ async def test_replicas_share_a_group_one_slot_each(
     """Two workers capped at one slot each: each holds one member; the work is complete."""
     await deposit(store, accounts=10, per_account=4)
     one_slot = FAST.model_copy(update={"max_group_slots": 1})
+
+    def holding(runner: Runner) -> int:
+        return sum(c.lease.held for c in runner.result.consumers)
+
     runners = [Runner(ledger_domain(group_size=2), database_dsn, one_slot) for _ in range(2)]
     async with anyio.create_task_group() as tg:
         for runner in runners:
@@ -465,7 +491,8 @@ async def test_replicas_share_a_group_one_slot_each(
                 await anyio.sleep(0.02)
             while await pool.fetchval("SELECT count(*) FROM ledger") != 40:
                 await anyio.sleep(0.02)
-            await anyio.sleep(0.3)  # both have settled on their slots
+            while not all(holding(r) == 1 for r in runners):  # both have settled on a slot
+                await anyio.sleep(0.02)
         held = [[c.name for c in r.result.consumers if c.lease.held] for r in runners]
         for runner in runners:
             runner.request_stop()

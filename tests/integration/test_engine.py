@@ -191,6 +191,52 @@ async def test_poison_message_is_parked_with_its_stream_behind_it_then_replayed(
     assert await pool.fetchval("SELECT count(*) FROM worker.dead_letters") == 0
 
 
+def replayer(domain: Domain, pool: asyncpg.Pool[Any], store: MessageStore, dsn: str) -> Consumer:
+    """The ledger consumer of ``domain``, as `dlq replay` builds it to replay inline."""
+    return Consumer(
+        domain.subscribers[0],
+        "acct",
+        dsn=dsn,
+        pool=pool,
+        store=store,
+        positions=PostgresPositionStore(pool),
+        waker=Waker(),
+        options=ConsumerOptions(),
+    )
+
+
+@pytest.mark.parametrize("handler", ["fixed", "still failing"])
+async def test_a_replay_under_a_superseded_lease_epoch_changes_nothing(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str, handler: str
+) -> None:
+    """Another owner bumped the consumer's epoch after this process took its lease: a replay
+    raises LeaseLostError, whether the message now succeeds or fails again, and the dead
+    letters and the read model stay exactly as they were."""
+    await deposit(store, accounts=2, per_account=3)
+    poison = ledger_domain(lambda e: e.account == "a1" and e.n == 1, max_attempts=1)
+    await catch_up(poison, database_dsn)
+    projected = await ledger(pool)
+    parked = [dict(r) for r in await pool.fetch("SELECT * FROM worker.dead_letters ORDER BY id")]
+    assert [r["position"] for r in parked] == [1, 2]
+
+    consumer = replayer(
+        ledger_domain() if handler == "fixed" else poison, pool, store, database_dsn
+    )
+    assert await consumer.lease.try_acquire()
+    try:
+        await pool.execute(
+            "UPDATE worker.leases SET epoch = epoch + 1 WHERE consumer = $1", consumer.name
+        )
+        with pytest.raises(LeaseLostError):
+            await consumer.replay("acct-1")
+    finally:
+        await consumer.lease.release()
+    assert await ledger(pool) == projected
+    assert [
+        dict(r) for r in await pool.fetch("SELECT * FROM worker.dead_letters ORDER BY id")
+    ] == parked
+
+
 async def deposit_one(store: MessageStore, stream: str, account: str, n: int) -> None:
     await store.write(stream, Deposited(account=account, n=n, amount=1).to_message())
 
@@ -527,3 +573,75 @@ async def test_a_batch_committed_once_cannot_commit_again(
         assert await positions.load("c:y") == 50
     finally:
         await lease.release()
+
+
+async def test_a_commit_after_a_reset_never_lowers_the_high_water_mark(
+    pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Commit 100, reset to 10, commit 20: the position is 20 and the high-water mark stays
+    100, so batches up to 100 are still known to be applied again (exact mode)."""
+    positions = PostgresPositionStore(pool)
+    lease = Lease(database_dsn, "c:hw")
+    assert await lease.try_acquire()
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await positions.commit(conn, "c:hw", 100, lease.epoch, expected=0)
+        await positions.set("c:hw", 10)
+        assert (await positions.load("c:hw"), await positions.high_water("c:hw")) == (10, 100)
+        async with pool.acquire() as conn, conn.transaction():
+            await positions.commit(conn, "c:hw", 20, lease.epoch, expected=10)
+        assert (await positions.load("c:hw"), await positions.high_water("c:hw")) == (20, 100)
+    finally:
+        await lease.release()
+
+
+# A deferred constraint trigger: inserting a ledger row of a listed account fails at COMMIT,
+# after every statement of the batch (handlers' writes and the position) has run. It fails
+# as a serialization failure would (so the batch is retried), counting each rejection in a
+# sequence, which no rollback undoes.
+REJECT_AT_COMMIT = """
+CREATE TABLE reject_accounts (account text PRIMARY KEY);
+CREATE SEQUENCE rejected_commits;
+CREATE FUNCTION reject_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM reject_accounts WHERE account = NEW.account) THEN
+        PERFORM nextval('rejected_commits');
+        RAISE EXCEPTION 'commit rejected: account %', NEW.account
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER reject_at_commit AFTER INSERT ON ledger
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION reject_at_commit();
+"""
+
+
+async def test_a_batch_rejected_at_commit_moves_neither_position_nor_read_model(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """A batch whose handlers wrote their rows fails at COMMIT: while it keeps failing, the
+    position and the read model are both where they were (the position commits in the
+    batch's own transaction); once the commit can succeed, the batch is applied once."""
+    await deposit(store, accounts=2, per_account=3)
+    await catch_up(ledger_domain(), database_dsn)
+    before, at = await ledger(pool), await position(pool, "ledger:acct")
+    await pool.execute(REJECT_AT_COMMIT)
+    await pool.execute("INSERT INTO reject_accounts VALUES ('a9')")
+    await deposit_one(store, "acct-0", "a0", 3)
+    await deposit_one(store, "acct-9", "a9", 0)
+
+    async def rejections() -> int:
+        row = await pool.fetchrow("SELECT last_value, is_called FROM rejected_commits")
+        return int(row["last_value"]) if row["is_called"] else 0
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(catch_up, ledger_domain(), database_dsn)
+        with anyio.fail_after(10):
+            while not await rejections():
+                await anyio.sleep(0.01)
+        assert await position(pool, "ledger:acct") == at
+        assert await ledger(pool) == before
+        await pool.execute("DELETE FROM reject_accounts")
+    assert await ledger(pool) == {"a0": [0, 1, 2, 3], "a1": [0, 1, 2], "a9": [0]}
+    assert await position(pool, "ledger:acct") == await store.category_head("acct")

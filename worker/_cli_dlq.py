@@ -11,7 +11,7 @@ import typer
 from worker import _cli_output as output
 from worker import dead_letters
 from worker.consumer import Consumer
-from worker.errors import WorkerError
+from worker.errors import ReplayFailedError, WorkerError
 from worker.message_store import MessageStore
 from worker.notifier import Waker
 from worker.position_store import PostgresPositionStore
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     import asyncpg
 
     from worker.app import App
+
+# Seconds `dlq replay` waits for a running worker to replay a stream it was asked to.
+REPLAY_WAIT = 60.0
 
 dlq_app = typer.Typer(help="Parked messages (dead letters).", no_args_is_help=True)
 _app_loader: Callable[[], App]
@@ -181,12 +184,26 @@ async def _replay(app: App, pool: asyncpg.Pool[Any], consumer_name: str, stream:
         left = await dead_letters.parked_of_stream(pool, consumer_name, stream)
         return f"replayed {done} message(s) of {stream}; {len(left)} still parked"
     marked = await dead_letters.request_replay(pool, consumer_name, stream)
-    with anyio.move_on_after(60):
+    await _await_replay(pool, consumer_name, stream)
+    return f"replayed {marked} message(s) of {stream} in the running worker"
+
+
+async def _await_replay(
+    pool: asyncpg.Pool[Any], consumer_name: str, stream: str, within: float = REPLAY_WAIT
+) -> None:
+    """Wait until the process holding the consumer has replayed the stream (nothing of it is
+    parked) or failed (the request is withdrawn: ``ReplayFailedError`` with the new error)."""
+    with anyio.move_on_after(within):
         # Another process does the work: its progress is only visible in the database.
-        while await dead_letters.parked_of_stream(pool, consumer_name, stream):  # noqa: ASYNC110
+        while (state := await dead_letters.replay_state(pool, consumer_name, stream)) is not None:
+            if not state.requested:
+                raise ReplayFailedError(consumer_name, stream, state.position, state.error)
             await anyio.sleep(0.2)
-        return f"replayed {marked} message(s) of {stream} in the running worker"
-    raise WorkerError(f"replay of {stream} requested; the running worker has not finished it yet")
+        return
+    raise WorkerError(
+        f"replay of {stream} requested, but the worker holding consumer {consumer_name} has "
+        f"not done it within {within:.0f} s; it will when it gets to it (see `worker status`)"
+    )
 
 
 @dlq_app.command("replay")
@@ -195,7 +212,11 @@ def dlq_replay(
     consumer: Annotated[str | None, typer.Option(help="Consumer name.")] = None,
     stream: Annotated[str | None, typer.Option(help="Stream name.")] = None,
 ) -> None:
-    """Re-dispatch a stream's parked messages in their original order and resume the stream."""
+    """Re-dispatch a stream's parked messages in their original order and resume the stream.
+
+    A message that fails again stays parked with its new error, and the command exits 1
+    saying so.
+    """
 
     async def work(app: App, pool: asyncpg.Pool[Any]) -> str:
         row = None if dead_letter_id is None else await dead_letters.show(pool, dead_letter_id)

@@ -27,6 +27,7 @@ from worker.errors import (
     LeaseLostError,
     MalformedMessageError,
     PositionMovedError,
+    ReplayFailedError,
 )
 from worker.lease import DEFAULT_TTL, Lease
 from worker.log import current_context
@@ -549,14 +550,26 @@ class Consumer:
         self._refreshed_at = now
         self.parked = await dead_letters.parked_streams(self._pool, self.name)
         for stream, requested in list(self.parked.items()):
-            if requested:
+            if not requested:
+                continue
+            try:
                 await self.replay(stream)
+            except ReplayFailedError as failed:  # the request is withdrawn: logged once
+                self._log.error(
+                    "replay failed; stream stays parked",
+                    stream_name=stream,
+                    position=failed.position,
+                    replayed=failed.replayed,
+                    error=failed.error,
+                )
 
     async def replay(self, stream_name: str) -> int:
         """Re-dispatch a stream's parked messages in order; return how many were handled.
 
         Runs under this consumer's lease. Each message is applied in its own transaction that
-        also removes it from the dead letters; a failure leaves it (and those after it) parked.
+        also removes it from the dead letters. A message that fails again stays parked (with
+        those after it) with its new error, the stream's replay request is withdrawn, and
+        ``ReplayFailedError`` says where and why.
         """
         done = 0
         for dead_letter_id, global_position in await dead_letters.parked_of_stream(
@@ -568,14 +581,18 @@ class Consumer:
             try:
                 await self._replay_one(dead_letter_id, row)
             except HandlerFailed as failed:
-                await dead_letters.failed_again(self._pool, dead_letter_id, failed.error, 1)
-                self._log.error(
-                    "replay failed; stream stays parked",
-                    stream_name=stream_name,
-                    global_position=global_position,
-                    error=repr(failed.error),
-                )
-                return done
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await dead_letters.failed_again(conn, dead_letter_id, failed.error, 1)
+                    if not await self.lease_current(conn):
+                        raise LeaseLostError(
+                            f"consumer {self.name} lost its lease during a replay"
+                        ) from None
+                error = dead_letters.describe(type(failed.error).__qualname__, str(failed.error))
+                position = global_position if row is None else row.position
+                self.parked[stream_name] = False
+                raise ReplayFailedError(
+                    self.name, stream_name, position, error, done
+                ) from failed.error
             done += 1
         self.parked.pop(stream_name, None)
         self._log.info("parked stream replayed", stream_name=stream_name, messages=done)

@@ -34,6 +34,7 @@ class Context:
     __slots__ = (
         "_emitted",
         "_emitted_for",
+        "_followed",
         "_store",
         "_tables",
         "conn",
@@ -58,6 +59,7 @@ class Context:
         self.message: Message
         self._emitted = 0
         self._emitted_for: Message | None = None
+        self._followed: dict[str, Any] = {}
         self._tables: dict[type[ReadModel], Table] = {}
         self.generation = generation
         self.exact = exact
@@ -105,10 +107,11 @@ class Context:
         metadata: dict[str, Any] | None = None,
     ) -> int:
         """Write a message caused by the one being handled, in the batch's transaction."""
-        meta = follow(self.message, **(metadata or {}))
-        if self._emitted_for is not self.message:
+        if self._emitted_for is not self.message:  # the first message emitted for this one
             self._emitted_for, self._emitted = self.message, 0
+            self._followed = follow(self.message)
         self._emitted += 1
+        meta = {**self._followed, **(metadata or {})}
         ident = str(uuid.uuid5(_IDS, f"{self.consumer}/{self.message.id}/{self._emitted}"))
         if self.exact:
             # Applied again after a reset: the message may exist from the first time.

@@ -37,11 +37,28 @@ WHERE ($1::bigint IS NOT NULL AND id = $1)
    OR ($1::bigint IS NULL AND consumer = $2 AND stream_name = $3)
 RETURNING id
 """
+# A failed replay stores its error on the message that failed and clears the request on
+# every message of the stream: the replay is not tried again until someone asks again.
 _FAILED_AGAIN = """
-UPDATE worker.dead_letters
-SET error_type = $2, error = $3, traceback = $4, attempts = attempts + $5,
-    replay_requested = false
-WHERE id = $1
+WITH failed AS (
+    UPDATE worker.dead_letters
+    SET error_type = $2, error = $3, traceback = $4, attempts = attempts + $5,
+        replay_requested = false
+    WHERE id = $1
+    RETURNING consumer, stream_name
+)
+UPDATE worker.dead_letters AS d SET replay_requested = false
+FROM failed
+WHERE d.consumer = failed.consumer AND d.stream_name = failed.stream_name AND d.id <> $1
+"""
+# The first parked message of a stream (where a replay stopped) and whether a replay of the
+# stream is still requested.
+_REPLAY_STATE = """
+SELECT position, error_type, error, bool_or(replay_requested) OVER () AS requested
+FROM worker.dead_letters
+WHERE consumer = $1 AND stream_name = $2
+ORDER BY global_position
+LIMIT 1
 """
 _COUNT = "SELECT consumer, count(*) FROM worker.dead_letters GROUP BY consumer"
 
@@ -100,9 +117,34 @@ async def parked_of_stream(executor: Any, consumer: str, stream_name: str) -> li
 async def failed_again(
     executor: Any, dead_letter_id: int, error: BaseException, attempts: int
 ) -> None:
-    """Record a failed replay on the parked message; it stays parked."""
+    """Record a failed replay on the parked message (it stays parked) and withdraw the
+    stream's replay request."""
     error_type, text, tb = Failure(error, attempts, datetime.now()).summary()
     await executor.execute(_FAILED_AGAIN, dead_letter_id, error_type, text, tb, attempts)
+
+
+def describe(error_type: str | None, error: str | None) -> str:
+    """A stored error as one line: ``Type: message``."""
+    text = " ".join((error or "").split())
+    return f"{error_type}: {text}" if error_type else text or "unknown error"
+
+
+@dataclass(frozen=True)
+class ReplayState:
+    """Where a stream's parked messages stand: the first one, and whether a replay is due."""
+
+    position: int
+    error: str
+    requested: bool
+
+
+async def replay_state(executor: Any, consumer: str, stream_name: str) -> ReplayState | None:
+    """The stream's first parked message and whether a replay is requested; ``None`` when
+    nothing of the stream is parked."""
+    row = await executor.fetchrow(_REPLAY_STATE, consumer, stream_name)
+    if row is None:
+        return None
+    return ReplayState(row["position"], describe(row["error_type"], row["error"]), row["requested"])
 
 
 async def list_parked(

@@ -243,6 +243,8 @@ class Domain:
     ) -> Callable[[T], T]:
         """Register a projector class whose ``@on(Event)`` methods update read models.
 
+        It reads the categories its handled event classes live in; ``stream_categories`` or
+        ``aggregates`` may name them, and must agree with those classes.
         ``read_models`` are the ``ReadModel`` tables it owns (created by the worker, written
         through ``ctx.table(Model)``); ``version`` names the projection's code version, and a
         change of it can trigger a rebuild. ``group_size`` splits each category into that

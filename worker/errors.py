@@ -67,6 +67,25 @@ class MalformedMessageError(WorkerError):
         self.type_name = type_name
 
 
+class ReplayFailedError(WorkerError):
+    """A parked message failed again when replayed: it stays parked with the new error, and so
+    do its stream's later messages; the replay request is cleared (no retry until asked)."""
+
+    def __init__(
+        self, consumer: str, stream_name: str, position: int, error: str, replayed: int = 0
+    ) -> None:
+        done = f" after replaying {replayed} message(s)" if replayed else ""
+        super().__init__(
+            f"replay of {stream_name} for consumer {consumer} failed at "
+            f"{stream_name}@{position}{done}: {error}; the stream stays parked"
+        )
+        self.consumer = consumer
+        self.stream_name = stream_name
+        self.position = position
+        self.error = error
+        self.replayed = replayed
+
+
 class RegistrationError(WorkerError):
     """A domain element (event, aggregate, projector, handler) is declared inconsistently."""
 

@@ -62,13 +62,23 @@ class Message(asyncpg.Record):
         return value
 
     @property
+    def metadata_json(self) -> str | None:
+        """The metadata as stored (JSON text), or ``None``."""
+        value: str | None = self[6]
+        return value
+
+    @property
     def metadata(self) -> dict[str, Any] | None:
-        """The metadata, decoded (``None`` when there is none)."""
-        raw: str | None = self[6]
+        """The metadata, decoded; ``None`` when there is none or it is not a JSON object.
+
+        MessageDB stores any JSON value there; other writers may leave an array, a string or
+        a number, which carries none of the keys this package reads.
+        """
+        raw = self.metadata_json
         if raw is None:
             return None
-        value: dict[str, Any] | None = orjson.loads(raw)
-        return value
+        value = orjson.loads(raw)
+        return value if isinstance(value, dict) else None
 
     @property
     def time(self) -> datetime:

@@ -135,20 +135,8 @@ def build_subscriber(
     routes = routes_of(cls)
     if not routes:
         raise RegistrationError(f"{cls.__qualname__} has no @on/@handle methods")
-    categories = list(stream_categories or [])
-    for aggregate in aggregates or []:
-        category = getattr(aggregate, "__stream_category__", None)
-        if category is None:
-            raise RegistrationError(f"{aggregate!r} is not a registered aggregate")
-        categories.append(category)
-    if not categories:
-        categories = sorted(
-            {r.event_class.__category__ for r in routes if r.event_class.__category__}
-        )
-    if not categories:
-        raise RegistrationError(
-            f"{cls.__qualname__} subscribes to nothing: give stream_categories or aggregates"
-        )
+    who = f"{kind} {name or cls.__name__!r}"
+    categories = subscribed_categories(who, cls, routes, stream_categories, aggregates)
     if not isinstance(group_size, int) or not 1 <= group_size <= 1024:
         raise RegistrationError(f"group_size must be an integer in 1..1024, got {group_size!r}")
     if on_failure not in (None, "park", "stop"):
@@ -161,7 +149,7 @@ def build_subscriber(
         name=name or cls.__name__,
         kind=kind,
         cls=cls,
-        categories=tuple(dict.fromkeys(check_category(c) for c in categories)),
+        categories=categories,
         routes=routes,
         max_attempts=max_attempts,
         on_failure=on_failure,
@@ -170,3 +158,90 @@ def build_subscriber(
         version=None if version is None else str(version),
         group_size=group_size,
     )
+
+
+def subscribed_categories(
+    who: str,
+    cls: type[Any],
+    routes: tuple[Route, ...],
+    stream_categories: list[str] | tuple[str, ...] | None,
+    aggregates: list[type[Any]] | tuple[type[Any], ...] | None,
+) -> tuple[str, ...]:
+    """The categories a subscriber reads: those its handled event classes live in.
+
+    Named categories (``stream_categories``, the categories of ``aggregates``) must agree with
+    the handled classes: each class's category is named, and each named category is the home
+    of a handled class. An event class registered without a category may live in any named
+    one, so it needs them named.
+    """
+    named, source = _named_categories(stream_categories, aggregates)
+    homeless = [r for r in routes if r.event_class.__category__ is None]
+    if not named:
+        if homeless:
+            route = homeless[0]
+            raise RegistrationError(
+                f"{who}: {_where(cls, route)} handles {route.event_class.type_name()}, which "
+                "is registered in no category: register it with part_of= or category= before "
+                f"{cls.__name__}, or give {cls.__name__} stream_categories=[...]"
+            )
+        return tuple(sorted({r.event_class.__category__ or "" for r in routes}))
+    _check_homes_named(who, cls, routes, named, source)
+    if not homeless:
+        _check_named_are_homes(who, routes, named, source)
+    return named
+
+
+def _check_homes_named(
+    who: str, cls: type[Any], routes: tuple[Route, ...], named: tuple[str, ...], source: str
+) -> None:
+    """Every handled class with a category must find it among the named ones."""
+    for route in routes:
+        home = route.event_class.__category__
+        if home is not None and home not in named:
+            raise RegistrationError(
+                f"{who}: {_where(cls, route)} handles {route.event_class.type_name()}, whose "
+                f"category is {home!r}, but {source} subscribes it to "
+                f"{', '.join(map(repr, named))} only: add {home!r}, or leave the categories out "
+                "(they follow the handled events)"
+            )
+
+
+def _check_named_are_homes(
+    who: str, routes: tuple[Route, ...], named: tuple[str, ...], source: str
+) -> None:
+    """Every named category must be where some handled class lives."""
+    homes = {r.event_class.__category__ for r in routes}
+    for category in named:
+        if category not in homes:
+            handled = ", ".join(
+                dict.fromkeys(
+                    f"{r.event_class.type_name()} in {r.event_class.__category__!r}" for r in routes
+                )
+            )
+            raise RegistrationError(
+                f"{who}: {source} subscribes it to {category!r}, where none of the events it "
+                f"handles lives ({handled})"
+            )
+
+
+def _named_categories(
+    stream_categories: list[str] | tuple[str, ...] | None,
+    aggregates: list[type[Any]] | tuple[type[Any], ...] | None,
+) -> tuple[tuple[str, ...], str]:
+    """The explicitly named categories, in order, and what named them (for messages)."""
+    named = [check_category(c) for c in stream_categories or []]
+    for aggregate in aggregates or []:
+        category = getattr(aggregate, "__stream_category__", None)
+        if not category:
+            raise RegistrationError(f"{aggregate!r} is not a registered aggregate")
+        named.append(category)
+    sources = [
+        label
+        for label, given in (("stream_categories=", stream_categories), ("aggregates=", aggregates))
+        if given
+    ]
+    return tuple(dict.fromkeys(named)), " with ".join(sources)
+
+
+def _where(cls: type[Any], route: Route) -> str:
+    return f"{cls.__name__}.{route.method_name}"

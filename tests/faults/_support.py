@@ -260,19 +260,23 @@ class WorkerProcess:
 class Workers:
     """Starts ``worker run`` processes on one database; kills any still running at the end."""
 
-    def __init__(self, dsn: str, log_dir: Path, **settings: object) -> None:
+    def __init__(
+        self, dsn: str, log_dir: Path, *, config: Path = APP_CONFIG, **settings: object
+    ) -> None:
         self.dsn = dsn
         self.log_dir = log_dir
+        self.config = config
         self.settings = settings
         self.started: list[WorkerProcess] = []
 
     async def start(self, *args: str, **settings: object) -> WorkerProcess:
-        """``worker --config tests/faults/app/domain.toml run *args`` with ``WORKER_WORKER__*``."""
+        """``worker --config <config> run *args`` with ``WORKER_WORKER__*`` (the config is
+        ``tests/faults/app/domain.toml`` unless the ``Workers`` were given another)."""
         env = {**os.environ, "WORKER_EVENT_STORE__DATABASE_URI": self.dsn}
         for key, value in {**self.settings, **settings}.items():
             env[f"WORKER_WORKER__{key.upper()}"] = str(value)
         log_path = self.log_dir / f"worker-{len(self.started):02d}.log"
-        command = [sys.executable, "-m", "worker", "--config", str(APP_CONFIG), "run", *args]
+        command = [sys.executable, "-m", "worker", "--config", str(self.config), "run", *args]
         with log_path.open("wb") as log:
             process = await anyio.open_process(
                 command, stdin=None, stdout=log, stderr=log, env=env, cwd=self.log_dir

@@ -8,22 +8,26 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 
-from tests.faults._support import APP_CONFIG, connect
+from tests.faults._support import APP_CONFIG, Workers, connect, wait_until
 from worker import MessageStore, NewMessage
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 CONFIG = APP_CONFIG.with_name("picky.toml")
 
 CONSUMER = "notes:picky"
-SCHEMA = (
+SCHEMA = (  # as picky.py's setup makes it
     "CREATE TABLE IF NOT EXISTS public.notes (account_id text, seq int, n bigserial);"
-    "CREATE TABLE IF NOT EXISTS public.poison (account_id text PRIMARY KEY)"
+    "CREATE TABLE IF NOT EXISTS public.poison"
+    " (account_id text PRIMARY KEY, reason text NOT NULL DEFAULT 'poisoned')"
 )
 
 
@@ -144,4 +148,117 @@ async def test_list_show_replay_and_discard(database_dsn: str) -> None:
         missing = cli(database_dsn, "dlq", "replay", "999999")
         assert missing.returncode == 1 and "no parked message with id 999999" in missing.stderr
     finally:
+        await conn.close()
+
+
+NEW_ERROR = "RuntimeError: account b is frozen by audit 7"
+REPLAY_FAILED = "replay failed; stream stays parked"
+
+
+async def poisoned(database_dsn: str, conn: Any, counts: dict[str, int]) -> None:
+    """Poison each account of ``counts`` and note that many entries for it."""
+    store = MessageStore(conn)
+    await conn.execute(SCHEMA)
+    for account, count in counts.items():
+        await conn.execute("INSERT INTO public.poison (account_id) VALUES ($1)", account)
+        for seq in range(count):
+            await note(store, account, seq)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The command failed with exit 1 and wrote exactly one line: return it."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, (result.returncode, result.stderr)
+    return lines[0]
+
+
+async def test_a_replay_that_fails_again_inline_exits_1_with_the_new_error(
+    database_dsn: str,
+) -> None:
+    """No worker holds the consumer, so `dlq replay` replays inline: the message fails again
+    with a new error, the command exits 1 with one line naming it, the parked message stores
+    it once, and the stream stays parked with no replay pending."""
+    conn = await connect(database_dsn)
+    try:
+        await poisoned(database_dsn, conn, {"b": 3})
+        run = cli(database_dsn, "run", "--until-caught-up", "--only", "notes")
+        assert run.returncode == 0, run.stderr[-2000:]
+        before = parked(database_dsn)
+        assert [r["attempts"] for r in before] == [2, 0, 0]
+        await conn.execute("UPDATE public.poison SET reason = 'frozen by audit 7'")
+
+        line = one_error_line(cli(database_dsn, "dlq", "replay", str(before[0]["id"])))
+
+        assert line == (
+            f"worker: error: replay of picky-b for consumer {CONSUMER} failed at picky-b@0: "
+            f"{NEW_ERROR}; the stream stays parked"
+        )
+        after = parked(database_dsn)
+        assert [(r["id"], r["attempts"], r["error"]) for r in after] == [
+            (before[0]["id"], 3, "account b is frozen by audit 7"),
+            (before[1]["id"], 0, None),
+            (before[2]["id"], 0, None),
+        ]
+        assert not any(r["replay_requested"] for r in after)
+        assert "b" not in await notes(conn)
+    finally:
+        await conn.close()
+
+
+async def test_a_replay_that_fails_again_in_the_running_worker_is_tried_once(
+    database_dsn: str, tmp_path: Path
+) -> None:
+    """A worker holds the consumer, so `dlq replay` asks it and waits: the message fails again,
+    the worker stores the new error once, logs the failure once and does not try again; the
+    command exits 1 with one line naming the error. Two later replays of other streams, which
+    the worker completes, show that it went on refreshing without retrying the failed one."""
+    conn = await connect(database_dsn)
+    workers = Workers(
+        database_dsn, tmp_path, config=CONFIG, retry_base_delay=0.001, poll_interval_max=0.1
+    )
+    try:
+        await poisoned(database_dsn, conn, {"b": 3, "c": 1, "d": 1})
+        worker = await workers.start("--only", "notes")
+
+        async def all_parked() -> bool:
+            worker.assert_running()
+            return await conn.fetchval("SELECT count(*) FROM worker.dead_letters") == 5
+
+        await wait_until(all_parked, 30, "every poisoned entry to be parked", worker)
+        head = await conn.fetchrow(
+            "SELECT id, attempts FROM worker.dead_letters WHERE stream_name = 'picky-b' "
+            "ORDER BY global_position LIMIT 1"
+        )
+        assert head["attempts"] == 2
+        await conn.execute("UPDATE public.poison SET reason = 'frozen by audit 7'")
+
+        line = one_error_line(
+            cli(database_dsn, "dlq", "replay", "--consumer", CONSUMER, "--stream", "picky-b")
+        )
+
+        assert line == (
+            f"worker: error: replay of picky-b for consumer {CONSUMER} failed at picky-b@0: "
+            f"{NEW_ERROR}; the stream stays parked"
+        ), worker.tail()
+        # Two replays the worker completes, one after the other: the refresh that did the
+        # first has ended when the second is done, and each refresh would retry b if its
+        # replay request were still standing.
+        await conn.execute("DELETE FROM public.poison WHERE account_id IN ('c', 'd')")
+        for stream in ("picky-c", "picky-d"):
+            done = cli(database_dsn, "dlq", "replay", "--consumer", CONSUMER, "--stream", stream)
+            assert done.returncode == 0, done.stderr + worker.tail()
+        stored = await conn.fetch(
+            "SELECT id, attempts, error, replay_requested FROM worker.dead_letters "
+            "ORDER BY global_position"
+        )
+        assert [tuple(r) for r in stored][:1] == [
+            (head["id"], 3, "account b is frozen by audit 7", False)
+        ], worker.tail()
+        assert len(stored) == 3 and not any(r["replay_requested"] for r in stored)
+        failures = [e for e in worker.events() if e.get("event") == REPLAY_FAILED]
+        assert len(failures) == 1, worker.tail()
+        assert failures[0]["error"] == NEW_ERROR and failures[0]["stream_name"] == "picky-b"
+        assert (await notes(conn)).get("c") == [0] and "b" not in await notes(conn)
+    finally:
+        await workers.kill_all()
         await conn.close()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import orjson
 import pytest
 from structlog.testing import capture_logs
 
@@ -189,6 +191,52 @@ async def test_poison_message_is_parked_with_its_stream_behind_it_then_replayed(
     assert await pool.fetchval("SELECT count(*) FROM worker.dead_letters") == 0
 
 
+def replayer(domain: Domain, pool: asyncpg.Pool[Any], store: MessageStore, dsn: str) -> Consumer:
+    """The ledger consumer of ``domain``, as `dlq replay` builds it to replay inline."""
+    return Consumer(
+        domain.subscribers[0],
+        "acct",
+        dsn=dsn,
+        pool=pool,
+        store=store,
+        positions=PostgresPositionStore(pool),
+        waker=Waker(),
+        options=ConsumerOptions(),
+    )
+
+
+@pytest.mark.parametrize("handler", ["fixed", "still failing"])
+async def test_a_replay_under_a_superseded_lease_epoch_changes_nothing(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str, handler: str
+) -> None:
+    """Another owner bumped the consumer's epoch after this process took its lease: a replay
+    raises LeaseLostError, whether the message now succeeds or fails again, and the dead
+    letters and the read model stay exactly as they were."""
+    await deposit(store, accounts=2, per_account=3)
+    poison = ledger_domain(lambda e: e.account == "a1" and e.n == 1, max_attempts=1)
+    await catch_up(poison, database_dsn)
+    projected = await ledger(pool)
+    parked = [dict(r) for r in await pool.fetch("SELECT * FROM worker.dead_letters ORDER BY id")]
+    assert [r["position"] for r in parked] == [1, 2]
+
+    consumer = replayer(
+        ledger_domain() if handler == "fixed" else poison, pool, store, database_dsn
+    )
+    assert await consumer.lease.try_acquire()
+    try:
+        await pool.execute(
+            "UPDATE worker.leases SET epoch = epoch + 1 WHERE consumer = $1", consumer.name
+        )
+        with pytest.raises(LeaseLostError):
+            await consumer.replay("acct-1")
+    finally:
+        await consumer.lease.release()
+    assert await ledger(pool) == projected
+    assert [
+        dict(r) for r in await pool.fetch("SELECT * FROM worker.dead_letters ORDER BY id")
+    ] == parked
+
+
 async def deposit_one(store: MessageStore, stream: str, account: str, n: int) -> None:
     await store.write(stream, Deposited(account=account, n=n, amount=1).to_message())
 
@@ -297,6 +345,48 @@ async def test_handler_writes_are_exactly_once_with_follow_metadata(
     }
 
 
+@pytest.mark.parametrize("metadata", ["[1, 2]", '"x"', "3"], ids=["array", "string", "number"])
+async def test_metadata_that_is_no_json_object_is_followed_as_absent(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str, metadata: str
+) -> None:
+    """A foreign writer left metadata that is valid JSON but no object: a handler that emits
+    still succeeds, its messages carry causation metadata only, and one warning says so."""
+    domain = ledger_domain()
+
+    @domain.event_handler(name="auditor", stream_categories=["acct"])
+    class Auditor:
+        @handle(Deposited)
+        async def deposited(self, event: Deposited, ctx: Context) -> None:
+            for _ in range(2):
+                await ctx.write(f"audit-{event.account}", Closed(account=event.account))
+
+    await pool.execute(
+        "SELECT message_store.write_message($1, $2, $3, $4::text::jsonb, $5::text::jsonb)",
+        str(uuid.uuid4()),
+        "acct-7",
+        "Deposited",
+        '{"account": "a7", "n": 0, "amount": 5}',
+        metadata,
+    )
+    with capture_logs() as logs:
+        await catch_up(domain, database_dsn)
+    [cause] = await store.read_stream("acct-7")
+    follows = {
+        "causationMessageStreamName": "acct-7",
+        "causationMessagePosition": 0,
+        "causationMessageGlobalPosition": cause.global_position,
+    }
+    assert [(m.type, m.metadata) for m in await store.read_stream("audit-a7")] == [
+        ("Closed", follows),
+        ("Closed", follows),
+    ]
+    assert await pool.fetchval("SELECT count(*) FROM worker.dead_letters") == 0
+    warned = [e for e in logs if e["event"].startswith("metadata is not a JSON object")]
+    assert len(warned) == 1, warned
+    assert warned[0]["log_level"] == "warning" and warned[0]["stream_name"] == "acct-7"
+    assert orjson.loads(warned[0]["metadata"]) == orjson.loads(metadata)
+
+
 async def test_a_zombie_with_a_stale_epoch_cannot_commit(
     pool: asyncpg.Pool[Any], database_dsn: str
 ) -> None:
@@ -320,30 +410,52 @@ async def test_a_zombie_with_a_stale_epoch_cannot_commit(
         await second.release()
 
 
-@pytest.mark.parametrize("notify", [True, False])
-async def test_a_running_worker_picks_up_new_messages(
-    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str, notify: bool
-) -> None:
-    """Idle consumers wake on NOTIFY; without it, polling alone delivers (within poll_max)."""
-    if not notify:
-        from worker.installer import set_notify_trigger
-
-        async with pool.acquire() as conn:
-            await set_notify_trigger(conn, False)
-    settings = FAST.model_copy(
-        update={"notify": notify, "poll_interval_max": 30.0 if notify else 0.2}
-    )
-    runner = Runner(ledger_domain(), database_dsn, settings)
+async def first_deposit_projected_within(
+    runner: Runner, store: MessageStore, pool: asyncpg.Pool[Any], seconds: float
+) -> float:
+    """Run ``runner`` until its consumer is idle, write one deposit and wait for it to be
+    projected (failing after ``seconds``); how long it took."""
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: runner.run(handle_signals=False))
         with anyio.fail_after(10):
             while not runner.result.consumers or runner.result.consumers[0].state != "caught_up":
                 await anyio.sleep(0.01)
-            await anyio.sleep(0.5)  # let the idle interval grow past its minimum
-            await deposit_one(store, "acct-1", "a1", 0)
+        await deposit_one(store, "acct-1", "a1", 0)
+        written = anyio.current_time()
+        with anyio.fail_after(seconds):
             while await pool.fetchval("SELECT count(*) FROM ledger") != 1:
                 await anyio.sleep(0.01)
+        took = anyio.current_time() - written
         runner.request_stop()
+    return took
+
+
+async def test_notify_wakes_an_idle_consumer_long_before_its_next_poll(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """With a 5 s poll interval, a new message is projected within 1.5 s: only the NOTIFY
+    trigger and the LISTEN connection can have woken the idle consumer."""
+    settings = FAST.model_copy(
+        update={"notify": True, "poll_interval_min": 5.0, "poll_interval_max": 5.0}
+    )
+    runner = Runner(ledger_domain(), database_dsn, settings)
+    assert await first_deposit_projected_within(runner, store, pool, 1.5) < 1.5
+
+
+async def test_polling_alone_delivers_new_messages(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """With no trigger and no LISTEN connection, an idle consumer still finds a new message at
+    its next poll (every 0.2 s here), well within 2 s."""
+    from worker.installer import set_notify_trigger
+
+    async with pool.acquire() as conn:
+        await set_notify_trigger(conn, False)
+    settings = FAST.model_copy(
+        update={"notify": False, "poll_interval_min": 0.2, "poll_interval_max": 0.2}
+    )
+    runner = Runner(ledger_domain(), database_dsn, settings)
+    assert await first_deposit_projected_within(runner, store, pool, 2.0) < 2.0
 
 
 async def test_handler_logs_name_the_message_being_handled(
@@ -412,6 +524,10 @@ async def test_replicas_share_a_group_one_slot_each(
     """Two workers capped at one slot each: each holds one member; the work is complete."""
     await deposit(store, accounts=10, per_account=4)
     one_slot = FAST.model_copy(update={"max_group_slots": 1})
+
+    def holding(runner: Runner) -> int:
+        return sum(c.lease.held for c in runner.result.consumers)
+
     runners = [Runner(ledger_domain(group_size=2), database_dsn, one_slot) for _ in range(2)]
     async with anyio.create_task_group() as tg:
         for runner in runners:
@@ -421,7 +537,8 @@ async def test_replicas_share_a_group_one_slot_each(
                 await anyio.sleep(0.02)
             while await pool.fetchval("SELECT count(*) FROM ledger") != 40:
                 await anyio.sleep(0.02)
-            await anyio.sleep(0.3)  # both have settled on their slots
+            while not all(holding(r) == 1 for r in runners):  # both have settled on a slot
+                await anyio.sleep(0.02)
         held = [[c.name for c in r.result.consumers if c.lease.held] for r in runners]
         for runner in runners:
             runner.request_stop()
@@ -456,3 +573,75 @@ async def test_a_batch_committed_once_cannot_commit_again(
         assert await positions.load("c:y") == 50
     finally:
         await lease.release()
+
+
+async def test_a_commit_after_a_reset_never_lowers_the_high_water_mark(
+    pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Commit 100, reset to 10, commit 20: the position is 20 and the high-water mark stays
+    100, so batches up to 100 are still known to be applied again (exact mode)."""
+    positions = PostgresPositionStore(pool)
+    lease = Lease(database_dsn, "c:hw")
+    assert await lease.try_acquire()
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            await positions.commit(conn, "c:hw", 100, lease.epoch, expected=0)
+        await positions.set("c:hw", 10)
+        assert (await positions.load("c:hw"), await positions.high_water("c:hw")) == (10, 100)
+        async with pool.acquire() as conn, conn.transaction():
+            await positions.commit(conn, "c:hw", 20, lease.epoch, expected=10)
+        assert (await positions.load("c:hw"), await positions.high_water("c:hw")) == (20, 100)
+    finally:
+        await lease.release()
+
+
+# A deferred constraint trigger: inserting a ledger row of a listed account fails at COMMIT,
+# after every statement of the batch (handlers' writes and the position) has run. It fails
+# as a serialization failure would (so the batch is retried), counting each rejection in a
+# sequence, which no rollback undoes.
+REJECT_AT_COMMIT = """
+CREATE TABLE reject_accounts (account text PRIMARY KEY);
+CREATE SEQUENCE rejected_commits;
+CREATE FUNCTION reject_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM reject_accounts WHERE account = NEW.account) THEN
+        PERFORM nextval('rejected_commits');
+        RAISE EXCEPTION 'commit rejected: account %', NEW.account
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER reject_at_commit AFTER INSERT ON ledger
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION reject_at_commit();
+"""
+
+
+async def test_a_batch_rejected_at_commit_moves_neither_position_nor_read_model(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """A batch whose handlers wrote their rows fails at COMMIT: while it keeps failing, the
+    position and the read model are both where they were (the position commits in the
+    batch's own transaction); once the commit can succeed, the batch is applied once."""
+    await deposit(store, accounts=2, per_account=3)
+    await catch_up(ledger_domain(), database_dsn)
+    before, at = await ledger(pool), await position(pool, "ledger:acct")
+    await pool.execute(REJECT_AT_COMMIT)
+    await pool.execute("INSERT INTO reject_accounts VALUES ('a9')")
+    await deposit_one(store, "acct-0", "a0", 3)
+    await deposit_one(store, "acct-9", "a9", 0)
+
+    async def rejections() -> int:
+        row = await pool.fetchrow("SELECT last_value, is_called FROM rejected_commits")
+        return int(row["last_value"]) if row["is_called"] else 0
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(catch_up, ledger_domain(), database_dsn)
+        with anyio.fail_after(10):
+            while not await rejections():
+                await anyio.sleep(0.01)
+        assert await position(pool, "ledger:acct") == at
+        assert await ledger(pool) == before
+        await pool.execute("DELETE FROM reject_accounts")
+    assert await ledger(pool) == {"a0": [0, 1, 2, 3], "a1": [0, 1, 2], "a9": [0]}
+    assert await position(pool, "ledger:acct") == await store.category_head("acct")

@@ -118,6 +118,28 @@ async def test_failed_event_write_rolls_back_state_and_fact(
         await books.get(book.id)
 
 
+async def test_a_save_in_the_callers_transaction_rolls_back_with_it(
+    store: MessageStore, pool: asyncpg.Pool[Any]
+) -> None:
+    """add(book, conn=tx) and the caller rolls back: no state row, no fact event and no domain
+    event remain (the fact event is written in the caller's transaction, not beside it)."""
+    books = shop.repository_for(Book, store)
+    book = Book(title="Dune", author="Frank Herbert")
+    book.publish()
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        async with pool.acquire() as conn, conn.transaction():
+            await books.add(book, conn=conn)
+            assert await store.stream_version(f"book:fact-{book.id}", conn=conn) == 0
+            raise Abort
+    assert await store.read_stream(f"book:fact-{book.id}") == []
+    assert await store.read_stream(f"book-{book.id}") == []
+    assert await state_row(pool, book.id) is None
+
+
 async def test_invalid_book_is_rejected_before_anything_is_written(
     store: MessageStore, pool: asyncpg.Pool[Any]
 ) -> None:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 import domain as shop
 import projections  # noqa: F401  (registers the example projectors on the shop domain)
@@ -65,6 +66,23 @@ async def test_reset_then_replay_gives_the_clean_build(
     more = await write_orders(store, 50, seed=2)
     await catch_up(database_dsn)
     fold.orders.update(more.orders)
+    await assert_folded(pool, fold)
+
+
+async def test_reset_to_just_before_the_head_replays_the_head_exactly_once(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Reset to head - 1: the one message replayed is the last one applied, exactly at the
+    high-water mark, so it is replayed in exact mode; the read models equal the clean build."""
+    fold = await write_orders(store, 300)
+    await catch_up(database_dsn)
+    head = await store.category_head("order")
+    assert head is not None
+    last = (await store.read_category("order", head))[0]
+    assert last.type == "OrderShipped"  # a change that would count twice if applied again
+    for consumer in ("order_summary:order", "orders_by_status:order"):
+        await reset(pool, database_dsn, consumer, head - 1)
+    await catch_up(database_dsn)
     await assert_folded(pool, fold)
 
 
@@ -293,6 +311,54 @@ async def test_resizing_a_consumer_group_keeps_the_read_model_exact(
         assert [r[:3] for r in await tally(pool)] == expected(), f"group of {size}"
     names = [r[0] for r in await pool.fetch("SELECT consumer FROM worker.positions ORDER BY 1")]
     assert {"tally:till@0/2", "tally:till@1/2", "tally:till@0/3"} <= set(names)
+
+
+async def test_a_resize_while_a_member_lags_starts_new_members_at_the_least_position(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """A group of 2 whose member 1 lags behind member 0 is resized to 3: every new member
+    starts at the lagging member's position (replaying what member 0 had applied, exactly),
+    so nothing member 1 had not applied yet is skipped."""
+    from worker import NewMessage
+
+    paid = 0
+
+    async def pay_more(count: int) -> None:
+        nonlocal paid
+        for n in range(paid, paid + count):
+            await store.write(
+                f"till-{n % 7}", NewMessage("Paid", {"account": f"a{n % 7}", "amount": n})
+            )
+        paid += count
+
+    def run(size: int, only: list[str] | None = None) -> Any:
+        domain = tally_domain(version=1, with_total=True, group_size=size)
+        return Runner(domain, database_dsn, SETTINGS, only=only).run(
+            until_caught_up=True, handle_signals=False
+        )
+
+    await pay_more(40)
+    await run(2)
+    await pay_more(40)
+    await run(2, only=["tally:till@0/2"])
+    ahead = await position_of(pool, "tally:till@0/2")
+    lagging = await position_of(pool, "tally:till@1/2")
+    assert lagging < ahead
+    with capture_logs() as logs:
+        await run(3)
+    seeded = [e["position"] for e in logs if e["event"].startswith("position seeded")]
+    assert seeded == [lagging] * 3
+    assert [r[:3] for r in await tally(pool)] == [
+        (f"a{k}", len(range(k, paid, 7)), sum(range(k, paid, 7))) for k in range(7)
+    ]
+
+
+async def position_of(pool: asyncpg.Pool[Any], consumer: str) -> int:
+    value = await pool.fetchval(
+        "SELECT position FROM worker.positions WHERE consumer = $1", consumer
+    )
+    assert value is not None, f"{consumer} has no position"
+    return int(value)
 
 
 async def test_a_version_change_alone_keeps_the_live_tables_updated_until_the_switch(

@@ -164,3 +164,25 @@ async def test_conflicting_save_writes_no_snapshot(store: MessageStore) -> None:
         await counters.add(second)
     assert await snapshot_versions(store, "counter", counter.id) == []
     assert await store.stream_version(f"counter-{counter.id}") == 10
+
+
+async def test_a_snapshot_in_the_callers_transaction_rolls_back_with_it(
+    store: MessageStore, pool: asyncpg.Pool[Any]
+) -> None:
+    """A save that is due a snapshot, made with conn=tx, and the caller rolls back: neither the
+    events nor the snapshot remain (the snapshot is written in the caller's transaction)."""
+    counters = ledger.repository_for(Counter, store)
+    counter = Counter.create("c")
+    bump(counter, 99)
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        async with pool.acquire() as conn, conn.transaction():
+            await counters.add(counter, conn=conn)
+            name = f"counter:snapshot-{counter.id}"
+            assert await store.stream_version(name, conn=conn) == 0
+            raise Abort
+    assert await snapshot_versions(store, "counter", counter.id) == []
+    assert await store.stream_version(f"counter-{counter.id}") is None

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from worker import BaseAggregate, BaseEvent, Domain, MessageStore, apply, create_pool
-from worker.database import connect, resolve_dsn, with_database
-from worker.installer import install, quote_identifier
-from worker.settings import load_settings
+from worker.ops.settings import load_settings
+from worker.store.database import connect, resolve_dsn, with_database
+from worker.store.installer import install, quote_identifier
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -38,17 +38,17 @@ import asyncpg
 
 from domain import OrderConfirmed, OrderItem, OrderPlaced, OrderShipped
 from worker import Domain, Runner, on
-from worker.database import connect, is_embedded, start_embedded, with_database
-from worker.installer import install, quote_identifier, set_notify_trigger
-from worker.log import configure_logging
-from worker.read_model import physical, view_name
-from worker.settings import MessageDBSettings, load_settings
+from worker.ops.log import configure_logging
+from worker.ops.settings import MessageDBSettings, load_settings
+from worker.read.model import physical, view_name
+from worker.store.database import connect, is_embedded, start_embedded, with_database
+from worker.store.installer import install, quote_identifier, set_notify_trigger
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from worker import Context
-    from worker.settings import WorkerSettings
+    from worker.ops.settings import WorkerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "engine.json"

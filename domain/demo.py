@@ -18,8 +18,8 @@ from rich.table import Table
 from domain import Book, Order, OrderItem, domain
 from projections.orders_by_status import OrdersByStatus
 from worker import MessageStore, Runner, load_settings
-from worker.app import App
-from worker.log import configure_logging
+from worker.ops.app import App
+from worker.ops.log import configure_logging
 
 if TYPE_CHECKING:
     import asyncpg

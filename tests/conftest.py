@@ -16,16 +16,16 @@ import anyio
 import asyncpg
 import pytest
 
-from worker.database import (
+from worker.ops.settings import MessageDBSettings
+from worker.store.database import (
     create_pool,
     is_embedded,
     start_embedded,
     unavailable,
     with_database,
 )
-from worker.installer import install, quote_identifier
-from worker.message_store import MessageStore
-from worker.settings import MessageDBSettings
+from worker.store.installer import install, quote_identifier
+from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

@@ -1,10 +1,10 @@
 """Event sourcing and an async projection worker on the genuine MessageDB."""
 
-from worker.aggregate import BaseAggregate, apply
-from worker.context import Context
-from worker.database import connect, create_pool, redact, resolve_dsn
 from worker.domain import Domain
-from worker.entity import BaseEntity
+from worker.engine.context import Context
+from worker.engine.retry import Retry, RetryPolicy
+from worker.engine.runner import Runner
+from worker.engine.subscriber import handle, on
 from worker.errors import (
     AggregateNotFoundError,
     ConfigurationError,
@@ -16,17 +16,17 @@ from worker.errors import (
     VersionConflictError,
     WorkerError,
 )
-from worker.event import BaseEvent
-from worker.installer import install
-from worker.message import Message, NewMessage
-from worker.message_store import MessageStore
-from worker.metadata import follow
-from worker.read_model import Increment, ReadModel
-from worker.repository import Repository
-from worker.retry import Retry, RetryPolicy
-from worker.runner import Runner
-from worker.settings import Settings, load_settings
-from worker.subscriber import handle, on
+from worker.model.aggregate import BaseAggregate, apply
+from worker.model.entity import BaseEntity
+from worker.model.event import BaseEvent
+from worker.model.repository import Repository
+from worker.ops.settings import Settings, load_settings
+from worker.read.model import Increment, ReadModel
+from worker.store.database import connect, create_pool, redact, resolve_dsn
+from worker.store.installer import install
+from worker.store.message import Message, NewMessage
+from worker.store.message_store import MessageStore
+from worker.store.metadata import follow
 
 __all__ = [
     "AggregateNotFoundError",

@@ -1,5 +1,5 @@
 """``python -m worker`` runs the command line."""
 
-from worker.cli import main
+from worker.ops.cli import main
 
 main()

@@ -10,24 +10,24 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 
-from worker.aggregate import BaseAggregate, register_aggregate
-from worker.entity import BaseEntity
+from worker.engine.subscriber import Kind, Subscriber, build_subscriber
 from worker.errors import MalformedMessageError, RegistrationError
-from worker.event import BaseEvent
-from worker.fact import StateRepository
-from worker.repository import EventSourcedRepository
-from worker.stream_name import check_category
-from worker.subscriber import Kind, Subscriber, build_subscriber
+from worker.model.aggregate import BaseAggregate, register_aggregate
+from worker.model.entity import BaseEntity
+from worker.model.event import BaseEvent
+from worker.model.repository import EventSourcedRepository
+from worker.model.state import StateRepository
+from worker.store.stream_name import check_category
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from worker.message import Message
-    from worker.message_store import MessageStore
-    from worker.read_model import ReadModel
-    from worker.repository import Repository
-    from worker.retry import FailureAction
-    from worker.settings import Settings
+    from worker.engine.retry import FailureAction
+    from worker.model.repository import Repository
+    from worker.ops.settings import Settings
+    from worker.read.model import ReadModel
+    from worker.store.message import Message
+    from worker.store.message_store import MessageStore
 
 E = TypeVar("E", bound=type[BaseEvent])
 T = TypeVar("T", bound=type[Any])

@@ -21,7 +21,7 @@ import anyio
 import asyncpg
 
 from worker import MessageStore, NewMessage
-from worker.database import init_connection
+from worker.store.database import init_connection
 
 if TYPE_CHECKING:
     import random

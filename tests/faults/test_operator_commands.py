@@ -18,7 +18,7 @@ from tests.faults._support import APP_CONFIG, wait_until
 from tests.faults.app import tally
 from tests.integration.test_health import get
 from worker import MessageStore, NewMessage, Runner
-from worker.settings import WorkerSettings
+from worker.ops.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

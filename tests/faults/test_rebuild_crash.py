@@ -14,7 +14,7 @@ import pytest
 
 from tests.shop import assert_folded, read_statuses, read_summary, write_orders
 from worker import MessageStore
-from worker.database import create_pool
+from worker.store.database import create_pool
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -13,8 +13,9 @@ import domain as shop
 import projections  # noqa: F401  (registers the example projectors on the shop domain)
 from tests.cli import EXAMPLE_APP, worker
 from tests.faults._support import Workers
-from worker import NewMessage, dead_letters
-from worker.dead_letters import Failure
+from worker import NewMessage
+from worker.engine import dead_letters
+from worker.engine.dead_letters import Failure
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -11,7 +11,7 @@ import anyio
 import asyncpg
 import pytest
 
-from worker.database import KEEPALIVE, connect, create_pool
+from worker.store.database import KEEPALIVE, connect, create_pool
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

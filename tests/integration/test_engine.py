@@ -11,12 +11,12 @@ import pytest
 from structlog.testing import capture_logs
 
 from worker import BaseEvent, Context, Domain, MessageStore, NewMessage, Runner, handle, on
-from worker.consumer import Consumer, ConsumerOptions
+from worker.engine.consumer import Consumer, ConsumerOptions
+from worker.engine.lease import Lease
+from worker.engine.positions import PostgresPositionStore
+from worker.engine.wakeups import Waker
 from worker.errors import LeaseLostError
-from worker.lease import Lease
-from worker.notifier import Waker
-from worker.position_store import PostgresPositionStore
-from worker.settings import WorkerSettings
+from worker.ops.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -447,7 +447,7 @@ async def test_polling_alone_delivers_new_messages(
 ) -> None:
     """With no trigger and no LISTEN connection, an idle consumer still finds a new message at
     its next poll (every 0.2 s here), well within 2 s."""
-    from worker.installer import set_notify_trigger
+    from worker.store.installer import set_notify_trigger
 
     async with pool.acquire() as conn:
         await set_notify_trigger(conn, False)
@@ -465,7 +465,7 @@ async def test_handler_logs_name_the_message_being_handled(
     import structlog
     from structlog.testing import LogCapture
 
-    from worker.log import add_message_context
+    from worker.ops.log import add_message_context
 
     domain = ledger_domain()
 

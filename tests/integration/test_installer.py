@@ -14,9 +14,9 @@ import pytest
 
 from tests.conftest import ROOT
 from worker import InstallError
-from worker.database import with_database
-from worker.installer import install, locate_package
-from worker.settings import MessageDBSettings
+from worker.ops.settings import MessageDBSettings
+from worker.store.database import with_database
+from worker.store.installer import install, locate_package
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from tests.integration.test_engine import FAST, deposit_one, ledger, ledger_domain, position
 from worker import Runner
-from worker.lease import Lease
+from worker.engine.lease import Lease
 
 if TYPE_CHECKING:
     import asyncpg

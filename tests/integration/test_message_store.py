@@ -202,7 +202,7 @@ def test_consumer_groups_partition_the_category(
     """Every stream lands in exactly one member; the members' union is the whole category."""
 
     async def check() -> None:
-        from worker.database import create_pool
+        from worker.store.database import create_pool
 
         category = f"grp{uuid.uuid4().hex[:8]}"
         pool = await create_pool(database_dsn, max_size=2)

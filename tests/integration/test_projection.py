@@ -12,10 +12,10 @@ import domain as shop
 import projections  # noqa: F401  (registers the example projectors on the shop domain)
 from tests.shop import assert_folded, read_statuses, read_summary, write_orders
 from worker import Runner
-from worker.lease import Lease
-from worker.position_store import PostgresPositionStore
-from worker.rebuild import find_projector, rebuild
-from worker.settings import WorkerSettings
+from worker.engine.lease import Lease
+from worker.engine.positions import PostgresPositionStore
+from worker.engine.rebuild import find_projector, rebuild
+from worker.ops.settings import WorkerSettings
 
 if TYPE_CHECKING:
     import asyncpg

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker import Increment, ReadModel
-from worker.database import create_pool
-from worker.read_model import Table, create_table_sql, physical
+from worker.read.model import Table, create_table_sql, physical
+from worker.store.database import create_pool
 
 if TYPE_CHECKING:
     import asyncpg

@@ -13,10 +13,10 @@ from domain import Book, Order, OrderItem
 from projections.order_summary import OrderSummary
 from tests.cli import EXAMPLE_APP, worker
 from worker import BaseEvent, Context, Domain, ReadModel, Runner, WorkerError, on
-from worker.database import create_pool
 from worker.errors import RegistrationError
-from worker.read_schema import MESSAGE_DB_NAMES
-from worker.settings import WorkerSettings
+from worker.ops.settings import WorkerSettings
+from worker.store.database import create_pool
+from worker.store.read_schema import MESSAGE_DB_NAMES
 
 if TYPE_CHECKING:
     import asyncpg

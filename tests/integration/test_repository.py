@@ -20,7 +20,7 @@ from worker import (
     VersionConflictError,
 )
 from worker.errors import RegistrationError
-from worker.metadata import (
+from worker.store.metadata import (
     CAUSATION_GLOBAL_POSITION,
     CAUSATION_POSITION,
     CAUSATION_STREAM_NAME,

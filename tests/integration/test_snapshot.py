@@ -17,13 +17,13 @@ from worker import (
     VersionConflictError,
     apply,
 )
-from worker.settings import DomainSettings, Settings
-from worker.snapshot import SNAPSHOT_TYPE
+from worker.model.snapshot import SNAPSHOT_TYPE
+from worker.ops.settings import DomainSettings, Settings
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from worker.message import Message
+    from worker.store.message import Message
 
 pytestmark = pytest.mark.anyio
 

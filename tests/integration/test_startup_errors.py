@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from tests.cli import EXAMPLE_APP, as_user, worker
-from worker.database import with_database
+from worker.store.database import with_database
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

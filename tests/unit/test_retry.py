@@ -7,8 +7,8 @@ import random
 import asyncpg
 import pytest
 
+from worker.engine.retry import Park, Retry, RetryAfter, RetryPolicy, Stop, is_transient
 from worker.errors import MalformedMessageError
-from worker.retry import Park, Retry, RetryAfter, RetryPolicy, Stop, is_transient
 
 
 def policy(**kw: object) -> RetryPolicy:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from worker import ConfigurationError, load_settings
-from worker.database import is_embedded, redact
+from worker.store.database import is_embedded, redact
 
 if TYPE_CHECKING:
     from pathlib import Path

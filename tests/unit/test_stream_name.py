@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker import InvalidStreamNameError
-from worker.stream_name import (
+from worker.store.stream_name import (
     cardinal_id,
     category,
     check_category,

@@ -10,8 +10,8 @@ import pytest
 from domain import Book, BookFactEvent, Order, OrderPlaced, OrderShipped
 from worker import BaseEvent, Domain, handle, on
 from worker.errors import RegistrationError
-from worker.loader import load_domain
-from worker.settings import load_settings
+from worker.ops.loader import load_domain
+from worker.ops.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

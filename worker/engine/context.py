@@ -1,0 +1,127 @@
+"""What a handler gets besides the event: the message, the batch's connection, and ``write``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+
+from worker.model.event import BaseEvent
+from worker.read.model import ReadModel, Table
+from worker.store.message import NewMessage
+from worker.store.metadata import follow
+
+if TYPE_CHECKING:
+    from worker.store.message import Message
+    from worker.store.message_store import MessageStore
+    from worker.store.types import Connection
+
+M = TypeVar("M", bound=ReadModel)
+_EMITTED = "SELECT position FROM message_store.messages WHERE id = $1::uuid"
+_IDS = uuid.UUID("6f1f7e0e-3c55-4a57-9a43-3d1f4f2a9b10")
+
+
+class Context:
+    """Per-batch context; ``message`` is the message being handled.
+
+    ``conn`` is inside the batch's transaction: read-model writes made on it commit together
+    with the consumer's new position, exactly once. ``write`` emits messages in that same
+    transaction, with causation/correlation metadata following the handled message and an id
+    derived from (consumer, handled message, n), so a redelivery can never write it twice.
+    """
+
+    __slots__ = (
+        "_emitted",
+        "_emitted_for",
+        "_followed",
+        "_store",
+        "_tables",
+        "conn",
+        "consumer",
+        "exact",
+        "generation",
+        "message",
+    )
+
+    def __init__(
+        self,
+        consumer: str,
+        conn: Connection,
+        store: MessageStore,
+        *,
+        generation: int = 1,
+        exact: bool = False,
+    ) -> None:
+        self.consumer = consumer
+        self.conn = conn
+        self._store = store
+        self.message: Message
+        self._emitted = 0
+        self._emitted_for: Message | None = None
+        self._followed: dict[str, Any] = {}
+        self._tables: dict[type[ReadModel], Table] = {}
+        self.generation = generation
+        self.exact = exact
+
+    def table(self, model: type[M]) -> Table:
+        """The batch's unit of work on a read model: changes are flushed before the commit."""
+        table = self._tables.get(model)
+        if table is None:
+            table = self._tables[model] = Table(
+                model, self.generation, self.conn, self._global_position, exact=self.exact
+            )
+        return table
+
+    def _global_position(self) -> int:
+        return self.message.global_position
+
+    async def flush(self) -> None:
+        """Write the batch's read-model changes (the consumer calls this before committing)."""
+        for table in self._tables.values():
+            await table.flush()
+
+    @property
+    def idempotency_key(self) -> str:
+        """A stable key for outside side effects: the handled message's id."""
+        return self.message.id
+
+    @property
+    def log(self) -> Any:
+        """A logger bound to this consumer and message."""
+        m = self.message
+        return structlog.get_logger("worker.handler").bind(
+            consumer=self.consumer,
+            stream_name=m.stream_name,
+            position=m.position,
+            global_position=m.global_position,
+            type=m.type,
+        )
+
+    async def write(
+        self,
+        stream_name: str,
+        event: BaseEvent | NewMessage,
+        *,
+        expected_version: int | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Write a message caused by the one being handled, in the batch's transaction."""
+        if self._emitted_for is not self.message:  # the first message emitted for this one
+            self._emitted_for, self._emitted = self.message, 0
+            self._followed = follow(self.message)
+        self._emitted += 1
+        meta = {**self._followed, **(metadata or {})}
+        ident = str(uuid.uuid5(_IDS, f"{self.consumer}/{self.message.id}/{self._emitted}"))
+        if self.exact:
+            # Applied again after a reset: the message may exist from the first time.
+            existing: int | None = await self.conn.fetchval(_EMITTED, ident)
+            if existing is not None:
+                return existing
+        if isinstance(event, BaseEvent):
+            new = NewMessage(event.type_name(), event.model_dump(mode="json"), meta, ident)
+        else:
+            new = NewMessage(event.type, event.data, {**meta, **(event.metadata or {})}, ident)
+        return await self._store.write(
+            stream_name, new, expected_version=expected_version, conn=self.conn
+        )

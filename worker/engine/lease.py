@@ -1,0 +1,241 @@
+"""Ownership of a consumer: a time-bound lease with a heartbeat and a fencing epoch.
+
+A lease is a row of ``worker.leases``. Whoever takes it bumps the consumer's epoch and sets
+``expires_at = now() + ttl``; positions only commit while the committing process's epoch is
+current, so a process that lost its lease (a zombie) can never commit. The holder renews the
+heartbeat every ``ttl / 3`` on a connection of the lease's own. A standby takes over a lease
+whose ``expires_at`` has passed — a holder that froze (SIGSTOP, a hung event loop) or was cut
+off — or at once when the holder's session has ended (it crashed), without needing any right
+over the holder's session. A holder that could not renew for ``2 * ttl / 3`` stops handling
+(self-fencing), so it has stopped before anyone can take its lease over.
+
+Times that decide a takeover are the database server's (``now()``), so clocks of the hosts never
+have to agree; the holder's own deadline is measured on its monotonic clock from the moment it
+*sent* its last successful renewal, which is never later than the server's heartbeat.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import asyncpg
+import structlog
+
+from worker.engine import queries as q
+from worker.engine.retry import is_transient
+from worker.errors import LeaseLostError
+from worker.store.database import connect
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_TTL = 15.0
+
+# Leases this process took over from a holder that stopped renewing, per consumer
+# (``worker_lease_takeovers_total``).
+takeovers: Counter[str] = Counter()
+_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"
+
+
+def owner_id() -> str:
+    """Who holds a lease: host and process id."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Lease:
+    """The right to run one consumer; ``epoch`` is valid while ``held``.
+
+    ``ttl`` is how long the lease lasts without a heartbeat; ``retry_interval`` how often a
+    standby looks whether the lease has become free.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        consumer: str,
+        *,
+        ttl: float = DEFAULT_TTL,
+        retry_interval: float = 1.0,
+    ) -> None:
+        self._dsn = dsn
+        self.consumer = consumer
+        self.ttl = ttl
+        self.retry_interval = retry_interval
+        self._conn: asyncpg.Connection[Any] | None = None
+        self.epoch = 0
+        self.holder: str | None = None  # who holds it, when another process does
+        self.lost: str | None = None  # why the lease was lost, once it was
+        self._acquired = False
+        self._valid_until = 0.0
+
+    @property
+    def held(self) -> bool:
+        """True while the lease is ours and its last renewal is recent enough to act on."""
+        return self._acquired and anyio.current_time() < self._valid_until
+
+    async def _connection(self) -> asyncpg.Connection[Any]:
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await connect(self._dsn)
+        return self._conn
+
+    async def try_acquire(self, *, keep_connection: bool = False) -> bool:
+        """Take the lease if it is free or has expired; True on success.
+
+        The lease's connection stays open while it is held; after a failed try only with
+        ``keep_connection`` (a standby that will try again soon; ``release`` closes it).
+        """
+        try:
+            taken = await self._take()
+        finally:
+            if not self._acquired and not keep_connection:
+                self._drop_connection()
+        return taken
+
+    async def _take(self) -> bool:
+        conn = await self._connection()
+        sent = anyio.current_time()
+        try:
+            async with conn.transaction():
+                await conn.execute(_LOCK_TIMEOUT)  # a commit in flight holds the row briefly
+                row = await conn.fetchrow(q.LEASE_FOR_TAKING, self.consumer)
+                if row is not None and not (row["released"] or row["expired"] or row["gone"]):
+                    self.holder = row["owner"]
+                    return False
+                epoch = await conn.fetchval(q.TAKE_LEASE, self.consumer, owner_id(), self.ttl)
+        except asyncpg.LockNotAvailableError:
+            return False
+        if epoch is None:  # another process inserted the first row at the same moment
+            return False
+        self.epoch, self.holder, self.lost = epoch, None, None
+        self._acquired, self._valid_until = True, sent + self._validity()
+        if row is not None and not row["released"]:
+            takeovers[self.consumer] += 1
+            log.warning(
+                "lease taken over",
+                consumer=self.consumer,
+                reason="holder stopped renewing" if row["expired"] else "holder's session ended",
+                previous_owner=row["owner"],
+                heartbeat_age=round(row["age"] or 0.0, 3),
+                epoch=epoch,
+            )
+        else:
+            log.debug("lease acquired", consumer=self.consumer, epoch=epoch)
+        return True
+
+    def _validity(self) -> float:
+        """How long after sending a successful renewal the holder may go on acting."""
+        return self.ttl * 2 / 3
+
+    async def acquire(self, stop: anyio.Event | None = None) -> bool:
+        """Wait until the lease is ours (True) or ``stop`` is set (False)."""
+        waited = False
+        while stop is None or not stop.is_set():
+            try:
+                if await self.try_acquire(keep_connection=True):
+                    return True
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                self._drop_connection()
+                log.warning("lease check failed", consumer=self.consumer, error=str(error))
+            if not waited and self.holder is not None:
+                log.info(
+                    "waiting for consumer held by another process",
+                    consumer=self.consumer,
+                    holder=self.holder,
+                )
+                waited = True
+            with anyio.move_on_after(self.retry_interval):
+                if stop is not None:
+                    await stop.wait()
+                else:
+                    await anyio.sleep(self.retry_interval)
+        return False
+
+    async def renew(self) -> None:
+        """Renew the heartbeat now; ``LeaseLostError`` when another process took the lease
+        (or a command fenced it)."""
+        sent = anyio.current_time()
+        conn = await self._connection()
+        if await conn.fetchval(q.RENEW_LEASE, self.consumer, self.epoch, self.ttl) is None:
+            self._fence(f"consumer {self.consumer} was taken over or fenced (epoch {self.epoch})")
+            raise LeaseLostError(self.lost)
+        self._valid_until = max(self._valid_until, sent + self._validity())
+
+    async def hold(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` while renewing the lease in the background.
+
+        When the lease is lost, or could not be renewed in time, ``work`` is cancelled (its
+        transaction rolls back) and ``LeaseLostError`` is raised.
+        """
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._keep, tg.cancel_scope)
+            try:
+                await work()
+            except Exception as error:  # raised after the task group, never wrapped in a group
+                failure = error
+            tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        if self.lost is not None and not self._acquired:
+            raise LeaseLostError(self.lost)
+
+    async def _keep(self, work: anyio.CancelScope) -> None:
+        """Renew every ``ttl / 3``; cancel ``work`` once the lease is lost or runs out."""
+        interval = self.ttl / 3
+        while True:
+            next_renewal = min(anyio.current_time() + interval, self._valid_until)
+            await anyio.sleep_until(next_renewal)
+            if anyio.current_time() >= self._valid_until:
+                self._fence(
+                    f"consumer {self.consumer}: lease not renewed for {self._validity():g}s"
+                )
+                work.cancel()
+                return
+            try:
+                with anyio.fail_after(max(self._valid_until - anyio.current_time(), 0.001)):
+                    await self.renew()
+            except LeaseLostError:
+                work.cancel()
+                return
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                self._drop_connection()
+                log.warning("lease renewal failed", consumer=self.consumer, error=str(error))
+                await anyio.sleep(min(interval / 4, 1.0))
+
+    def _fence(self, reason: str) -> None:
+        self.lost, self._acquired = reason, False
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+    async def report(self, state: str) -> None:
+        """Record the consumer's state for ``worker status`` (e.g. ``stopped``)."""
+        conn = await self._connection()
+        await conn.execute(q.REPORT_STATE, self.consumer, state)
+
+    async def release(self) -> None:
+        """Give the lease up (if still ours) and close its connection."""
+        acquired, self._acquired = self._acquired, False
+        conn, self._conn = self._conn, None
+        if conn is None or conn.is_closed():
+            return
+        with anyio.move_on_after(2, shield=True):
+            try:
+                if acquired or self.lost is not None:
+                    await conn.execute(q.RELEASE_LEASE, self.consumer, self.epoch)
+            except Exception as error:  # the lease runs out on its own in any case
+                log.debug("lease release failed", consumer=self.consumer, error=str(error))
+            finally:
+                await conn.close()

@@ -1,0 +1,65 @@
+"""Where consumers keep their read positions: the worker schema, in the batch's transaction."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from worker.engine import queries as q
+from worker.errors import LeaseLostError, PositionMovedError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from worker.store.types import Connection
+
+
+class PositionStore(Protocol):
+    """Loads and commits the global position of the last message a consumer handled."""
+
+    async def load(self, consumer: str) -> int:
+        """The committed position, 0 when the consumer never committed."""
+        ...
+
+    async def commit(
+        self, conn: Connection, consumer: str, position: int, epoch: int, expected: int
+    ) -> None:
+        """Record ``position`` inside the caller's transaction, if lease ``epoch`` is current
+        and the committed position is still ``expected`` (where the batch started)."""
+        ...
+
+    async def high_water(self, consumer: str) -> int:
+        """The highest position ever committed (above ``load`` after a reset)."""
+        ...
+
+
+class PostgresPositionStore:
+    """Positions in ``worker.positions``, fenced by the consumer's lease epoch."""
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self._pool = pool
+
+    async def load(self, consumer: str) -> int:
+        position: int | None = await self._pool.fetchval(q.LOAD_POSITION, consumer)
+        return position or 0
+
+    async def high_water(self, consumer: str) -> int:
+        value: int | None = await self._pool.fetchval(q.LOAD_HIGH_WATER, consumer)
+        return value or 0
+
+    async def commit(
+        self, conn: Connection, consumer: str, position: int, epoch: int, expected: int
+    ) -> None:
+        if await conn.fetchval(q.COMMIT_POSITION, consumer, position, epoch, expected) is not None:
+            return
+        if await conn.fetchval(q.LEASE_EPOCH, consumer) != epoch:
+            raise LeaseLostError(
+                f"consumer {consumer!r} lost its lease (epoch {epoch} is no longer current)"
+            )
+        raise PositionMovedError(
+            f"consumer {consumer!r} is no longer at position {expected}: starting again from "
+            "its committed position"
+        )
+
+    async def set(self, consumer: str, position: int) -> None:
+        """Set a position outside any batch (``worker reset``); the caller holds the lease."""
+        await self._pool.execute(q.SET_POSITION, consumer, position)

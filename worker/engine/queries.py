@@ -1,0 +1,151 @@
+"""The worker schema's named queries for the engine: positions, leases, parked messages,
+refills; values are always parameters."""
+
+from __future__ import annotations
+
+from typing import LiteralString
+
+LOAD_POSITION: LiteralString = "SELECT position FROM worker.positions WHERE consumer = $1"
+LOAD_HIGH_WATER: LiteralString = "SELECT high_water FROM worker.positions WHERE consumer = $1"
+
+# Commits a consumer's position only while its lease epoch is current and only from the
+# position the batch started at ($4): a batch whose commit went through although the client saw
+# an error (the connection lost just after COMMIT) can never be applied and committed twice.
+# FOR SHARE makes a new owner's epoch bump wait for this transaction, so it reads the position
+# this one commits.
+COMMIT_POSITION: LiteralString = """
+INSERT INTO worker.positions AS p (consumer, position, high_water)
+SELECT $1, $2, $2
+WHERE EXISTS (
+    SELECT 1 FROM worker.leases WHERE consumer = $1 AND epoch = $3 FOR SHARE
+)
+ON CONFLICT (consumer) DO UPDATE
+SET position = EXCLUDED.position, high_water = greatest(p.high_water, EXCLUDED.position),
+    updated_at = now()
+WHERE p.position = $4
+RETURNING p.position
+"""
+
+LEASE_EPOCH: LiteralString = "SELECT epoch FROM worker.leases WHERE consumer = $1"
+
+SET_POSITION: LiteralString = """
+INSERT INTO worker.positions AS p (consumer, position, high_water) VALUES ($1, $2, $2)
+ON CONFLICT (consumer) DO UPDATE
+SET position = EXCLUDED.position, high_water = greatest(p.high_water, EXCLUDED.position),
+    updated_at = now()
+"""
+
+# Serializes a subscriber's setup(conn) between processes that start together (replicas):
+# concurrent CREATE TABLE IF NOT EXISTS of one table fails with a unique violation on pg_type.
+SETUP_LOCK: LiteralString = "SELECT pg_advisory_xact_lock(22355, hashtext($1))"
+
+# -- leases: time-bound, fenced by the epoch; every time is the server's ----------------------
+
+# The lease row, locked, and whether it can be taken: released (expires_at NULL), run out (its
+# holder stopped renewing: dead, frozen or cut off), or its holder's session has ended (a holder
+# that crashed: taken at once rather than after the ttl). A backend pid is visible to every
+# role; a pid reused by another session only makes the standby wait for the expiry.
+LEASE_FOR_TAKING: LiteralString = """
+SELECT owner, expires_at IS NULL AS released, expires_at < now() AS expired,
+       NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid) AS gone,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS age
+FROM worker.leases l WHERE consumer = $1
+FOR UPDATE
+"""
+
+# Takes the lease with a new epoch, so the previous holder (if any) can never commit again.
+# The condition repeats LEASE_FOR_TAKING's for the first row, which two processes may insert at
+# once: the loser's update finds a live lease and returns no row.
+TAKE_LEASE: LiteralString = """
+INSERT INTO worker.leases AS l
+    (consumer, epoch, owner, acquired_at, heartbeat_at, expires_at, holder_pid)
+VALUES ($1, 1, $2, now(), now(), now() + make_interval(secs => $3), pg_backend_pid())
+ON CONFLICT (consumer) DO UPDATE
+SET epoch = l.epoch + 1, owner = EXCLUDED.owner, acquired_at = now(), heartbeat_at = now(),
+    expires_at = EXCLUDED.expires_at, holder_pid = EXCLUDED.holder_pid,
+    state = NULL, state_at = NULL
+WHERE l.expires_at IS NULL OR l.expires_at < now()
+   OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid)
+RETURNING l.epoch
+"""
+
+# The heartbeat: only the current epoch's holder extends the lease (from the session it renews
+# on, which may be a new one after a reconnection); no row means the lease is lost.
+RENEW_LEASE: LiteralString = """
+UPDATE worker.leases
+SET heartbeat_at = now(), expires_at = now() + make_interval(secs => $3),
+    holder_pid = pg_backend_pid()
+WHERE consumer = $1 AND epoch = $2
+RETURNING epoch
+"""
+
+RELEASE_LEASE: LiteralString = """
+UPDATE worker.leases SET expires_at = NULL WHERE consumer = $1 AND epoch = $2
+"""
+
+# Fences a consumer's holder out (its next renewal or commit fails) and frees the lease, so
+# the holder, told on the control channel, takes it again at once and reloads its position.
+FENCE_LEASE: LiteralString = """
+INSERT INTO worker.leases AS l (consumer, epoch) VALUES ($1, 1)
+ON CONFLICT (consumer) DO UPDATE SET epoch = l.epoch + 1, expires_at = NULL
+"""
+
+LIVE_HOLDERS: LiteralString = """
+SELECT consumer, owner FROM worker.leases WHERE consumer = ANY($1::text[]) AND expires_at > now()
+"""
+
+# Tells a running worker to look at a consumer's lease and position again (delivered at commit).
+NOTIFY_CONTROL: LiteralString = "SELECT pg_notify('worker_control', $1)"
+
+PARK: LiteralString = """
+INSERT INTO worker.dead_letters (consumer, message_id, stream_name, position, global_position,
+    type, error_type, error, traceback, attempts, first_failed_at, blocked_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+    (SELECT min(id) FROM worker.dead_letters WHERE consumer = $1 AND stream_name = $3))
+ON CONFLICT (consumer, global_position) DO NOTHING
+"""
+
+PARKED_STREAMS: LiteralString = """
+SELECT stream_name, bool_or(replay_requested) AS replay
+FROM worker.dead_letters WHERE consumer = $1 GROUP BY stream_name
+"""
+
+PARKED_OF_STREAM: LiteralString = """
+SELECT id, global_position FROM worker.dead_letters
+WHERE consumer = $1 AND stream_name = $2 ORDER BY global_position
+"""
+
+DELETE_DEAD_LETTER: LiteralString = "DELETE FROM worker.dead_letters WHERE id = $1"
+
+LOAD_REFILL: LiteralString = "SELECT refill_to FROM worker.positions WHERE consumer = $1"
+# An in-place rebuild refills up to the category's head as it is when the tables are emptied.
+START_REFILL: LiteralString = """
+UPDATE worker.positions SET refill_to = coalesce((
+    SELECT global_position FROM message_store.messages
+    WHERE message_store.category(stream_name) = $2
+    ORDER BY global_position DESC LIMIT 1), 0)
+WHERE consumer = $1
+"""
+END_REFILL: LiteralString = "UPDATE worker.positions SET refill_to = NULL WHERE consumer = $1"
+
+LIVE_GENERATION: LiteralString = "SELECT generation FROM worker.projections WHERE name = $1"
+
+REPORT_STATE: LiteralString = """
+UPDATE worker.leases SET state = $2, state_at = now() WHERE consumer = $1
+"""
+
+# A consumer slot without a position (its group was just resized) starts at the least position
+# of the category's slots of former group sizes ($3 is the current size's "/n" suffix, '' when
+# not grouped), with their greatest as its high-water mark. Members of the current group and
+# rebuild consumers ("#g") never count. Does nothing when the slot has a position already.
+SEED_POSITION: LiteralString = """
+INSERT INTO worker.positions (consumer, position, high_water)
+SELECT $1, min(position), max(high_water)
+FROM worker.positions
+WHERE (consumer = $2 OR left(consumer, length($2) + 1) = $2 || '@')
+  AND consumer <> $1 AND strpos(consumer, '#') = 0
+  AND ($3 = '' OR right(consumer, length($3)) <> $3)
+HAVING count(*) > 0
+ON CONFLICT (consumer) DO NOTHING
+RETURNING position
+"""

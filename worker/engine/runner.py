@@ -1,0 +1,295 @@
+"""The runner: every consumer in one task group, until signalled or caught up.
+
+Shutdown order: stop reading (stop event), let each batch in flight finish within
+``shutdown_deadline`` (then cancel it: its transaction rolls back, nothing is lost), release
+leases, close the pool. A second signal cancels at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from worker.engine import queries as q
+from worker.engine.consumer import Consumer, ConsumerOptions
+from worker.engine.positions import PostgresPositionStore
+from worker.engine.rebuild import rebuild
+from worker.engine.retry import RetryPolicy
+from worker.engine.wakeups import Listener, Waker
+from worker.ops.health import HealthServer, notify_systemd
+from worker.read import generations as projection
+from worker.store import read_schema
+from worker.store.database import create_pool
+from worker.store.installer import check_installed
+from worker.store.message_store import MessageStore
+
+if TYPE_CHECKING:
+    from worker.domain import Domain
+    from worker.engine.subscriber import Subscriber
+    from worker.ops.settings import WorkerSettings
+    from worker.read.generations import RebuildDue
+
+log = structlog.get_logger("worker.runner")
+
+
+@dataclass
+class RunResult:
+    """How a run ended."""
+
+    consumers: list[Consumer] = field(default_factory=list)
+    signalled: bool = False
+    forced: bool = False
+    needs_rebuild: list[str] = field(default_factory=list)
+
+    @property
+    def ahead(self) -> list[Consumer]:
+        """Consumers whose position is beyond their category's head (set by an operator)."""
+        return [c for c in self.consumers if c.head is not None]
+
+    @property
+    def stopped(self) -> list[str]:
+        """Names of consumers halted by the ``stop`` failure action."""
+        return [c.name for c in self.consumers if c.state == "stopped"]
+
+
+def consumer_options(settings: WorkerSettings, subscriber: Any) -> ConsumerOptions:
+    """Options for one consumer: worker settings, overridden by the subscriber's own."""
+    policy = RetryPolicy(
+        max_attempts=subscriber.max_attempts or settings.max_attempts,
+        action=subscriber.on_failure or settings.on_failure,
+        base_delay=settings.retry_base_delay,
+        max_delay=settings.retry_max_delay,
+    )
+    return ConsumerOptions(
+        batch_size=subscriber.batch_size or settings.batch_size,
+        poll_min=settings.poll_interval_min,
+        poll_max=settings.poll_interval_max,
+        lease_ttl=settings.lease_ttl,
+        policy=policy,
+    )
+
+
+class Runner:
+    """Runs a domain's consumers against one database."""
+
+    def __init__(
+        self,
+        domain: Domain,
+        dsn: str,
+        settings: WorkerSettings,
+        *,
+        only: list[str] | None = None,
+    ) -> None:
+        self.domain = domain
+        self.dsn = dsn
+        self.settings = settings
+        self.only = only
+        self.stop = anyio.Event()
+        self.waker = Waker()
+        self.result = RunResult()
+        self._consumers_scope = anyio.CancelScope()
+        self._limiters: dict[str, anyio.CapacityLimiter] = {}
+        self.health: HealthServer | None = None
+
+    def _consumers(self, pool: Any, store: MessageStore) -> list[Consumer]:
+        positions = PostgresPositionStore(pool)
+        consumers = []
+        for subscriber in self.domain.subscribers:
+            for slot in subscriber.slots():
+                consumer = Consumer(
+                    subscriber,
+                    slot.category,
+                    dsn=self.dsn,
+                    pool=pool,
+                    store=store,
+                    positions=positions,
+                    waker=self.waker,
+                    options=consumer_options(self.settings, subscriber),
+                    member=slot.member,
+                )
+                if self.only is None or consumer.name in self.only or subscriber.name in self.only:
+                    consumers.append(consumer)
+        return consumers
+
+    def request_stop(self) -> None:
+        """Stop reading; batches in flight finish (within the deadline)."""
+        self.stop.set()
+        self.waker.wake_all()
+
+    async def run(self, *, until_caught_up: bool = False, handle_signals: bool = True) -> RunResult:
+        """Run until signalled (or, with ``until_caught_up``, until every consumer is)."""
+        slots = sum(len(s.slots()) for s in self.domain.subscribers)
+        # A batch left idle in its transaction longer than a lease lasts belongs to a frozen
+        # process: the server ends it, so its row locks never block the one that took over.
+        pool = await create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=2 * slots + 2,
+            idle_in_transaction_timeout=self.settings.lease_ttl,
+            read_model_schema=self.settings.read_model_schema,
+        )
+        try:
+            store = MessageStore(pool)
+            self.result.consumers = self._consumers(pool, store)
+            due = await self._prepare(pool)
+            async with anyio.create_task_group() as outer:
+                if handle_signals:
+                    outer.start_soon(self._watch_signals, outer.cancel_scope)
+                if self.settings.notify and not until_caught_up:
+                    await outer.start(Listener(self.dsn, self.waker).run)
+                if self.settings.http_port is not None:
+                    self.health = HealthServer(
+                        self.result.consumers,
+                        store,
+                        self.settings.http_host,
+                        self.settings.http_port,
+                    )
+                    await outer.start(self.health.serve)
+                outer.start_soon(self._report)
+                notify_systemd("READY=1")
+                with self._consumers_scope:
+                    async with anyio.create_task_group() as tg:
+                        self._start(tg, pool, due, until_caught_up)
+                    if not until_caught_up and not self.stop.is_set():
+                        # Every consumer halted: stay up (not ready) until told to stop, rather
+                        # than exit and be restarted into the same failure.
+                        log.error("every consumer has halted; waiting for a signal")
+                        await self.stop.wait()
+                notify_systemd("STOPPING=1")
+                outer.cancel_scope.cancel()
+        finally:
+            with anyio.move_on_after(5, shield=True):
+                await pool.close()
+        return self.result
+
+    def _start(
+        self,
+        tg: Any,
+        pool: Any,
+        due: dict[str, RebuildDue],
+        until_caught_up: bool,
+    ) -> None:
+        """Start the consumers; hold back those of projections whose tables no longer fit."""
+        for name, reason in due.items():
+            # Held back only when the live tables no longer fit the code; after a version
+            # change alone the live generation keeps being updated until the switch.
+            held = [c for c in self.result.consumers if c.subscriber.name == name]
+            subscriber = held[0].subscriber
+            if self.settings.auto_rebuild:
+                waiting = held if reason.blocking else []
+                tg.start_soon(self._rebuild_then_run, pool, subscriber, waiting, until_caught_up)
+            elif reason.blocking:
+                log.error(
+                    "projection not started: it must be rebuilt first",
+                    projection=name,
+                    reason=reason.reason,
+                )
+                self.result.needs_rebuild.append(name)
+        for consumer in self.result.consumers:
+            if consumer.subscriber.name in due and due[consumer.subscriber.name].blocking:
+                continue
+            tg.start_soon(self._run_consumer, consumer, until_caught_up)
+
+    async def _prepare(self, pool: Any) -> dict[str, RebuildDue]:
+        """Check the schema, create read-model tables, run each subscriber's ``setup(conn)``.
+
+        Returns the projections due for a rebuild (their code changed since their tables were
+        built). A transaction-scoped lock per subscriber keeps concurrent workers from running
+        the same DDL at once.
+        """
+        due: dict[str, RebuildDue] = {}
+        async with pool.acquire() as conn:
+            await check_installed(conn)
+            await read_schema.ensure(conn, self.settings.read_model_schema)
+            done: set[str] = set()
+            for consumer in self.result.consumers:
+                subscriber = consumer.subscriber
+                if subscriber.name in done:
+                    continue
+                done.add(subscriber.name)
+                async with conn.transaction():
+                    await conn.execute(q.SETUP_LOCK, subscriber.name)
+                    reason = await projection.prepare(conn, subscriber)
+                    setup = getattr(consumer.instance, "setup", None)
+                    if setup is not None:
+                        await setup(conn)
+                if reason is not None:
+                    log.warning(
+                        reason.reason,
+                        projection=subscriber.name,
+                        auto_rebuild=self.settings.auto_rebuild,
+                    )
+                    due[subscriber.name] = reason
+            await read_schema.check_unshadowed(conn, self.settings.read_model_schema)
+        return due
+
+    async def _rebuild_then_run(
+        self, pool: Any, subscriber: Subscriber, held: list[Consumer], until_caught_up: bool
+    ) -> None:
+        """Rebuild a changed projection blue/green, then run its live consumers on the result.
+
+        Until the switch, readers keep the old tables as they were.
+        """
+        with structlog.contextvars.bound_contextvars(projection=subscriber.name):
+            await rebuild(self.domain, self.dsn, pool, self.settings, subscriber)
+        async with anyio.create_task_group() as tg:
+            for consumer in held:
+                tg.start_soon(self._run_consumer, consumer, until_caught_up)
+
+    def _limiter(self, consumer: Consumer) -> anyio.CapacityLimiter | None:
+        """The shared cap on group slots of one (subscriber, category) in this process."""
+        limit = self.settings.max_group_slots
+        if limit is None or consumer.slot.member is None:
+            return None
+        key = consumer.subscriber.consumer_name(consumer.category)
+        if key not in self._limiters:
+            self._limiters[key] = anyio.CapacityLimiter(limit)
+        return self._limiters[key]
+
+    async def _run_consumer(self, consumer: Consumer, until_caught_up: bool) -> None:
+        with structlog.contextvars.bound_contextvars(consumer=consumer.name):
+            await consumer.run(
+                self.stop, until_caught_up=until_caught_up, limiter=self._limiter(consumer)
+            )
+
+    async def _watch_signals(self, outer: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if not self.stop.is_set():
+                    log.info(
+                        "stopping: finishing batches in flight",
+                        signal=signal.Signals(signum).name,
+                        deadline=self.settings.shutdown_deadline,
+                    )
+                    self.result.signalled = True
+                    self.request_stop()
+                    self._consumers_scope.deadline = (
+                        anyio.current_time() + self.settings.shutdown_deadline
+                    )
+                else:
+                    log.warning("second signal: exiting at once")
+                    self.result.forced = True
+                    outer.cancel()
+                    return
+
+    async def _report(self, every: float = 5.0) -> None:
+        """An info line every few seconds while consumers are making progress."""
+        last = {c.name: c.processed for c in self.result.consumers}
+        started = time.monotonic()
+        while True:
+            await anyio.sleep(every)
+            total = sum(c.processed - last[c.name] for c in self.result.consumers)
+            if total:
+                log.info(
+                    "progress",
+                    messages=total,
+                    rate=round(total / every),
+                    elapsed=round(time.monotonic() - started, 1),
+                    positions={c.name: c.position for c in self.result.consumers},
+                )
+            last = {c.name: c.processed for c in self.result.consumers}

@@ -1,0 +1,247 @@
+"""Projectors and event handlers: classes whose methods are registered per event type.
+
+``@on(EventClass)`` marks a projector's method, ``@handle(EventClass)`` an event handler's;
+``@domain.projector(...)`` / ``@domain.event_handler(...)`` register the class. A method takes
+``(self, event, ctx)`` and may be ``async`` or plain.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from worker.errors import RegistrationError
+from worker.model.event import BaseEvent
+from worker.read.model import ReadModel
+from worker.store.stream_name import check_category
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from worker.engine.retry import FailureAction
+
+F = TypeVar("F", bound="Callable[..., Any]")
+Kind = Literal["projector", "handler"]
+
+_MARK = "__worker_handles__"
+
+
+def on(*event_classes: type[BaseEvent]) -> Callable[[F], F]:
+    """Mark a projector method as the handler of one or more event classes."""
+    return _mark(event_classes)
+
+
+def handle(*event_classes: type[BaseEvent]) -> Callable[[F], F]:
+    """Mark an event handler method as the handler of one or more event classes."""
+    return _mark(event_classes)
+
+
+def _mark(event_classes: tuple[type[BaseEvent], ...]) -> Callable[[F], F]:
+    for cls in event_classes:
+        if not (isinstance(cls, type) and issubclass(cls, BaseEvent)):
+            raise RegistrationError(f"@on/@handle takes event classes, got {cls!r}")
+
+    def mark(method: F) -> F:
+        existing: tuple[type[BaseEvent], ...] = getattr(method, _MARK, ())
+        setattr(method, _MARK, existing + event_classes)
+        return method
+
+    return mark
+
+
+@dataclass(frozen=True)
+class Route:
+    """One method to call for one event class."""
+
+    event_class: type[BaseEvent]
+    method_name: str
+    is_async: bool
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A registered projector or handler class and what it subscribes to."""
+
+    name: str
+    kind: Kind
+    cls: type[Any]
+    categories: tuple[str, ...]
+    routes: tuple[Route, ...]
+    max_attempts: int | None = None
+    on_failure: FailureAction | None = None
+    batch_size: int | None = None
+    group_size: int = 1
+    read_models: tuple[type[ReadModel], ...] = ()
+    version: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def consumer_name(self, category: str) -> str:
+        """The stable name of the consumer of ``category``: ``{name}:{category}``."""
+        return f"{self.name}:{category}"
+
+    def slots(self) -> list[Slot]:
+        """One slot per category, or ``group_size`` slots per category in a consumer group."""
+        members: list[int | None] = list(range(self.group_size)) if self.group_size > 1 else [None]
+        return [Slot(self, category, member) for category in self.categories for member in members]
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What one consumer runs: a subscriber's category, or one member of its consumer group.
+
+    Its name keys the consumer's position and lease: ``{name}:{category}``, plus
+    ``@{member}/{size}`` in a group (MessageDB's consumer groups partition by stream id).
+    """
+
+    subscriber: Subscriber
+    category: str
+    member: int | None = None
+
+    @property
+    def size(self) -> int | None:
+        return None if self.member is None else self.subscriber.group_size
+
+    @property
+    def name(self) -> str:
+        base = self.subscriber.consumer_name(self.category)
+        return base if self.member is None else f"{base}@{self.member}/{self.size}"
+
+
+def routes_of(cls: type[Any]) -> tuple[Route, ...]:
+    """Every ``@on``/``@handle`` method of ``cls``, in definition order."""
+    found: list[Route] = []
+    for attr, member in inspect.getmembers(cls):
+        for event_class in getattr(member, _MARK, ()):
+            found.append(Route(event_class, attr, inspect.iscoroutinefunction(member)))
+    return tuple(found)
+
+
+def build_subscriber(
+    cls: type[Any],
+    *,
+    name: str | None,
+    kind: Kind,
+    stream_categories: list[str] | tuple[str, ...] | None,
+    aggregates: list[type[Any]] | tuple[type[Any], ...] | None,
+    max_attempts: int | None = None,
+    on_failure: FailureAction | None = None,
+    batch_size: int | None = None,
+    read_models: list[type[ReadModel]] | tuple[type[ReadModel], ...] = (),
+    version: str | int | None = None,
+    group_size: int = 1,
+) -> Subscriber:
+    """Validate a decorated class and describe it as a ``Subscriber``."""
+    routes = routes_of(cls)
+    if not routes:
+        raise RegistrationError(f"{cls.__qualname__} has no @on/@handle methods")
+    who = f"{kind} {name or cls.__name__!r}"
+    categories = subscribed_categories(who, cls, routes, stream_categories, aggregates)
+    if not isinstance(group_size, int) or not 1 <= group_size <= 1024:
+        raise RegistrationError(f"group_size must be an integer in 1..1024, got {group_size!r}")
+    if on_failure not in (None, "park", "stop"):
+        raise RegistrationError(f"on_failure must be 'park' or 'stop', got {on_failure!r}")
+    for model in read_models:
+        if not (isinstance(model, type) and issubclass(model, ReadModel)):
+            raise RegistrationError(f"read_models takes ReadModel classes, got {model!r}")
+        model.check()
+    return Subscriber(
+        name=name or cls.__name__,
+        kind=kind,
+        cls=cls,
+        categories=categories,
+        routes=routes,
+        max_attempts=max_attempts,
+        on_failure=on_failure,
+        batch_size=batch_size,
+        read_models=tuple(read_models),
+        version=None if version is None else str(version),
+        group_size=group_size,
+    )
+
+
+def subscribed_categories(
+    who: str,
+    cls: type[Any],
+    routes: tuple[Route, ...],
+    stream_categories: list[str] | tuple[str, ...] | None,
+    aggregates: list[type[Any]] | tuple[type[Any], ...] | None,
+) -> tuple[str, ...]:
+    """The categories a subscriber reads: those its handled event classes live in.
+
+    Named categories (``stream_categories``, the categories of ``aggregates``) must agree with
+    the handled classes: each class's category is named, and each named category is the home
+    of a handled class. An event class registered without a category may live in any named
+    one, so it needs them named.
+    """
+    named, source = _named_categories(stream_categories, aggregates)
+    homeless = [r for r in routes if r.event_class.__category__ is None]
+    if not named:
+        if homeless:
+            route = homeless[0]
+            raise RegistrationError(
+                f"{who}: {_where(cls, route)} handles {route.event_class.type_name()}, which "
+                "is registered in no category: register it with part_of= or category= before "
+                f"{cls.__name__}, or give {cls.__name__} stream_categories=[...]"
+            )
+        return tuple(sorted({r.event_class.__category__ or "" for r in routes}))
+    _check_homes_named(who, cls, routes, named, source)
+    if not homeless:
+        _check_named_are_homes(who, routes, named, source)
+    return named
+
+
+def _check_homes_named(
+    who: str, cls: type[Any], routes: tuple[Route, ...], named: tuple[str, ...], source: str
+) -> None:
+    """Every handled class with a category must find it among the named ones."""
+    for route in routes:
+        home = route.event_class.__category__
+        if home is not None and home not in named:
+            raise RegistrationError(
+                f"{who}: {_where(cls, route)} handles {route.event_class.type_name()}, whose "
+                f"category is {home!r}, but {source} subscribes it to "
+                f"{', '.join(map(repr, named))} only: add {home!r}, or leave the categories out "
+                "(they follow the handled events)"
+            )
+
+
+def _check_named_are_homes(
+    who: str, routes: tuple[Route, ...], named: tuple[str, ...], source: str
+) -> None:
+    """Every named category must be where some handled class lives."""
+    homes = {r.event_class.__category__ for r in routes}
+    for category in named:
+        if category not in homes:
+            handled = ", ".join(
+                dict.fromkeys(
+                    f"{r.event_class.type_name()} in {r.event_class.__category__!r}" for r in routes
+                )
+            )
+            raise RegistrationError(
+                f"{who}: {source} subscribes it to {category!r}, where none of the events it "
+                f"handles lives ({handled})"
+            )
+
+
+def _named_categories(
+    stream_categories: list[str] | tuple[str, ...] | None,
+    aggregates: list[type[Any]] | tuple[type[Any], ...] | None,
+) -> tuple[tuple[str, ...], str]:
+    """The explicitly named categories, in order, and what named them (for messages)."""
+    named = [check_category(c) for c in stream_categories or []]
+    for aggregate in aggregates or []:
+        category = getattr(aggregate, "__stream_category__", None)
+        if not category:
+            raise RegistrationError(f"{aggregate!r} is not a registered aggregate")
+        named.append(category)
+    sources = [
+        label
+        for label, given in (("stream_categories=", stream_categories), ("aggregates=", aggregates))
+        if given
+    ]
+    return tuple(dict.fromkeys(named)), " with ".join(sources)
+
+
+def _where(cls: type[Any], route: Route) -> str:
+    return f"{cls.__name__}.{route.method_name}"

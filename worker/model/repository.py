@@ -1,0 +1,180 @@
+"""The repository of event-sourced aggregates: load by replay, save with optimistic concurrency.
+
+``add`` writes an aggregate's pending events to ``{category}-{id}`` in one atomic MessageDB write
+whose expected version is the version the aggregate was loaded at, minus one (MessageDB counts
+stream positions from 0; ``-1`` means a new stream). A snapshot, when due, is written in the same
+transaction. ``get`` starts from the latest snapshot and replays the later events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
+
+import asyncpg
+
+from worker.errors import (
+    AggregateNotFoundError,
+    ExpectedVersionError,
+    MissingApplyError,
+    VersionConflictError,
+)
+from worker.model.aggregate import BaseAggregate
+from worker.model.snapshot import load_snapshot, snapshot_message, snapshot_stream
+from worker.store.metadata import follow
+from worker.store.stream_name import stream
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+
+    from worker.domain import Domain
+    from worker.model.event import BaseEvent
+    from worker.store.message import Message, NewMessage
+    from worker.store.message_store import MessageStore
+
+A = TypeVar("A", bound=BaseAggregate)
+
+
+class Repository(Protocol[A]):
+    """Loads and saves aggregates of one class (what ``domain.repository_for`` returns)."""
+
+    async def add(
+        self,
+        aggregate: A,
+        *,
+        cause: Message | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        conn: asyncpg.Connection[Any] | None = None,
+    ) -> None:
+        """Save the aggregate; ``VersionConflictError`` (nothing written) if it moved on.
+
+        With ``conn`` the writes join the caller's transaction; the aggregate counts as saved
+        when ``add`` returns, so after rolling that transaction back, load it again.
+        """
+        ...
+
+    async def get(self, ident: str) -> A:
+        """The aggregate with this id; ``AggregateNotFoundError`` if there is none."""
+        ...
+
+
+@contextlib.asynccontextmanager
+async def transaction(
+    store: MessageStore, conn: asyncpg.Connection[Any] | None = None
+) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """A connection in a transaction: ``conn``'s (a savepoint if it is in one) or a pooled one."""
+    executor = conn or store.executor
+    if isinstance(executor, asyncpg.Pool):
+        async with executor.acquire() as pooled, pooled.transaction():
+            yield cast("asyncpg.Connection[Any]", pooled)
+        return
+    async with executor.transaction():
+        yield executor
+
+
+def event_metadata(
+    cause: Message | None, metadata: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """Causation/correlation metadata following ``cause`` (Eventide keys), plus ``metadata``."""
+    merged = follow(cause) if cause is not None else {}
+    merged.update(metadata or {})
+    return merged or None
+
+
+def to_messages(events: tuple[BaseEvent, ...], metadata: dict[str, Any] | None) -> list[NewMessage]:
+    """The events as messages to write, each with the same metadata."""
+    return [event.to_message(metadata) for event in events]
+
+
+class EventSourcedRepository(Generic[A]):
+    """The repository of an event-sourced aggregate class (see the module doc)."""
+
+    def __init__(
+        self, domain: Domain, cls: type[A], store: MessageStore, *, batch_size: int = 1000
+    ) -> None:
+        self.domain = domain
+        self.cls = cls
+        self.store = store
+        self.batch_size = batch_size
+
+    def stream_name(self, ident: str) -> str:
+        """``{category}-{id}``: where the aggregate's events live."""
+        return stream(self.cls.__stream_category__, ident)
+
+    @property
+    def snapshot_threshold(self) -> int:
+        """Events between snapshots: the aggregate's own setting, else the domain's."""
+        return self.cls.__snapshot_threshold__ or self.domain.snapshot_threshold
+
+    async def add(
+        self,
+        aggregate: A,
+        *,
+        cause: Message | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        conn: asyncpg.Connection[Any] | None = None,
+    ) -> None:
+        """Write the pending events atomically, and a snapshot when one is due."""
+        events = aggregate.pending_events
+        if not events:
+            return
+        messages = to_messages(events, event_metadata(cause, metadata))
+        snapshot = aggregate.version - aggregate._snapshot_version >= self.snapshot_threshold
+        async with transaction(self.store, conn) as tx:
+            await self._write(tx, aggregate, messages)
+            if snapshot:
+                name = snapshot_stream(self.cls, aggregate.id)
+                await self.store.write(name, snapshot_message(aggregate), conn=tx)
+        aggregate._saved(aggregate.version)
+        if snapshot:
+            aggregate._snapshot_version = aggregate.version
+
+    async def _write(
+        self, tx: asyncpg.Connection[Any], aggregate: A, messages: list[NewMessage]
+    ) -> None:
+        expected = aggregate.stored_version - 1
+        name = self.stream_name(aggregate.id)
+        try:
+            await self.store.write_batch(name, messages, expected_version=expected, conn=tx)
+        except ExpectedVersionError as error:
+            raise VersionConflictError(
+                self.cls.__qualname__, aggregate.id, aggregate.stored_version
+            ) from error
+
+    async def get(self, ident: str) -> A:
+        """Latest snapshot (if any and valid) plus the events after it, through ``@apply``."""
+        aggregate = await load_snapshot(self.store, self.cls, ident) or self._blank(ident)
+        name = self.stream_name(ident)
+        async for message in self.store.iter_stream(name, aggregate.version, self.batch_size):
+            aggregate._apply(self._decode(message))
+        if aggregate.version == 0:
+            raise AggregateNotFoundError(self.cls.__qualname__, ident)
+        self._check_complete(aggregate)
+        aggregate._stored_version = aggregate.version
+        return aggregate
+
+    def _check_complete(self, aggregate: A) -> None:
+        """Replay must set every required field (the creation event's ``@apply`` should)."""
+        unset = [
+            name
+            for name, field in self.cls.model_fields.items()
+            if field.is_required() and name not in aggregate.model_fields_set
+        ]
+        if unset:
+            raise MissingApplyError(
+                f"replaying {self.stream_name(aggregate.id)} left required field(s) of "
+                f"{self.cls.__qualname__} unset: {', '.join(unset)}; an @apply method must set them"
+            )
+
+    def _blank(self, ident: str) -> A:
+        """An unvalidated instance with only its id: replaying ``@apply`` methods fills it."""
+        return cast("A", self.cls.model_construct(id=ident))
+
+    def _decode(self, message: Message) -> BaseEvent:
+        event = self.domain.decode(message)
+        if event is None:
+            raise MissingApplyError(
+                f"{message.stream_name}@{message.position} holds type {message.type!r}, which "
+                f"is no registered event, so {self.cls.__qualname__} cannot apply it"
+            )
+        return event

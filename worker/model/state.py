@@ -1,0 +1,133 @@
+"""State aggregates and fact events: state in PostgreSQL, a ``<Name>FactEvent`` on every save.
+
+An aggregate that is not event-sourced keeps its current state as one row of
+``worker.aggregate_state`` with its own optimistic version (1 after the first save). With
+``fact_events=True`` each save also writes a ``<Name>FactEvent`` holding the full state to
+``{category}:fact-{id}`` at stream position ``version - 1``; domain events the aggregate raised go
+to ``{category}-{id}``. State, fact event and domain events commit in one transaction, or none do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, LiteralString, TypeVar
+
+from pydantic import create_model
+
+from worker.errors import AggregateNotFoundError, ExpectedVersionError, VersionConflictError
+from worker.model.aggregate import BaseAggregate
+from worker.model.event import BaseEvent
+from worker.model.repository import event_metadata, to_messages, transaction
+from worker.store.stream_name import stream
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import asyncpg
+
+    from worker.domain import Domain
+    from worker.store.message import Message
+    from worker.store.message_store import MessageStore
+
+A = TypeVar("A", bound=BaseAggregate)
+
+# A first save inserts version 1; ON CONFLICT means another writer saved it first.
+INSERT_STATE: LiteralString = """
+INSERT INTO worker.aggregate_state (category, id, version, state)
+VALUES ($1, $2, 1, $3)
+ON CONFLICT (category, id) DO NOTHING
+RETURNING version
+"""
+
+# Later saves move the version on by one, only from the version the aggregate was loaded at.
+UPDATE_STATE: LiteralString = """
+UPDATE worker.aggregate_state
+SET state = $3, version = version + 1, updated_at = now()
+WHERE category = $1 AND id = $2 AND version = $4
+RETURNING version
+"""
+
+SELECT_STATE: LiteralString = """
+SELECT version, state FROM worker.aggregate_state WHERE category = $1 AND id = $2
+"""
+
+
+def fact_event_class(cls: type[BaseAggregate]) -> type[BaseEvent]:
+    """``<Name>FactEvent``: an event with every field of ``cls`` (same types and validation)."""
+    fields: dict[str, Any] = {
+        name: (info.annotation, info) for name, info in cls.model_fields.items()
+    }
+    event: type[BaseEvent] = create_model(
+        f"{cls.__name__}FactEvent",
+        __base__=BaseEvent,
+        __module__=cls.__module__,
+        __doc__=f"The full state of a {cls.__name__} after a save.",
+        **fields,
+    )
+    return event
+
+
+def fact_stream(cls: type[BaseAggregate], ident: str) -> str:
+    """``{category}:fact-{id}``: fact events in a category of their own."""
+    return stream(f"{cls.__stream_category__}:fact", ident)
+
+
+class StateRepository(Generic[A]):
+    """The repository of an aggregate that is not event-sourced (see the module doc)."""
+
+    def __init__(self, domain: Domain, cls: type[A], store: MessageStore) -> None:
+        self.domain = domain
+        self.cls = cls
+        self.store = store
+
+    async def add(
+        self,
+        aggregate: A,
+        *,
+        cause: Message | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        conn: asyncpg.Connection[Any] | None = None,
+    ) -> None:
+        """Save state (and fact event, and raised events) atomically, or raise a conflict."""
+        meta = event_metadata(cause, metadata)
+        async with transaction(self.store, conn) as tx:
+            version = await self._save_state(tx, aggregate)
+            if self.cls.__fact_events__:
+                await self._write_fact(tx, aggregate, meta)
+            if aggregate.pending_events:
+                name = stream(self.cls.__stream_category__, aggregate.id)
+                messages = to_messages(aggregate.pending_events, meta)
+                await self.store.write_batch(name, messages, conn=tx)
+        aggregate._saved(version)
+
+    async def _save_state(self, tx: asyncpg.Connection[Any], aggregate: A) -> int:
+        key = (self.cls.__stream_category__, aggregate.id, aggregate.model_dump(mode="json"))
+        if aggregate.stored_version == 0:
+            version = await tx.fetchval(INSERT_STATE, *key)
+        else:
+            version = await tx.fetchval(UPDATE_STATE, *key, aggregate.stored_version)
+        if version is None:
+            raise self._conflict(aggregate)
+        return int(version)
+
+    async def _write_fact(
+        self, tx: asyncpg.Connection[Any], aggregate: A, meta: dict[str, Any] | None
+    ) -> None:
+        fact = self.cls.FactEvent.model_validate(aggregate.model_dump())
+        expected = aggregate.stored_version - 1
+        name = fact_stream(self.cls, aggregate.id)
+        try:
+            await self.store.write(name, fact.to_message(meta), expected_version=expected, conn=tx)
+        except ExpectedVersionError as error:
+            raise self._conflict(aggregate) from error
+
+    def _conflict(self, aggregate: A) -> VersionConflictError:
+        return VersionConflictError(self.cls.__qualname__, aggregate.id, aggregate.stored_version)
+
+    async def get(self, ident: str) -> A:
+        """The aggregate from its state row; ``AggregateNotFoundError`` if it was never saved."""
+        row = await self.store.executor.fetchrow(SELECT_STATE, self.cls.__stream_category__, ident)
+        if row is None:
+            raise AggregateNotFoundError(self.cls.__qualname__, ident)
+        aggregate = self.cls.model_validate(row["state"])
+        aggregate._saved(int(row["version"]))
+        return aggregate

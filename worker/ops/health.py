@@ -1,0 +1,164 @@
+"""Health probes and Prometheus metrics over HTTP, and systemd's readiness notification.
+
+``GET /healthz`` answers 200 while the worker's event loop runs (liveness); ``GET /readyz``
+answers 200 once every consumer runs, is caught up or stands by for a lease held elsewhere, and
+503 while it starts, while an in-place rebuild refills a projection, when a consumer's position
+is beyond its category's head, or when a consumer halted on a failure (readiness);
+``GET /metrics`` is the Prometheus text format. Metrics are read from the consumers when
+scraped, so the hot path pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from worker.engine import lease
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from anyio.abc import SocketStream, TaskStatus
+
+    from worker.engine.consumer import Consumer
+    from worker.store.message_store import MessageStore
+
+log = structlog.get_logger("worker.health")
+
+READY_STATES = frozenset({"running", "caught_up", "waiting", "done"})
+UP_STATES = frozenset({"running", "rebuilding", "caught_up"})
+
+
+def ready(consumers: list[Consumer]) -> bool:
+    """True when no consumer is starting or halted."""
+    return bool(consumers) and all(c.state in READY_STATES for c in consumers)
+
+
+class ConsumerCollector:
+    """Prometheus metrics read from the consumers at scrape time."""
+
+    def __init__(self, consumers: list[Consumer]) -> None:
+        self._consumers = consumers
+        self.heads: dict[str, int] = {}
+
+    def collect(self) -> Iterator[Any]:
+        handled = CounterMetricFamily(
+            "worker_messages_handled", "Messages applied by this process", labels=["consumer"]
+        )
+        parked = CounterMetricFamily(
+            "worker_messages_parked", "Messages parked by this process", labels=["consumer"]
+        )
+        position = GaugeMetricFamily(
+            "worker_consumer_position", "Global position last committed", labels=["consumer"]
+        )
+        lag = GaugeMetricFamily(
+            "worker_consumer_lag",
+            "Category head minus position (global positions)",
+            labels=["consumer"],
+        )
+        up = GaugeMetricFamily(
+            "worker_consumer_up", "1 while the consumer runs or is caught up", labels=["consumer"]
+        )
+        takeovers = CounterMetricFamily(
+            "worker_lease_takeovers",
+            "Leases this process took over from a holder that stopped renewing them",
+            labels=["consumer"],
+        )
+        for c in self._consumers:
+            handled.add_metric([c.name], c.processed)
+            parked.add_metric([c.name], c.parked_count)
+            position.add_metric([c.name], c.position)
+            if c.category in self.heads:
+                lag.add_metric([c.name], max(self.heads[c.category] - c.position, 0))
+            up.add_metric([c.name], 1 if c.state in UP_STATES else 0)
+            takeovers.add_metric([c.name], lease.takeovers[c.name])
+        yield from (handled, parked, position, lag, up, takeovers)
+
+
+class HealthServer:
+    """A small HTTP server for probes and metrics, run in the runner's task group."""
+
+    def __init__(
+        self, consumers: list[Consumer], store: MessageStore, host: str, port: int
+    ) -> None:
+        self._consumers = consumers
+        self._store = store
+        self._host = host
+        self._port = port
+        self._collector = ConsumerCollector(consumers)
+        self._registry = CollectorRegistry(auto_describe=False)
+        self._registry.register(self._collector)
+        self.port = port
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Listen until cancelled; ``port`` is the bound port once started (0 picks one)."""
+        listener = await anyio.create_tcp_listener(local_host=self._host, local_port=self._port)
+        async with listener:
+            self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
+            log.info("health and metrics listening", host=self._host, port=self.port)
+            task_status.started()
+            await listener.serve(self._handle)
+
+    async def _handle(self, stream: SocketStream) -> None:
+        async with stream:
+            with anyio.move_on_after(5):
+                request = await self._read_request(stream)
+                status, body, kind = await self._respond(request)
+                head = (
+                    f"HTTP/1.1 {status}\r\nContent-Type: {kind}\r\n"
+                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+                )
+                await stream.send(head.encode() + body)
+
+    @staticmethod
+    async def _read_request(stream: SocketStream) -> str:
+        data = b""
+        while b"\r\n\r\n" not in data and len(data) < 8192:
+            try:
+                data += await stream.receive(4096)
+            except anyio.EndOfStream:
+                break
+        return data.split(b"\r\n", 1)[0].decode("latin-1")
+
+    async def _respond(self, request_line: str) -> tuple[str, bytes, str]:
+        parts = request_line.split()
+        path = parts[1].split("?", 1)[0] if len(parts) >= 2 else ""
+        if parts[:1] != ["GET"]:
+            return "405 Method Not Allowed", b"GET only\n", "text/plain"
+        if path == "/healthz":
+            return "200 OK", b"ok\n", "text/plain"
+        if path == "/readyz":
+            states = ", ".join(f"{c.name}={c.state}" for c in self._consumers)
+            if ready(self._consumers):
+                return "200 OK", f"ready: {states}\n".encode(), "text/plain"
+            return "503 Service Unavailable", f"not ready: {states}\n".encode(), "text/plain"
+        if path == "/metrics":
+            await self._refresh_heads()
+            return "200 OK", generate_latest(self._registry), "text/plain; version=0.0.4"
+        return "404 Not Found", b"not found\n", "text/plain"
+
+    async def _refresh_heads(self) -> None:
+        for category in {c.category for c in self._consumers}:
+            try:
+                self._collector.heads[category] = await self._store.category_head(category) or 0
+            except Exception as error:  # metrics must not fail a scrape for a lost connection
+                log.warning("category head unavailable for metrics", error=str(error))
+
+
+def notify_systemd(state: str) -> bool:
+    """Send ``state`` (e.g. ``READY=1``) to systemd's notify socket, if it gave one."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.connect(address)
+        sock.sendall(state.encode())
+    return True

@@ -1,0 +1,263 @@
+"""Configuration: ``domain.toml`` overlaid by ``WORKER_*`` environment variables.
+
+Nested keys use ``__``: ``WORKER_EVENT_STORE__DATABASE_URI`` overrides
+``[event_store] database_uri``. Relative paths are taken from the config file's folder.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from worker.errors import ConfigurationError
+from worker.store.read_schema import check_schema_name
+
+DEFAULT_CONFIG = Path("domain.toml")
+CONFIG_ENV = "WORKER_CONFIG"
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
+    "worker_config_file", default=None
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DomainSettings(_Section):
+    """``[domain]``: the application's modules and write-side defaults."""
+
+    name: str = "domain"
+    modules: list[str] = Field(default_factory=list)
+    snapshot_threshold: int = Field(default=10, ge=1)
+    instance: str | None = None
+
+
+class EventStoreSettings(_Section):
+    """``[event_store]``: where MessageDB lives."""
+
+    provider: Literal["message_db"] = "message_db"
+    database_uri: SecretStr | None = None
+    embedded_data_dir: Path = Path(".worker/postgres")
+    notify_trigger: bool = True
+    connect_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("database_uri")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value().strip()
+        if text in ("", "embedded"):
+            return value
+        if not text.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "must be a postgresql://user@host:port/database URI or the word 'embedded'"
+            )
+        _check_ports(text)
+        return value
+
+    def dsn(self) -> str | None:
+        """The configured DSN in clear (never log it: use ``database.redact``)."""
+        return None if self.database_uri is None else self.database_uri.get_secret_value()
+
+
+def _check_ports(uri: str) -> None:
+    """Every port a URI names (``host:port``, several hosts, ``?port=``) must be a number."""
+    parts = urlsplit(uri)
+    ports = []
+    for host in parts.netloc.rpartition("@")[2].split(","):
+        rest = host.partition("]")[2] if host.startswith("[") else host
+        ports.append(rest.partition(":")[2])
+    for listed in parse_qs(parts.query).get("port", []):
+        ports.extend(listed.split(","))
+    for port in ports:
+        if port and not port.isdigit():
+            raise ValueError(f"port {port!r} is not a number")
+
+
+class MessageDBSettings(_Section):
+    """``[message_db]``: which MessageDB release to install and where to find it."""
+
+    version: str = "1.3.1"
+    package_path: Path | None = None
+    cache_dir: Path | None = None
+
+
+class WorkerSettings(_Section):
+    """``[worker]``: the engine's knobs."""
+
+    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    poll_interval_min: float = Field(default=0.01, gt=0)
+    poll_interval_max: float = Field(default=1.0, gt=0)
+    shutdown_deadline: float = Field(default=10.0, ge=0)
+    max_attempts: int = Field(default=3, ge=1)
+    on_failure: Literal["park", "stop"] = "park"
+    retry_base_delay: float = Field(default=0.1, ge=0)
+    retry_max_delay: float = Field(default=30.0, ge=0)
+    notify: bool = True
+    auto_rebuild: bool = False
+    max_group_slots: int | None = Field(default=None, ge=1)
+    lease_ttl: float = Field(default=15.0, ge=1.0, le=3600.0)
+    http_host: str = "0.0.0.0"
+    http_port: int | None = Field(default=None, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    read_model_schema: str = "public"
+
+    @field_validator("read_model_schema")
+    @classmethod
+    def _schema(cls, value: str) -> str:
+        return check_schema_name(value)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Self:
+        for low, high in (
+            ("poll_interval_min", "poll_interval_max"),
+            ("retry_base_delay", "retry_max_delay"),
+        ):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(
+                    f"{low} ({getattr(self, low)}) is greater than {high} ({getattr(self, high)})"
+                )
+        return self
+
+
+class Settings(BaseSettings):
+    """Everything configurable, validated once at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WORKER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    domain: DomainSettings = DomainSettings()
+    event_store: EventStoreSettings = EventStoreSettings()
+    message_db: MessageDBSettings = MessageDBSettings()
+    worker: WorkerSettings = WorkerSettings()
+    config_file: Path | None = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = _config_file.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def _config_path(path: Path | None) -> Path | None:
+    if path is not None:
+        if not path.is_file():
+            raise ConfigurationError(f"config file {path} does not exist")
+        return path
+    named = os.environ.get(CONFIG_ENV)
+    if named:
+        if not Path(named).is_file():
+            raise ConfigurationError(f"config file {named} (from {CONFIG_ENV}) does not exist")
+        return Path(named)
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def _sections() -> dict[str, type[BaseModel]]:
+    return {
+        name: field.annotation
+        for name, field in Settings.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
+    }
+
+
+def _places(location: tuple[Any, ...]) -> list[tuple[str, str]]:
+    """(how to write it, key) of every known key that an unknown one at ``location`` may be:
+    its own section's keys first, then every section's."""
+    sections = _sections()
+    everywhere = [(f"[{s}] {f}", f) for s, cls in sections.items() for f in cls.model_fields]
+    if len(location) == 1:  # the top level of the file: a key outside its section, or a section
+        return everywhere + [(f"[{s}]", s) for s in sections]
+    section = str(location[0])
+    if len(location) == 2 and section in sections:
+        return [(f, f) for f in sections[section].model_fields] + everywhere
+    return []
+
+
+def _suggestion(location: tuple[Any, ...]) -> str:
+    """For an unknown key: the known key it most likely is (the same, or a close spelling)."""
+    key = str(location[-1])
+    places = _places(location)
+    names = [name for _, name in places]
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+    meant = key if key in names else next(iter(close), None)
+    found = [place for place, name in places if name == meant]
+    return f" (did you mean `{found[0]}`?)" if found else ""
+
+
+def _describe(error: ValidationError, where: str) -> str:
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"])
+        hint = _suggestion(item["loc"]) if item["type"] == "extra_forbidden" else ""
+        problems.append(f"{location}: {item['msg']}{hint}")
+    return f"invalid configuration ({where}): " + "; ".join(problems)
+
+
+def _anchor(settings: Settings, base: Path) -> Settings:
+    """Resolve relative paths against the config file's folder."""
+    store = settings.event_store
+    data_dir = store.embedded_data_dir
+    if not data_dir.is_absolute():
+        store = store.model_copy(update={"embedded_data_dir": base / data_dir})
+    mdb = settings.message_db
+    if mdb.package_path is not None and not mdb.package_path.is_absolute():
+        mdb = mdb.model_copy(update={"package_path": base / mdb.package_path})
+    return settings.model_copy(update={"event_store": store, "message_db": mdb})
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Load ``path`` (default: ``$WORKER_CONFIG`` or ``./domain.toml``) and the environment.
+
+    Any problem becomes one ``ConfigurationError`` naming the file and the offending keys.
+    """
+    config = _config_path(path)
+    where = f"{config} and WORKER_* variables" if config else "WORKER_* variables"
+    token = _config_file.set(config)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as error:
+        raise ConfigurationError(_describe(error, where)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigurationError(f"config file {config} is not valid TOML: {error}") from None
+    finally:
+        _config_file.reset(token)
+    base = config.resolve().parent if config else Path.cwd()
+    settings = settings.model_copy(update={"config_file": config})
+    return _anchor(settings, base)

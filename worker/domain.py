@@ -6,17 +6,17 @@ the ``[domain] instance`` setting (``module:attribute``) after importing ``[doma
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
 from worker.engine.subscriber import Kind, Subscriber, build_subscriber
 from worker.errors import MalformedMessageError, RegistrationError
-from worker.model.aggregate import BaseAggregate, register_aggregate
+from worker.model.aggregate import BaseAggregate
 from worker.model.entity import BaseEntity
 from worker.model.event import BaseEvent
 from worker.model.repository import EventSourcedRepository
-from worker.model.state import StateRepository
+from worker.model.state import StateRepository, fact_event_class
 from worker.store.stream_name import check_category
 
 if TYPE_CHECKING:
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 
     from worker.engine.retry import FailureAction
     from worker.model.repository import Repository
-    from worker.ops.settings import Settings
     from worker.read.model import ReadModel
     from worker.store.message import Message
     from worker.store.message_store import MessageStore
@@ -33,6 +32,22 @@ E = TypeVar("E", bound=type[BaseEvent])
 T = TypeVar("T", bound=type[Any])
 AggregateT = TypeVar("AggregateT", bound=BaseAggregate)
 EntityT = TypeVar("EntityT", bound=type[BaseEntity])
+
+
+class DomainSection(Protocol):
+    """What a domain takes from ``[domain]`` (``worker.Settings().domain``)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def snapshot_threshold(self) -> int: ...
+
+
+class Configuration(Protocol):
+    """Settings with a ``[domain]`` section (``worker.Settings``)."""
+
+    @property
+    def domain(self) -> DomainSection: ...
 
 
 def snake_case(name: str) -> str:
@@ -62,11 +77,11 @@ class Domain:
         self._entities: list[type[BaseEntity]] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Domain:
+    def from_settings(cls, settings: Configuration) -> Domain:
         """A domain named and configured by ``[domain]`` in domain.toml."""
         return cls(settings.domain.name, snapshot_threshold=settings.domain.snapshot_threshold)
 
-    def configure(self, settings: Settings) -> None:
+    def configure(self, settings: Configuration) -> None:
         """Apply ``[domain]`` settings to a domain created in application code."""
         self.snapshot_threshold = settings.domain.snapshot_threshold
 
@@ -90,8 +105,7 @@ class Domain:
         """
 
         def register(aggregate_cls: type[AggregateT]) -> type[AggregateT]:
-            register_aggregate(
-                self,
+            self._configure_aggregate(
                 aggregate_cls,
                 is_event_sourced=is_event_sourced,
                 stream_category=stream_category,
@@ -103,6 +117,41 @@ class Domain:
             return aggregate_cls
 
         return register(cls) if cls is not None else register
+
+    def _configure_aggregate(
+        self,
+        cls: type[BaseAggregate],
+        *,
+        is_event_sourced: bool,
+        stream_category: str | None,
+        snapshot_threshold: int | None,
+        fact_events: bool,
+    ) -> None:
+        """Configure ``cls`` as an aggregate of this domain (what ``@domain.aggregate`` does)."""
+        if not (isinstance(cls, type) and issubclass(cls, BaseAggregate)):
+            raise RegistrationError(
+                f"{cls!r} must subclass worker.BaseAggregate to be an aggregate"
+            )
+        if is_event_sourced and fact_events:
+            raise RegistrationError(
+                f"{cls.__qualname__}: fact_events are for aggregates that are not event-sourced"
+            )
+        if snapshot_threshold is not None and (not is_event_sourced or snapshot_threshold < 1):
+            raise RegistrationError(
+                f"{cls.__qualname__}: snapshot_threshold must be at least 1, on an event-sourced "
+                "aggregate"
+            )
+        cls.__stream_category__ = check_category(stream_category or snake_case(cls.__name__))
+        cls.__is_event_sourced__ = is_event_sourced
+        cls.__fact_events__ = fact_events
+        cls.__snapshot_threshold__ = snapshot_threshold
+        cls.__domain__ = self
+        cls.__appliers__ = None
+        if fact_events:
+            cls.FactEvent = fact_event_class(cls)
+            self.register_event(
+                cls.FactEvent, part_of=cls, category=f"{cls.__stream_category__}:fact"
+            )
 
     def entity(self, cls: EntityT | None = None, /, *, part_of: type[Any] | None = None) -> Any:
         """Register a child entity (an item of an aggregate's typed list field)."""
@@ -131,8 +180,10 @@ class Domain:
         if cls not in self._aggregates:
             raise RegistrationError(f"{cls.__qualname__} is no aggregate of domain {self.name!r}")
         if cls.__is_event_sourced__:
-            return EventSourcedRepository(self, cls, store)
-        return StateRepository(self, cls, store)
+            return EventSourcedRepository(
+                cls, store, decode=self.decode, snapshot_threshold=self.snapshot_threshold
+            )
+        return StateRepository(cls, store)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -253,15 +304,15 @@ class Domain:
         """
         return self._subscriber(
             "projector",
-            name,
-            stream_categories,
-            aggregates,
-            max_attempts,
-            on_failure,
-            batch_size,
-            read_models,
-            version,
-            group_size,
+            name=name,
+            stream_categories=stream_categories,
+            aggregates=aggregates,
+            max_attempts=max_attempts,
+            on_failure=on_failure,
+            batch_size=batch_size,
+            read_models=read_models,
+            version=version,
+            group_size=group_size,
         )
 
     def event_handler(
@@ -282,42 +333,18 @@ class Domain:
         """
         return self._subscriber(
             "handler",
-            name,
-            stream_categories,
-            aggregates,
-            max_attempts,
-            on_failure,
-            batch_size,
+            name=name,
+            stream_categories=stream_categories,
+            aggregates=aggregates,
+            max_attempts=max_attempts,
+            on_failure=on_failure,
+            batch_size=batch_size,
             group_size=group_size,
         )
 
-    def _subscriber(
-        self,
-        kind: Kind,
-        name: str | None,
-        stream_categories: list[str] | tuple[str, ...] | None,
-        aggregates: list[type[Any]] | tuple[type[Any], ...] | None,
-        max_attempts: int | None,
-        on_failure: FailureAction | None,
-        batch_size: int | None,
-        read_models: list[type[ReadModel]] | tuple[type[ReadModel], ...] = (),
-        version: str | int | None = None,
-        group_size: int = 1,
-    ) -> Callable[[T], T]:
+    def _subscriber(self, kind: Kind, **options: Any) -> Callable[[T], T]:
         def register(cls: T) -> T:
-            subscriber = build_subscriber(
-                cls,
-                name=name,
-                kind=kind,
-                stream_categories=stream_categories,
-                aggregates=aggregates,
-                max_attempts=max_attempts,
-                on_failure=on_failure,
-                batch_size=batch_size,
-                read_models=read_models,
-                version=version,
-                group_size=group_size,
-            )
+            subscriber = build_subscriber(cls, kind=kind, **options)
             if any(s.name == subscriber.name for s in self._subscribers):
                 raise RegistrationError(f"a projector or handler named {subscriber.name!r} exists")
             self._subscribers.append(subscriber)

@@ -465,7 +465,7 @@ async def test_handler_logs_name_the_message_being_handled(
     import structlog
     from structlog.testing import LogCapture
 
-    from worker.ops.log import add_message_context
+    from worker.engine.context import add_message_context
 
     domain = ledger_domain()
 

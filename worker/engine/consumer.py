@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from worker.engine import dead_letters
 from worker.engine import queries as q
-from worker.engine.context import Context
+from worker.engine.context import Context, current_context
 from worker.engine.lease import DEFAULT_TTL, Lease
 from worker.engine.retry import Park, RetryAfter, RetryPolicy, Stop, is_transient
 from worker.engine.subscriber import Slot
@@ -32,7 +32,6 @@ from worker.errors import (
     PositionMovedError,
     ReplayFailedError,
 )
-from worker.ops.log import current_context
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

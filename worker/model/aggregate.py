@@ -21,12 +21,10 @@ from pydantic import PrivateAttr
 
 from worker.errors import MissingApplyError, RegistrationError
 from worker.model.entity import BaseEntity
-from worker.model.event import BaseEvent
+from worker.model.event import BaseEvent, EventRegistry
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-
-    from worker.domain import Domain
 
     Applier = Callable[[Any, Any], None]
 
@@ -48,7 +46,7 @@ class BaseAggregate(BaseEntity):
     __is_event_sourced__: ClassVar[bool] = False
     __fact_events__: ClassVar[bool] = False
     __snapshot_threshold__: ClassVar[int | None] = None
-    __domain__: ClassVar[Domain | None] = None
+    __domain__: ClassVar[EventRegistry | None] = None  # the domain it was registered with
     __appliers__: ClassVar[dict[type[BaseEvent], Applier] | None] = None
     FactEvent: ClassVar[type[BaseEvent]]
 
@@ -161,42 +159,4 @@ def _check_complete(cls: type[BaseAggregate], appliers: dict[type[BaseEvent], Ap
     if missing:
         raise MissingApplyError(
             f"{cls.__qualname__} is event-sourced but has no @apply method for {', '.join(missing)}"
-        )
-
-
-def register_aggregate(
-    domain: Domain,
-    cls: type[BaseAggregate],
-    *,
-    is_event_sourced: bool,
-    stream_category: str | None,
-    snapshot_threshold: int | None,
-    fact_events: bool,
-) -> None:
-    """Configure ``cls`` as an aggregate of ``domain`` (what ``@domain.aggregate`` does)."""
-    from worker.domain import snake_case
-    from worker.model.state import fact_event_class
-    from worker.store.stream_name import check_category
-
-    if not (isinstance(cls, type) and issubclass(cls, BaseAggregate)):
-        raise RegistrationError(f"{cls!r} must subclass worker.BaseAggregate to be an aggregate")
-    if is_event_sourced and fact_events:
-        raise RegistrationError(
-            f"{cls.__qualname__}: fact_events are for aggregates that are not event-sourced"
-        )
-    if snapshot_threshold is not None and (not is_event_sourced or snapshot_threshold < 1):
-        raise RegistrationError(
-            f"{cls.__qualname__}: snapshot_threshold must be at least 1, on an event-sourced "
-            "aggregate"
-        )
-    cls.__stream_category__ = check_category(stream_category or snake_case(cls.__name__))
-    cls.__is_event_sourced__ = is_event_sourced
-    cls.__fact_events__ = fact_events
-    cls.__snapshot_threshold__ = snapshot_threshold
-    cls.__domain__ = domain
-    cls.__appliers__ = None
-    if fact_events:
-        cls.FactEvent = fact_event_class(cls)
-        domain.register_event(
-            cls.FactEvent, part_of=cls, category=f"{cls.__stream_category__}:fact"
         )

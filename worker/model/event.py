@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from worker.store.message import NewMessage
+from worker.store.metadata import follow
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from worker.store.message import Message
 
 
 class BaseEvent(BaseModel):
@@ -39,3 +42,24 @@ class BaseEvent(BaseModel):
             data=self.model_dump(mode="json"),
             metadata=dict(metadata) if metadata else None,
         )
+
+
+class EventRegistry(Protocol):
+    """Where an aggregate finds the event classes of its domain (a ``Domain``)."""
+
+    @property
+    def events(self) -> tuple[type[BaseEvent], ...]: ...
+
+
+def event_metadata(
+    cause: Message | None, metadata: Mapping[str, Any] | None
+) -> dict[str, Any] | None:
+    """Causation/correlation metadata following ``cause`` (Eventide keys), plus ``metadata``."""
+    merged = follow(cause) if cause is not None else {}
+    merged.update(metadata or {})
+    return merged or None
+
+
+def to_messages(events: tuple[BaseEvent, ...], metadata: dict[str, Any] | None) -> list[NewMessage]:
+    """The events as messages to write, each with the same metadata."""
+    return [event.to_message(metadata) for event in events]

@@ -8,10 +8,7 @@ transaction. ``get`` starts from the latest snapshot and replays the later event
 
 from __future__ import annotations
 
-import contextlib
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
-
-import asyncpg
 
 from worker.errors import (
     AggregateNotFoundError,
@@ -20,17 +17,19 @@ from worker.errors import (
     VersionConflictError,
 )
 from worker.model.aggregate import BaseAggregate
+from worker.model.event import event_metadata, to_messages
 from worker.model.snapshot import load_snapshot, snapshot_message, snapshot_stream
-from worker.store.metadata import follow
 from worker.store.stream_name import stream
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import Callable, Mapping
 
-    from worker.domain import Domain
+    import asyncpg
+
     from worker.model.event import BaseEvent
     from worker.store.message import Message, NewMessage
     from worker.store.message_store import MessageStore
+    from worker.store.types import Connection
 
 A = TypeVar("A", bound=BaseAggregate)
 
@@ -58,43 +57,22 @@ class Repository(Protocol[A]):
         ...
 
 
-@contextlib.asynccontextmanager
-async def transaction(
-    store: MessageStore, conn: asyncpg.Connection[Any] | None = None
-) -> AsyncIterator[asyncpg.Connection[Any]]:
-    """A connection in a transaction: ``conn``'s (a savepoint if it is in one) or a pooled one."""
-    executor = conn or store.executor
-    if isinstance(executor, asyncpg.Pool):
-        async with executor.acquire() as pooled, pooled.transaction():
-            yield cast("asyncpg.Connection[Any]", pooled)
-        return
-    async with executor.transaction():
-        yield executor
-
-
-def event_metadata(
-    cause: Message | None, metadata: Mapping[str, Any] | None
-) -> dict[str, Any] | None:
-    """Causation/correlation metadata following ``cause`` (Eventide keys), plus ``metadata``."""
-    merged = follow(cause) if cause is not None else {}
-    merged.update(metadata or {})
-    return merged or None
-
-
-def to_messages(events: tuple[BaseEvent, ...], metadata: dict[str, Any] | None) -> list[NewMessage]:
-    """The events as messages to write, each with the same metadata."""
-    return [event.to_message(metadata) for event in events]
-
-
 class EventSourcedRepository(Generic[A]):
     """The repository of an event-sourced aggregate class (see the module doc)."""
 
     def __init__(
-        self, domain: Domain, cls: type[A], store: MessageStore, *, batch_size: int = 1000
+        self,
+        cls: type[A],
+        store: MessageStore,
+        *,
+        decode: Callable[[Message], BaseEvent | None],
+        snapshot_threshold: int,
+        batch_size: int = 1000,
     ) -> None:
-        self.domain = domain
         self.cls = cls
         self.store = store
+        self.decode = decode
+        self.default_threshold = snapshot_threshold
         self.batch_size = batch_size
 
     def stream_name(self, ident: str) -> str:
@@ -104,7 +82,7 @@ class EventSourcedRepository(Generic[A]):
     @property
     def snapshot_threshold(self) -> int:
         """Events between snapshots: the aggregate's own setting, else the domain's."""
-        return self.cls.__snapshot_threshold__ or self.domain.snapshot_threshold
+        return self.cls.__snapshot_threshold__ or self.default_threshold
 
     async def add(
         self,
@@ -120,7 +98,7 @@ class EventSourcedRepository(Generic[A]):
             return
         messages = to_messages(events, event_metadata(cause, metadata))
         snapshot = aggregate.version - aggregate._snapshot_version >= self.snapshot_threshold
-        async with transaction(self.store, conn) as tx:
+        async with self.store.transaction(conn) as tx:
             await self._write(tx, aggregate, messages)
             if snapshot:
                 name = snapshot_stream(self.cls, aggregate.id)
@@ -129,9 +107,7 @@ class EventSourcedRepository(Generic[A]):
         if snapshot:
             aggregate._snapshot_version = aggregate.version
 
-    async def _write(
-        self, tx: asyncpg.Connection[Any], aggregate: A, messages: list[NewMessage]
-    ) -> None:
+    async def _write(self, tx: Connection, aggregate: A, messages: list[NewMessage]) -> None:
         expected = aggregate.stored_version - 1
         name = self.stream_name(aggregate.id)
         try:
@@ -171,7 +147,7 @@ class EventSourcedRepository(Generic[A]):
         return cast("A", self.cls.model_construct(id=ident))
 
     def _decode(self, message: Message) -> BaseEvent:
-        event = self.domain.decode(message)
+        event = self.decode(message)
         if event is None:
             raise MissingApplyError(
                 f"{message.stream_name}@{message.position} holds type {message.type!r}, which "

@@ -9,14 +9,14 @@ to ``{category}-{id}``. State, fact event and domain events commit in one transa
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, LiteralString, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import create_model
 
 from worker.errors import AggregateNotFoundError, ExpectedVersionError, VersionConflictError
+from worker.model import queries as q
 from worker.model.aggregate import BaseAggregate
-from worker.model.event import BaseEvent
-from worker.model.repository import event_metadata, to_messages, transaction
+from worker.model.event import BaseEvent, event_metadata, to_messages
 from worker.store.stream_name import stream
 
 if TYPE_CHECKING:
@@ -24,31 +24,11 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-    from worker.domain import Domain
     from worker.store.message import Message
     from worker.store.message_store import MessageStore
+    from worker.store.types import Connection
 
 A = TypeVar("A", bound=BaseAggregate)
-
-# A first save inserts version 1; ON CONFLICT means another writer saved it first.
-INSERT_STATE: LiteralString = """
-INSERT INTO worker.aggregate_state (category, id, version, state)
-VALUES ($1, $2, 1, $3)
-ON CONFLICT (category, id) DO NOTHING
-RETURNING version
-"""
-
-# Later saves move the version on by one, only from the version the aggregate was loaded at.
-UPDATE_STATE: LiteralString = """
-UPDATE worker.aggregate_state
-SET state = $3, version = version + 1, updated_at = now()
-WHERE category = $1 AND id = $2 AND version = $4
-RETURNING version
-"""
-
-SELECT_STATE: LiteralString = """
-SELECT version, state FROM worker.aggregate_state WHERE category = $1 AND id = $2
-"""
 
 
 def fact_event_class(cls: type[BaseAggregate]) -> type[BaseEvent]:
@@ -74,8 +54,7 @@ def fact_stream(cls: type[BaseAggregate], ident: str) -> str:
 class StateRepository(Generic[A]):
     """The repository of an aggregate that is not event-sourced (see the module doc)."""
 
-    def __init__(self, domain: Domain, cls: type[A], store: MessageStore) -> None:
-        self.domain = domain
+    def __init__(self, cls: type[A], store: MessageStore) -> None:
         self.cls = cls
         self.store = store
 
@@ -89,7 +68,7 @@ class StateRepository(Generic[A]):
     ) -> None:
         """Save state (and fact event, and raised events) atomically, or raise a conflict."""
         meta = event_metadata(cause, metadata)
-        async with transaction(self.store, conn) as tx:
+        async with self.store.transaction(conn) as tx:
             version = await self._save_state(tx, aggregate)
             if self.cls.__fact_events__:
                 await self._write_fact(tx, aggregate, meta)
@@ -99,19 +78,17 @@ class StateRepository(Generic[A]):
                 await self.store.write_batch(name, messages, conn=tx)
         aggregate._saved(version)
 
-    async def _save_state(self, tx: asyncpg.Connection[Any], aggregate: A) -> int:
+    async def _save_state(self, tx: Connection, aggregate: A) -> int:
         key = (self.cls.__stream_category__, aggregate.id, aggregate.model_dump(mode="json"))
         if aggregate.stored_version == 0:
-            version = await tx.fetchval(INSERT_STATE, *key)
+            version = await tx.fetchval(q.INSERT_STATE, *key)
         else:
-            version = await tx.fetchval(UPDATE_STATE, *key, aggregate.stored_version)
+            version = await tx.fetchval(q.UPDATE_STATE, *key, aggregate.stored_version)
         if version is None:
             raise self._conflict(aggregate)
         return int(version)
 
-    async def _write_fact(
-        self, tx: asyncpg.Connection[Any], aggregate: A, meta: dict[str, Any] | None
-    ) -> None:
+    async def _write_fact(self, tx: Connection, aggregate: A, meta: dict[str, Any] | None) -> None:
         fact = self.cls.FactEvent.model_validate(aggregate.model_dump())
         expected = aggregate.stored_version - 1
         name = fact_stream(self.cls, aggregate.id)
@@ -125,7 +102,9 @@ class StateRepository(Generic[A]):
 
     async def get(self, ident: str) -> A:
         """The aggregate from its state row; ``AggregateNotFoundError`` if it was never saved."""
-        row = await self.store.executor.fetchrow(SELECT_STATE, self.cls.__stream_category__, ident)
+        row = await self.store.executor.fetchrow(
+            q.SELECT_STATE, self.cls.__stream_category__, ident
+        )
         if row is None:
             raise AggregateNotFoundError(self.cls.__qualname__, ident)
         aggregate = self.cls.model_validate(row["state"])

@@ -4,33 +4,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
 
 import structlog
 
-if TYPE_CHECKING:
-    from collections.abc import MutableMapping
-
-# The handler context of the batch being applied in this task. A log processor reads the
-# current message from it only when something is logged, so binding costs nothing per message.
-current_context: ContextVar[Any] = ContextVar("worker_current_context", default=None)
-
-
-def add_message_context(
-    _logger: Any, _method: str, event: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """Add consumer, stream, positions and type of the message being handled, if any."""
-    ctx = current_context.get()
-    message = getattr(ctx, "message", None) if ctx is not None else None
-    if message is not None:
-        event.setdefault("consumer", ctx.consumer)
-        event.setdefault("stream_name", message.stream_name)
-        event.setdefault("position", message.position)
-        event.setdefault("global_position", message.global_position)
-        event.setdefault("type", message.type)
-    return event
-
+from worker.engine.context import add_message_context
 
 _LEVELS = {
     "debug": logging.DEBUG,

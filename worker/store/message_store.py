@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -240,6 +241,13 @@ class MessageStore:
         head: int | None = await (conn or self._executor).fetchval(q.CATEGORY_HEAD, category)
         return head
 
+    @contextlib.asynccontextmanager
+    async def transaction(self, conn: Connection | None = None) -> AsyncIterator[Connection]:
+        """A connection in a transaction: ``conn``'s (a savepoint if it is in one already), or
+        one of the store's own."""
+        async with self._acquire() if conn is None else _Given(conn) as own, own.transaction():
+            yield own
+
     def _acquire(self) -> _Acquired:
         return _Acquired(self._executor)
 
@@ -264,3 +272,16 @@ class _Acquired:
 
 
 __all__ = ["MessageStore", "WorkerError"]
+
+
+class _Given:
+    """The caller's connection, as an async context manager that leaves it open."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def __aenter__(self) -> Connection:
+        return self._conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None

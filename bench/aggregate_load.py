@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from worker import BaseAggregate, BaseEvent, Domain, MessageStore, apply, create_pool
+from worker.ops.app import resolve_dsn
 from worker.ops.settings import load_settings
-from worker.store.database import connect, resolve_dsn, with_database
+from worker.store.database import connect, with_database
 from worker.store.installer import install, quote_identifier
 
 if TYPE_CHECKING:

@@ -3,7 +3,6 @@
 from worker.domain import Domain
 from worker.engine.context import Context
 from worker.engine.retry import Retry, RetryPolicy
-from worker.engine.runner import Runner
 from worker.engine.subscriber import handle, on
 from worker.errors import (
     AggregateNotFoundError,
@@ -20,9 +19,11 @@ from worker.model.aggregate import BaseAggregate, apply
 from worker.model.entity import BaseEntity
 from worker.model.event import BaseEvent
 from worker.model.repository import Repository
+from worker.ops.app import resolve_dsn
+from worker.ops.runner import Runner
 from worker.ops.settings import Settings, load_settings
 from worker.read.model import Increment, ReadModel
-from worker.store.database import connect, create_pool, redact, resolve_dsn
+from worker.store.database import connect, create_pool, redact
 from worker.store.installer import install
 from worker.store.message import Message, NewMessage
 from worker.store.message_store import MessageStore

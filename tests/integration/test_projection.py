@@ -93,7 +93,7 @@ async def test_blue_green_rebuild_never_shows_a_partial_table(
     fold = await write_orders(store, 600)
     await catch_up(database_dsn)
     expected = (await read_summary(pool), await read_statuses(pool))
-    subscriber = find_projector(shop.domain, "order_summary")
+    subscriber = find_projector(shop.domain.subscribers, "order_summary")
     seen: list[int] = []
     done = anyio.Event()
 
@@ -108,7 +108,6 @@ async def test_blue_green_rebuild_never_shows_a_partial_table(
     async with anyio.create_task_group() as tg:
         tg.start_soon(reader)
         outcome = await rebuild(
-            shop.domain,
             database_dsn,
             pool,
             SETTINGS.model_copy(update={"batch_size": 50}),
@@ -135,11 +134,10 @@ async def test_a_live_worker_carries_on_with_the_new_generation(
             while await pool.fetchval("SELECT count(*) FROM worker.positions") == 0:
                 await anyio.sleep(0.02)
             await rebuild(
-                shop.domain,
                 database_dsn,
                 pool,
                 SETTINGS,
-                find_projector(shop.domain, "order_summary"),
+                find_projector(shop.domain.subscribers, "order_summary"),
             )
             more = await write_orders(store, 100, seed=3)
             fold.orders.update(more.orders)
@@ -156,11 +154,10 @@ async def test_in_place_rebuild_replays_from_zero(
     await catch_up(database_dsn)
     await pool.execute("UPDATE order_summary__g1 SET total = 0")  # damage it
     await rebuild(
-        shop.domain,
         database_dsn,
         pool,
         SETTINGS,
-        find_projector(shop.domain, "order_summary"),
+        find_projector(shop.domain.subscribers, "order_summary"),
         in_place=True,
     )
     await assert_folded(pool, fold)
@@ -235,7 +232,7 @@ async def test_changed_columns_hold_the_projection_back_until_rebuilt(
     assert await pool.fetchval("SELECT count(*) FROM worker.dead_letters") == 0
     assert [r[:2] for r in await tally(pool)] == [("a0", 10), ("a1", 10), ("a2", 10)]
 
-    await rebuild(changed, database_dsn, pool, SETTINGS, find_projector(changed, "tally"))
+    await rebuild(database_dsn, pool, SETTINGS, find_projector(changed.subscribers, "tally"))
     # 30 payments of n (n = 0..29), then 3 more of 0, 1, 2: account a{k} got n % 3 == k.
     totals = {f"a{k}": sum(n for n in range(30) if n % 3 == k) + k for k in range(3)}
     assert [r[:3] for r in await tally(pool)] == [(a, 11, totals[a]) for a in sorted(totals)]

@@ -149,3 +149,27 @@ HAVING count(*) > 0
 ON CONFLICT (consumer) DO NOTHING
 RETURNING position
 """
+
+# -- rebuilds: handing positions, leases and parked messages between consumers --------------
+
+# A builder's position becomes the live consumer's (both position and high-water mark: the
+# new tables hold exactly what the builder applied).
+COPY_POSITION: LiteralString = """
+INSERT INTO worker.positions AS p (consumer, position, high_water)
+SELECT $1, position, position FROM worker.positions WHERE consumer = $2
+ON CONFLICT (consumer) DO UPDATE
+SET position = EXCLUDED.position, high_water = EXCLUDED.position, updated_at = now()
+"""
+
+# An in-place rebuild starts from 0 with nothing applied (the tables are empty).
+ZERO_POSITION: LiteralString = """
+INSERT INTO worker.positions AS p (consumer, position, high_water) VALUES ($1, 0, 0)
+ON CONFLICT (consumer) DO UPDATE SET position = 0, high_water = 0, updated_at = now()
+"""
+
+FORGET_POSITION: LiteralString = "DELETE FROM worker.positions WHERE consumer = $1"
+FORGET_LEASE: LiteralString = "DELETE FROM worker.leases WHERE consumer = $1"
+DROP_DEAD_LETTERS: LiteralString = "DELETE FROM worker.dead_letters WHERE consumer = $1"
+MOVE_DEAD_LETTERS: LiteralString = (
+    "UPDATE worker.dead_letters SET consumer = $1 WHERE consumer = $2"
+)

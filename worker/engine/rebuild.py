@@ -1,4 +1,12 @@
-"""Running a projection rebuild: blue/green (default) or in place, with progress reports."""
+"""Rebuilding a projection: blue/green (default) or in place, with progress reports.
+
+A blue/green rebuild fills generation n+1 from position 0 with consumers named
+``{consumer}#g{n+1}`` while generation n keeps serving, then switches in one transaction: the
+views move to the new tables, the live consumers' positions become the builders' and their leases
+are fenced (a running worker reloads and carries on with the new generation); the old tables are
+dropped after. An interrupted rebuild resumes from its builders' positions. In place, the live
+tables are emptied and the live consumers replay from 0.
+"""
 
 from __future__ import annotations
 
@@ -9,36 +17,36 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from worker.engine.consumer import Consumer
-from worker.engine.positions import PostgresPositionStore
-from worker.engine.wakeups import Waker
+from worker.engine import queries as q
+from worker.engine.factory import build_consumer
 from worker.errors import WorkerError
-from worker.read import generations as projection
+from worker.read import generations
 from worker.store import read_schema
 from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     import asyncpg
 
-    from worker.domain import Domain
-    from worker.engine.subscriber import Slot, Subscriber
-    from worker.ops.settings import WorkerSettings
+    from worker.engine.consumer import Consumer
+    from worker.engine.settings import EngineSettings
+    from worker.engine.subscriber import Subscriber
+    from worker.store.types import Connection
 
 log = structlog.get_logger("worker.rebuild")
 
 
-def find_projector(domain: Domain, name: str) -> Subscriber:
+def find_projector(subscribers: Sequence[Subscriber], name: str) -> Subscriber:
     """The projector named ``name`` that owns read models, or a clear error."""
-    for subscriber in domain.subscribers:
+    for subscriber in subscribers:
         if subscriber.name == name:
             if not subscriber.read_models:
                 raise WorkerError(
                     f"{name!r} declares no read models: nothing to rebuild (use `worker reset`)"
                 )
             return subscriber
-    names = ", ".join(s.name for s in domain.subscribers if s.read_models) or "none"
+    names = ", ".join(s.name for s in subscribers if s.read_models) or "none"
     raise WorkerError(f"no projection named {name!r} (projections: {names})")
 
 
@@ -78,10 +86,9 @@ class RebuildOutcome:
 
 
 async def rebuild(
-    domain: Domain,
     dsn: str,
     pool: asyncpg.Pool[Any],
-    settings: WorkerSettings,
+    settings: EngineSettings,
     subscriber: Subscriber,
     *,
     in_place: bool = False,
@@ -92,41 +99,90 @@ async def rebuild(
     In place beside a running worker, the tables are emptied and that worker, woken at once,
     refills them; otherwise this process replays the events itself.
     """
-    from worker.engine.runner import consumer_options  # runner imports this module's callers
+    heads = await _heads(MessageStore(pool), subscriber)
 
-    store = MessageStore(pool)
-    heads = await _heads(store, subscriber)
-
-    def consumer(slot: Slot, generation: int | None) -> Consumer:
-        return Consumer(
-            subscriber,
-            slot.category,
-            member=slot.member,
-            dsn=dsn,
-            pool=pool,
-            store=store,
-            positions=PostgresPositionStore(pool),
-            waker=Waker(),
-            options=consumer_options(settings, subscriber),
-            generation=generation,
-        )
+    def consumers(generation: int | None) -> list[Consumer]:
+        return [
+            build_consumer(slot, dsn=dsn, pool=pool, settings=settings, generation=generation)
+            for slot in subscriber.slots()
+        ]
 
     async with pool.acquire() as conn:
         await read_schema.ensure(conn, settings.read_model_schema)
         if in_place:
-            running = await projection.holders(conn, subscriber)
-            await projection.rebuild_in_place(conn, subscriber)
+            running = await holders(conn, subscriber)
+            await empty_for_refill(conn, subscriber)
             if running:
                 log.info("a running worker refills the projection", holders=running)
             else:
-                live = [consumer(slot, None) for slot in subscriber.slots()]
-                await run_consumers(live, heads, on_progress)
-            found = await projection.state(conn, subscriber.name)
+                await run_consumers(consumers(None), heads, on_progress)
+            found = await generations.state(conn, subscriber.name)
             return RebuildOutcome(found[0] if found else 1, running or None)
-        target = await projection.start_build(conn, subscriber)
+        target = await start_build(conn, subscriber)
         log.info("rebuilding projection", projection=subscriber.name, generation=target)
-        await run_consumers(
-            [consumer(slot, target) for slot in subscriber.slots()], heads, on_progress
-        )
-        await projection.switch(conn, subscriber, target)
+        await run_consumers(consumers(target), heads, on_progress)
+        await switch(conn, subscriber, target)
     return RebuildOutcome(target)
+
+
+def _builders(subscriber: Subscriber, generation: int) -> list[tuple[str, str]]:
+    """(live consumer, the consumer that builds ``generation`` for it), per slot."""
+    return [(slot.name, str(slot.consumer.building(generation))) for slot in subscriber.slots()]
+
+
+async def start_build(conn: Connection, subscriber: Subscriber) -> int:
+    """The generation to build: the one an interrupted rebuild left (its consumers resume from
+    their positions), or the next one (its consumers start from 0)."""
+    async with conn.transaction():
+        target, fresh = await generations.begin_build(conn, subscriber.projection)
+        if fresh:
+            for _, builder in _builders(subscriber, target):
+                await conn.execute(q.FORGET_POSITION, builder)
+    return target
+
+
+async def switch(conn: Connection, subscriber: Subscriber, target: int) -> int:
+    """Make ``target`` the live generation in one transaction: views, positions (the builders'
+    become the live consumers'), parked messages; fence the live consumers (a running worker
+    reloads at once). Drop the old generation after. Returns the old generation."""
+    projection = subscriber.projection
+    async with conn.transaction():
+        generation, building, _ = await generations.lock(conn, projection)
+        if building != target:
+            raise WorkerError(f"projection {subscriber.name!r} is not building generation {target}")
+        for live, builder in _builders(subscriber, target):
+            await conn.execute(q.FENCE_LEASE, live)
+            await conn.execute(q.NOTIFY_CONTROL, live)
+            await conn.execute(q.COPY_POSITION, live, builder)
+            await conn.execute(q.DROP_DEAD_LETTERS, live)
+            await conn.execute(q.MOVE_DEAD_LETTERS, live, builder)
+            await conn.execute(q.FORGET_POSITION, builder)
+            await conn.execute(q.FORGET_LEASE, builder)
+        await generations.go_live(conn, projection, target)
+    await generations.drop(conn, projection, generation)
+    log.info("projection switched", projection=subscriber.name, generation=target, old=generation)
+    return generation
+
+
+async def holders(conn: Connection, subscriber: Subscriber) -> list[str]:
+    """Owners of the projector's live consumers whose leases are current (running workers)."""
+    rows = await conn.fetch(q.LIVE_HOLDERS, [slot.name for slot in subscriber.slots()])
+    return sorted({row["owner"] for row in rows})
+
+
+async def empty_for_refill(conn: Connection, subscriber: Subscriber) -> None:
+    """Truncate the live tables for a replay from 0 (readers see the tables refill).
+
+    Each live consumer is fenced, set to 0 and marked as refilling up to its category's head
+    (it reports "rebuilding" until it has caught up); a running worker is told at once.
+    """
+    async with conn.transaction():
+        generation, _, _ = await generations.lock(conn, subscriber.projection)
+        for slot in subscriber.slots():
+            await conn.execute(q.FENCE_LEASE, slot.name)
+            await conn.execute(q.ZERO_POSITION, slot.name)
+            await conn.execute(q.START_REFILL, slot.name, slot.category)
+            await conn.execute(q.DROP_DEAD_LETTERS, slot.name)
+            await conn.execute(q.NOTIFY_CONTROL, slot.name)
+        await generations.empty(conn, subscriber.projection, generation)
+    log.info("projection truncated for replay", projection=subscriber.name, generation=generation)

@@ -16,22 +16,21 @@ import anyio
 import structlog
 
 from worker.engine import queries as q
-from worker.engine.consumer import Consumer, ConsumerOptions
-from worker.engine.positions import PostgresPositionStore
+from worker.engine.factory import build_consumer
 from worker.engine.rebuild import rebuild
-from worker.engine.retry import RetryPolicy
 from worker.engine.wakeups import Listener, Waker
-from worker.ops.health import HealthServer, notify_systemd
-from worker.read import generations as projection
+from worker.read import generations
 from worker.store import read_schema
 from worker.store.database import create_pool
 from worker.store.installer import check_installed
 from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
-    from worker.domain import Domain
-    from worker.engine.subscriber import Subscriber
-    from worker.ops.settings import WorkerSettings
+    from anyio.abc import TaskGroup
+
+    from worker.engine.consumer import Consumer
+    from worker.engine.settings import EngineSettings
+    from worker.engine.subscriber import Subscriber, Subscriptions
     from worker.read.generations import RebuildDue
 
 log = structlog.get_logger("worker.runner")
@@ -57,31 +56,18 @@ class RunResult:
         return [c.name for c in self.consumers if c.state == "stopped"]
 
 
-def consumer_options(settings: WorkerSettings, subscriber: Any) -> ConsumerOptions:
-    """Options for one consumer: worker settings, overridden by the subscriber's own."""
-    policy = RetryPolicy(
-        max_attempts=subscriber.max_attempts or settings.max_attempts,
-        action=subscriber.on_failure or settings.on_failure,
-        base_delay=settings.retry_base_delay,
-        max_delay=settings.retry_max_delay,
-    )
-    return ConsumerOptions(
-        batch_size=subscriber.batch_size or settings.batch_size,
-        poll_min=settings.poll_interval_min,
-        poll_max=settings.poll_interval_max,
-        lease_ttl=settings.lease_ttl,
-        policy=policy,
-    )
-
-
 class Runner:
-    """Runs a domain's consumers against one database."""
+    """Runs a domain's consumers against one database.
+
+    ``worker.Runner`` (``worker.ops.runner``) adds what a deployed process serves around it:
+    probes, metrics and systemd notifications, through ``_services`` and ``_notify``.
+    """
 
     def __init__(
         self,
-        domain: Domain,
+        domain: Subscriptions,
         dsn: str,
-        settings: WorkerSettings,
+        settings: EngineSettings,
         *,
         only: list[str] | None = None,
     ) -> None:
@@ -94,27 +80,22 @@ class Runner:
         self.result = RunResult()
         self._consumers_scope = anyio.CancelScope()
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
-        self.health: HealthServer | None = None
 
     def _consumers(self, pool: Any, store: MessageStore) -> list[Consumer]:
-        positions = PostgresPositionStore(pool)
-        consumers = []
-        for subscriber in self.domain.subscribers:
-            for slot in subscriber.slots():
-                consumer = Consumer(
-                    subscriber,
-                    slot.category,
-                    dsn=self.dsn,
-                    pool=pool,
-                    store=store,
-                    positions=positions,
-                    waker=self.waker,
-                    options=consumer_options(self.settings, subscriber),
-                    member=slot.member,
-                )
-                if self.only is None or consumer.name in self.only or subscriber.name in self.only:
-                    consumers.append(consumer)
-        return consumers
+        return [
+            build_consumer(
+                slot, dsn=self.dsn, pool=pool, settings=self.settings, waker=self.waker, store=store
+            )
+            for subscriber in self.domain.subscribers
+            for slot in subscriber.slots()
+            if self.only is None or slot.name in self.only or subscriber.name in self.only
+        ]
+
+    async def _services(self, tg: TaskGroup, store: MessageStore) -> None:
+        """Start what runs beside the consumers (nothing here; probes in ``worker.Runner``)."""
+
+    def _notify(self, state: str) -> None:
+        """Tell the service manager about the run (``READY=1``, ``STOPPING=1``)."""
 
     def request_stop(self) -> None:
         """Stop reading; batches in flight finish (within the deadline)."""
@@ -142,16 +123,9 @@ class Runner:
                     outer.start_soon(self._watch_signals, outer.cancel_scope)
                 if self.settings.notify and not until_caught_up:
                     await outer.start(Listener(self.dsn, self.waker).run)
-                if self.settings.http_port is not None:
-                    self.health = HealthServer(
-                        self.result.consumers,
-                        store,
-                        self.settings.http_host,
-                        self.settings.http_port,
-                    )
-                    await outer.start(self.health.serve)
+                await self._services(outer, store)
                 outer.start_soon(self._report)
-                notify_systemd("READY=1")
+                self._notify("READY=1")
                 with self._consumers_scope:
                     async with anyio.create_task_group() as tg:
                         self._start(tg, pool, due, until_caught_up)
@@ -160,7 +134,7 @@ class Runner:
                         # than exit and be restarted into the same failure.
                         log.error("every consumer has halted; waiting for a signal")
                         await self.stop.wait()
-                notify_systemd("STOPPING=1")
+                self._notify("STOPPING=1")
                 outer.cancel_scope.cancel()
         finally:
             with anyio.move_on_after(5, shield=True):
@@ -214,7 +188,7 @@ class Runner:
                 done.add(subscriber.name)
                 async with conn.transaction():
                     await conn.execute(q.SETUP_LOCK, subscriber.name)
-                    reason = await projection.prepare(conn, subscriber)
+                    reason = await generations.prepare(conn, subscriber.projection)
                     setup = getattr(consumer.instance, "setup", None)
                     if setup is not None:
                         await setup(conn)
@@ -236,7 +210,7 @@ class Runner:
         Until the switch, readers keep the old tables as they were.
         """
         with structlog.contextvars.bound_contextvars(projection=subscriber.name):
-            await rebuild(self.domain, self.dsn, pool, self.settings, subscriber)
+            await rebuild(self.dsn, pool, self.settings, subscriber)
         async with anyio.create_task_group() as tg:
             for consumer in held:
                 tg.start_soon(self._run_consumer, consumer, until_caught_up)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from worker.engine.names import ConsumerName
 from worker.errors import RegistrationError
 from worker.model.event import BaseEvent
+from worker.read.generations import Projection
 from worker.read.model import ReadModel
 from worker.store.stream_name import check_category
 
@@ -78,12 +80,24 @@ class Subscriber:
 
     def consumer_name(self, category: str) -> str:
         """The stable name of the consumer of ``category``: ``{name}:{category}``."""
-        return f"{self.name}:{category}"
+        return str(ConsumerName(self.name, category))
+
+    @property
+    def projection(self) -> Projection:
+        """Its read models as the read layer sees them."""
+        return Projection(self.name, self.read_models, self.version)
 
     def slots(self) -> list[Slot]:
         """One slot per category, or ``group_size`` slots per category in a consumer group."""
         members: list[int | None] = list(range(self.group_size)) if self.group_size > 1 else [None]
         return [Slot(self, category, member) for category in self.categories for member in members]
+
+
+class Subscriptions(Protocol):
+    """Whatever holds the subscribers to run (a ``Domain``)."""
+
+    @property
+    def subscribers(self) -> tuple[Subscriber, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -103,9 +117,13 @@ class Slot:
         return None if self.member is None else self.subscriber.group_size
 
     @property
+    def consumer(self) -> ConsumerName:
+        """The consumer's name, in parts."""
+        return ConsumerName(self.subscriber.name, self.category, self.member, self.size)
+
+    @property
     def name(self) -> str:
-        base = self.subscriber.consumer_name(self.category)
-        return base if self.member is None else f"{base}@{self.member}/{self.size}"
+        return str(self.consumer)
 
 
 def routes_of(cls: type[Any]) -> tuple[Route, ...]:

@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from worker.ops.loader import load_domain
 from worker.store import privileges
-from worker.store.database import ConnectOptions, configure, create_pool, resolve_dsn
+from worker.store.database import (
+    ConnectOptions,
+    configure,
+    create_pool,
+    is_embedded,
+    start_embedded,
+)
 from worker.store.installer import check_installed
 
 if TYPE_CHECKING:
@@ -16,6 +22,20 @@ if TYPE_CHECKING:
     from worker.domain import Domain
     from worker.ops.settings import Settings
     from worker.store.privileges import Right
+
+
+def resolve_dsn(settings: Settings) -> str:
+    """The DSN in force: the configured one, or the embedded server's when none is configured."""
+    uri = settings.event_store.dsn()
+    if is_embedded(uri):
+        return start_embedded(settings.event_store.embedded_data_dir)
+    assert uri is not None
+    return uri
+
+
+def connect_options(settings: Settings) -> ConnectOptions:
+    """The connection options the settings ask for (timeout, read-model schema)."""
+    return ConnectOptions(settings.event_store.connect_timeout, settings.worker.read_model_schema)
 
 
 @dataclass
@@ -30,7 +50,7 @@ class App:
     def load(cls, settings: Settings) -> App:
         """Load the domain named by the settings, resolve the database, and make the settings'
         connection options (timeout, read-model schema) those of every connection."""
-        configure(ConnectOptions.from_settings(settings))
+        configure(connect_options(settings))
         return cls(settings, load_domain(settings), resolve_dsn(settings))
 
     async def pool(

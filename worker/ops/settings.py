@@ -11,7 +11,7 @@ import difflib
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
@@ -21,7 +21,6 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -30,8 +29,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from worker.engine.settings import EngineSettings
 from worker.errors import ConfigurationError
-from worker.store.read_schema import check_schema_name
 
 DEFAULT_CONFIG = Path("domain.toml")
 CONFIG_ENV = "WORKER_CONFIG"
@@ -105,43 +104,13 @@ class MessageDBSettings(_Section):
     cache_dir: Path | None = None
 
 
-class WorkerSettings(_Section):
-    """``[worker]``: the engine's knobs."""
+class WorkerSettings(EngineSettings):
+    """``[worker]``: the engine's knobs, the probes' address and the logs."""
 
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
-    poll_interval_min: float = Field(default=0.01, gt=0)
-    poll_interval_max: float = Field(default=1.0, gt=0)
-    shutdown_deadline: float = Field(default=10.0, ge=0)
-    max_attempts: int = Field(default=3, ge=1)
-    on_failure: Literal["park", "stop"] = "park"
-    retry_base_delay: float = Field(default=0.1, ge=0)
-    retry_max_delay: float = Field(default=30.0, ge=0)
-    notify: bool = True
-    auto_rebuild: bool = False
-    max_group_slots: int | None = Field(default=None, ge=1)
-    lease_ttl: float = Field(default=15.0, ge=1.0, le=3600.0)
     http_host: str = "0.0.0.0"
     http_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
-    read_model_schema: str = "public"
-
-    @field_validator("read_model_schema")
-    @classmethod
-    def _schema(cls, value: str) -> str:
-        return check_schema_name(value)
-
-    @model_validator(mode="after")
-    def _ranges(self) -> Self:
-        for low, high in (
-            ("poll_interval_min", "poll_interval_max"),
-            ("retry_base_delay", "retry_max_delay"),
-        ):
-            if getattr(self, low) > getattr(self, high):
-                raise ValueError(
-                    f"{low} ({getattr(self, low)}) is greater than {high} ({getattr(self, high)})"
-                )
-        return self
 
 
 class Settings(BaseSettings):
@@ -193,7 +162,7 @@ def _sections() -> dict[str, type[BaseModel]]:
     return {
         name: field.annotation
         for name, field in Settings.model_fields.items()
-        if isinstance(field.annotation, type) and issubclass(field.annotation, _Section)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
     }
 
 

@@ -1,12 +1,11 @@
-"""Projections' tables over time: creating them, rebuilding (blue/green or in place), resetting.
+"""A projection's tables over time: generations behind views, and what a rebuild does to them.
 
 A projector that declares read models owns one physical table per model and generation
-(``{table}__g{n}``) and readers query the view ``{table}`` on the live generation. A blue/green
-rebuild fills generation n+1 from position 0 with consumers named ``{consumer}#g{n+1}`` while
-the live generation keeps serving, then switches in one transaction: the views move to the new
-tables, the live consumers' positions become the rebuild's and their leases are fenced (a
-running worker reloads and carries on with the new generation); the old tables are dropped
-after. An interrupted rebuild resumes from the rebuild consumers' positions.
+(``{table}__g{n}``); readers query the view ``{table}`` on the live generation, recorded in
+``worker.projections``. A blue/green rebuild fills generation n+1 while generation n keeps
+serving, then the views move to the new tables in one transaction and the old ones are dropped.
+Which consumers fill a generation, and their positions, are the engine's business
+(``worker.engine.rebuild``): these functions run inside its transactions.
 """
 
 from __future__ import annotations
@@ -14,89 +13,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import structlog
-
-from worker.engine import queries as q
+from worker.read import queries as q
 from worker.read.model import create_table_sql, create_view_sql, physical, view_name
 
 if TYPE_CHECKING:
-    from worker.engine.subscriber import Subscriber
     from worker.read.model import ReadModel
     from worker.store.types import Connection
 
-log = structlog.get_logger("worker.projection")
 
-_STATE = "SELECT generation, building, code_version FROM worker.projections WHERE name = $1"
-_REGISTER = """
-INSERT INTO worker.projections (name, generation, code_version) VALUES ($1, 1, $2)
-ON CONFLICT (name) DO NOTHING
-"""
-_LOCK = """
-SELECT generation, building, code_version FROM worker.projections WHERE name = $1 FOR UPDATE
-"""
-_START_BUILD = "UPDATE worker.projections SET building = $2, updated_at = now() WHERE name = $1"
-_SWITCH = """
-UPDATE worker.projections
-SET generation = $2, building = NULL, code_version = $3, switched_at = now(), updated_at = now()
-WHERE name = $1
-"""
-_COPY_POSITION = """
-INSERT INTO worker.positions AS p (consumer, position, high_water)
-SELECT $1, position, position FROM worker.positions WHERE consumer = $2
-ON CONFLICT (consumer) DO UPDATE
-SET position = EXCLUDED.position, high_water = EXCLUDED.position, updated_at = now()
-"""
-_ZERO_POSITION = """
-INSERT INTO worker.positions AS p (consumer, position, high_water) VALUES ($1, 0, 0)
-ON CONFLICT (consumer) DO UPDATE SET position = 0, high_water = 0, updated_at = now()
-"""
-_FORGET = """
-DELETE FROM worker.positions WHERE consumer = $1;
-"""
-_FORGET_LEASE = "DELETE FROM worker.leases WHERE consumer = $1"
-_DROP_DEAD_LETTERS = "DELETE FROM worker.dead_letters WHERE consumer = $1"
-_MOVE_DEAD_LETTERS = "UPDATE worker.dead_letters SET consumer = $1 WHERE consumer = $2"
-_COLUMNS = """
-SELECT attname FROM pg_attribute
-WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped
-ORDER BY attnum
-"""
+@dataclass(frozen=True)
+class Projection:
+    """A projector's read models as this layer sees them: its name, models and code version."""
 
-
-def live_consumers(subscriber: Subscriber) -> list[str]:
-    """Names of the projector's live consumers: one per category (or group member)."""
-    return [slot.name for slot in subscriber.slots()]
-
-
-def build_consumers(subscriber: Subscriber, generation: int) -> list[str]:
-    """Names of the consumers that build ``generation``."""
-    return [f"{name}#g{generation}" for name in live_consumers(subscriber)]
-
-
-async def state(conn: Connection, name: str) -> tuple[int, int | None, str | None] | None:
-    """(live generation, generation being built, code version), or ``None`` if unknown."""
-    row = await conn.fetchrow(_STATE, name)
-    return None if row is None else (row[0], row[1], row[2])
-
-
-async def _columns(conn: Connection, model: type[ReadModel], generation: int) -> list[str]:
-    rows = await conn.fetch(_COLUMNS, physical(model, generation))
-    return [row[0] for row in rows]
-
-
-async def _ensure_tables(conn: Connection, subscriber: Subscriber, generation: int) -> None:
-    for model in subscriber.read_models:
-        await conn.execute(create_table_sql(model, generation))
-
-
-async def _point_views(conn: Connection, subscriber: Subscriber, generation: int) -> None:
-    for model in subscriber.read_models:
-        try:
-            async with conn.transaction():
-                await conn.execute(create_view_sql(model, generation))
-        except Exception:  # the columns changed: a view cannot lose or reorder columns
-            await conn.execute(f"DROP VIEW IF EXISTS {view_name(model)}")
-            await conn.execute(create_view_sql(model, generation))
+    name: str
+    models: tuple[type[ReadModel], ...]
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,111 +39,104 @@ class RebuildDue:
     blocking: bool
 
 
-async def prepare(conn: Connection, subscriber: Subscriber) -> RebuildDue | None:
+async def state(conn: Connection, name: str) -> tuple[int, int | None, str | None] | None:
+    """(live generation, generation being built, code version), or ``None`` if unknown."""
+    row = await conn.fetchrow(q.STATE, name)
+    return None if row is None else (row[0], row[1], row[2])
+
+
+async def lock(conn: Connection, projection: Projection) -> tuple[int, int | None, str | None]:
+    """Register the projection if new and lock its row (in the caller's transaction)."""
+    await conn.execute(q.REGISTER, projection.name, projection.version)
+    row = await conn.fetchrow(q.LOCK, projection.name)
+    assert row is not None, f"projection {projection.name} is not registered"
+    return row[0], row[1], row[2]
+
+
+async def _columns(conn: Connection, model: type[ReadModel], generation: int) -> list[str]:
+    rows = await conn.fetch(q.COLUMNS, physical(model, generation))
+    return [row[0] for row in rows]
+
+
+async def ensure_tables(conn: Connection, projection: Projection, generation: int) -> None:
+    """Create the generation's tables if missing."""
+    for model in projection.models:
+        await conn.execute(create_table_sql(model, generation))
+
+
+async def _point_views(conn: Connection, projection: Projection, generation: int) -> None:
+    for model in projection.models:
+        try:
+            async with conn.transaction():
+                await conn.execute(create_view_sql(model, generation))
+        except Exception:  # the columns changed: a view cannot lose or reorder columns
+            await conn.execute(q.drop_view(view_name(model)))
+            await conn.execute(create_view_sql(model, generation))
+
+
+async def prepare(conn: Connection, projection: Projection) -> RebuildDue | None:
     """Create the projection's live tables and views if missing.
 
     Returns why a rebuild is due when the code's version or columns differ from the live
     generation; ``None`` when all is in order.
     """
-    if not subscriber.read_models:
+    if not projection.models:
         return None
     async with conn.transaction():
-        await conn.execute(_REGISTER, subscriber.name, subscriber.version)
-        generation, _, stored_version = await _locked(conn, subscriber.name)
-        await _ensure_tables(conn, subscriber, generation)
-        for model in subscriber.read_models:
-            if await conn.fetchval("SELECT to_regclass($1)", view_name(model)) is None:
+        generation, _, stored_version = await lock(conn, projection)
+        await ensure_tables(conn, projection, generation)
+        for model in projection.models:
+            if await conn.fetchval(q.RELATION_EXISTS, view_name(model)) is None:
                 await conn.execute(create_view_sql(model, generation))
-    for model in subscriber.read_models:
-        have = await _columns(conn, model, generation)
+    return await _due(conn, projection, generation, stored_version)
+
+
+async def _due(
+    conn: Connection, projection: Projection, generation: int, stored_version: str | None
+) -> RebuildDue | None:
+    name = projection.name
+    for model in projection.models:
         want = [c.name for c in model.columns()]
-        if have[: len(want)] != want:
+        if (await _columns(conn, model, generation))[: len(want)] != want:
             return RebuildDue(
                 f"read model {model.__qualname__} changed since generation {generation} of "
-                f"{subscriber.name!r} was built: run `worker rebuild {subscriber.name}`",
+                f"{name!r} was built: run `worker rebuild {name}`",
                 blocking=True,
             )
-    if subscriber.version is not None and stored_version not in (None, subscriber.version):
+    if projection.version is not None and stored_version not in (None, projection.version):
         return RebuildDue(
-            f"projection {subscriber.name!r} is at version {subscriber.version} in code but "
-            f"{stored_version} in the database: run `worker rebuild {subscriber.name}`",
+            f"projection {name!r} is at version {projection.version} in code but "
+            f"{stored_version} in the database: run `worker rebuild {name}`",
             blocking=False,
         )
     return None
 
 
-async def _locked(conn: Connection, name: str) -> tuple[int, int | None, str | None]:
-    row = await conn.fetchrow(_LOCK, name)
-    assert row is not None, f"projection {name} is not registered"
-    return row[0], row[1], row[2]
+async def begin_build(conn: Connection, projection: Projection) -> tuple[int, bool]:
+    """(generation to build, whether it is a fresh start): the one an interrupted rebuild left,
+    or the next one, with its tables (in the caller's transaction)."""
+    generation, building, _ = await lock(conn, projection)
+    target = building or generation + 1
+    if building is None:
+        await conn.execute(q.START_BUILD, projection.name, target)
+    await ensure_tables(conn, projection, target)
+    return target, building is None
 
 
-async def start_build(conn: Connection, subscriber: Subscriber) -> int:
-    """The generation to build: the one an interrupted rebuild left, or the next one."""
-    async with conn.transaction():
-        await conn.execute(_REGISTER, subscriber.name, subscriber.version)
-        generation, building, _ = await _locked(conn, subscriber.name)
-        target = building or generation + 1
-        if building is None:
-            await conn.execute(_START_BUILD, subscriber.name, target)
-            for name in build_consumers(subscriber, target):
-                await conn.execute(_FORGET, name)
-        await _ensure_tables(conn, subscriber, target)
-    return target
+async def go_live(conn: Connection, projection: Projection, target: int) -> None:
+    """Point the views at ``target`` and record it as live (in the caller's transaction)."""
+    await _point_views(conn, projection, target)
+    await conn.execute(q.SWITCH, projection.name, target, projection.version)
 
 
-async def switch(conn: Connection, subscriber: Subscriber, target: int) -> int:
-    """Make ``target`` the live generation, atomically; drop the old one. Returns the old."""
-    async with conn.transaction():
-        generation, building, _ = await _locked(conn, subscriber.name)
-        if building != target:
-            raise RuntimeError(
-                f"projection {subscriber.name!r} is not building generation {target}"
-            )
-        for live, build in zip(
-            live_consumers(subscriber), build_consumers(subscriber, target), strict=True
-        ):
-            await conn.execute(q.FENCE_LEASE, live)  # a running live consumer reloads
-            await conn.execute(q.NOTIFY_CONTROL, live)
-            await conn.execute(_COPY_POSITION, live, build)
-            await conn.execute(_DROP_DEAD_LETTERS, live)
-            await conn.execute(_MOVE_DEAD_LETTERS, live, build)
-            await conn.execute(_FORGET, build)
-            await conn.execute(_FORGET_LEASE, build)
-        await _point_views(conn, subscriber, target)
-        await conn.execute(_SWITCH, subscriber.name, target, subscriber.version)
-    for model in subscriber.read_models:
-        await conn.execute(f"DROP TABLE IF EXISTS {physical(model, generation)}")
-    log.info("projection switched", projection=subscriber.name, generation=target, old=generation)
-    return generation
+async def drop(conn: Connection, projection: Projection, generation: int) -> None:
+    """Drop a generation's tables (after the switch away from it)."""
+    for model in projection.models:
+        await conn.execute(q.drop_table(physical(model, generation)))
 
 
-async def holders(conn: Connection, subscriber: Subscriber) -> list[str]:
-    """Owners of the projector's live consumers whose leases are current (running workers)."""
-    rows = await conn.fetch(q.LIVE_HOLDERS, live_consumers(subscriber))
-    return sorted({row["owner"] for row in rows})
-
-
-async def rebuild_in_place(conn: Connection, subscriber: Subscriber) -> None:
-    """Truncate the live tables and replay from 0 (readers see the tables refill).
-
-    Each live consumer is fenced, set to 0 and marked as refilling up to its category's head
-    (it reports "rebuilding" until it has caught up); a running worker is told at once.
-    """
-    async with conn.transaction():
-        await conn.execute(_REGISTER, subscriber.name, subscriber.version)
-        generation, _, _ = await _locked(conn, subscriber.name)
-        for slot in subscriber.slots():
-            await conn.execute(q.FENCE_LEASE, slot.name)
-            await conn.execute(_ZERO_POSITION, slot.name)
-            await conn.execute(q.START_REFILL, slot.name, slot.category)
-            await conn.execute(_DROP_DEAD_LETTERS, slot.name)
-            await conn.execute(q.NOTIFY_CONTROL, slot.name)
-        for model in subscriber.read_models:
-            await conn.execute(f"TRUNCATE {physical(model, generation)}")
-        await conn.execute(
-            "UPDATE worker.projections SET code_version = $2 WHERE name = $1",
-            subscriber.name,
-            subscriber.version,
-        )
-    log.info("projection truncated for replay", projection=subscriber.name, generation=generation)
+async def empty(conn: Connection, projection: Projection, generation: int) -> None:
+    """Empty the live tables for an in-place rebuild (in the caller's transaction)."""
+    for model in projection.models:
+        await conn.execute(q.truncate(physical(model, generation)))
+    await conn.execute(q.SET_CODE_VERSION, projection.name, projection.version)

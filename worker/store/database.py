@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
     from pathlib import Path
 
-    from worker.ops.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -47,10 +46,6 @@ class ConnectOptions:
 
     connect_timeout: float = 10.0
     read_model_schema: str = "public"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ConnectOptions:
-        return cls(settings.event_store.connect_timeout, settings.worker.read_model_schema)
 
 
 _options = ConnectOptions()
@@ -153,15 +148,6 @@ def stop_embedded(data_dir: Path) -> bool:
     server = get_server(data_dir, cleanup_mode="stop")
     server.cleanup()
     return True
-
-
-def resolve_dsn(settings: Settings) -> str:
-    """The DSN in force: the configured one, or the embedded server's when none is configured."""
-    uri = settings.event_store.dsn()
-    if is_embedded(uri):
-        return start_embedded(settings.event_store.embedded_data_dir)
-    assert uri is not None
-    return uri
 
 
 def with_database(dsn: str, database: str) -> str:

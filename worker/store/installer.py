@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 import structlog
@@ -29,7 +29,6 @@ from worker.store import privileges
 from worker.store.database import connect, database_name, redact, with_database
 
 if TYPE_CHECKING:
-    from worker.ops.settings import MessageDBSettings
     from worker.store.privileges import Right
     from worker.store.types import Connection
 
@@ -99,7 +98,18 @@ class InstallReport:
 # -- locating the package ------------------------------------------------------------------
 
 
-def _cache_root(settings: MessageDBSettings) -> Path:
+class PackageSource(Protocol):
+    """Which MessageDB release to install and where to find it (``[message_db]``)."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def package_path(self) -> Path | None: ...
+    @property
+    def cache_dir(self) -> Path | None: ...
+
+
+def _cache_root(settings: PackageSource) -> Path:
     if settings.cache_dir is not None:
         return settings.cache_dir
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -157,7 +167,7 @@ def package_release(folder: Path) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def locate_package(settings: MessageDBSettings) -> Path:
+def locate_package(settings: PackageSource) -> Path:
     """The folder holding MessageDB's ``database/`` scripts, fetching it once if needed."""
     if settings.package_path is not None:
         path = settings.package_path
@@ -317,7 +327,7 @@ async def set_notify_trigger(conn: Connection, enabled: bool) -> bool:
 
 
 async def install(
-    dsn: str, settings: MessageDBSettings, *, notify_trigger: bool = True
+    dsn: str, settings: PackageSource, *, notify_trigger: bool = True
 ) -> InstallReport:
     """Install MessageDB (unless present) and the worker schema; verify the version.
 

@@ -9,13 +9,9 @@ import anyio
 import typer
 
 from worker.engine import dead_letters
-from worker.engine.consumer import Consumer
-from worker.engine.positions import PostgresPositionStore
-from worker.engine.runner import consumer_options
-from worker.engine.wakeups import Waker
+from worker.engine.factory import build_consumer
 from worker.errors import ReplayFailedError, WorkerError
 from worker.ops.cli import output
-from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -165,17 +161,7 @@ async def _replay(app: App, pool: asyncpg.Pool[Any], consumer_name: str, stream:
     if not matches:
         raise WorkerError(f"no consumer named {consumer_name!r} in this domain")
     slot = matches[0]
-    consumer = Consumer(
-        slot.subscriber,
-        slot.category,
-        dsn=app.dsn,
-        pool=pool,
-        store=MessageStore(pool),
-        positions=PostgresPositionStore(pool),
-        waker=Waker(),
-        options=consumer_options(app.settings.worker, slot.subscriber),
-        member=slot.member,
-    )
+    consumer = build_consumer(slot, dsn=app.dsn, pool=pool, settings=app.settings.worker)
     if await consumer.lease.try_acquire():
         try:
             done = await consumer.replay(stream)

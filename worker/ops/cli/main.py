@@ -12,19 +12,17 @@ import asyncpg
 import structlog
 import typer
 
-from worker.engine.runner import Runner, RunResult
 from worker.errors import UsageError, WorkerError
-from worker.ops.app import App
+from worker.ops.app import App, connect_options, resolve_dsn
 from worker.ops.cli import dlq as _cli_dlq
 from worker.ops.cli import projections as _cli_projections
 from worker.ops.log import configure_logging
+from worker.ops.runner import Runner
 from worker.ops.settings import Settings, load_settings
 from worker.store.database import (
-    ConnectOptions,
     configure,
     is_embedded,
     redact,
-    resolve_dsn,
     stop_embedded,
 )
 from worker.store.installer import install
@@ -32,6 +30,7 @@ from worker.store.read_schema import ROLES_HELP
 
 if TYPE_CHECKING:
     from worker.domain import Domain
+    from worker.engine.runner import RunResult
 
 log = structlog.get_logger("worker.cli")
 
@@ -55,7 +54,7 @@ class _State:
     def settings(self) -> Settings:
         settings = load_settings(self.config)
         configure_logging(settings.worker.log_level, settings.worker.log_format)
-        configure(ConnectOptions.from_settings(settings))
+        configure(connect_options(settings))
         return settings
 
 

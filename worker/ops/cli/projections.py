@@ -142,7 +142,7 @@ def register(app: typer.Typer, load: Callable[[], App]) -> None:
     ) -> None:
         """Rebuild a projection from position 0 (blue/green: readers keep the old tables)."""
         application = load()
-        subscriber = find_projector(application.domain, projection)
+        subscriber = find_projector(application.domain.subscribers, projection)
         columns = (
             TextColumn(f"rebuilding {projection}"),
             BarColumn(),
@@ -164,7 +164,6 @@ def register(app: typer.Typer, load: Callable[[], App]) -> None:
             pool = await application.pool(max_size=2 * len(subscriber.categories) + 2)
             try:
                 return await rebuild(
-                    application.domain,
                     application.dsn,
                     pool,
                     application.settings.worker,

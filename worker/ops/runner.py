@@ -1,0 +1,46 @@
+"""``worker.Runner``: the engine's runner with what a deployed process serves around it.
+
+Probes and Prometheus metrics on ``[worker] http_port`` and systemd's ``READY=1`` /
+``STOPPING=1`` notifications.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from worker.engine import runner
+from worker.ops.health import HealthServer, notify_systemd
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from worker.engine.subscriber import Subscriptions
+    from worker.ops.settings import WorkerSettings
+    from worker.store.message_store import MessageStore
+
+
+class Runner(runner.Runner):
+    """Runs a domain's consumers; serves ``/healthz``, ``/readyz`` and ``/metrics`` when
+    ``http_port`` is set, and tells systemd when it is ready and when it stops."""
+
+    def __init__(
+        self,
+        domain: Subscriptions,
+        dsn: str,
+        settings: WorkerSettings,
+        *,
+        only: list[str] | None = None,
+    ) -> None:
+        super().__init__(domain, dsn, settings, only=only)
+        self.process = settings
+        self.health: HealthServer | None = None
+
+    async def _services(self, tg: TaskGroup, store: MessageStore) -> None:
+        if self.process.http_port is not None:
+            self.health = HealthServer(
+                self.result.consumers, store, self.process.http_host, self.process.http_port
+            )
+            await tg.start(self.health.serve)
+
+    def _notify(self, state: str) -> None:
+        notify_systemd(state)

@@ -40,19 +40,21 @@ class ConsumerName:
         match = _GRAMMAR.match(text)
         if match is None:
             return None
-        number = {k: None if v is None else int(v) for k, v in match.groupdict().items()}
-        return cls(
-            match["subscriber"],
-            match["category"],
-            number["member"],
-            number["size"],
-            number["generation"],
+        member, size, generation = (
+            None if match[part] is None else int(match[part])
+            for part in ("member", "size", "generation")
         )
+        return cls(match["subscriber"], match["category"], member, size, generation)
 
     @property
     def base(self) -> str:
         """``{subscriber}:{category}``: what every member and generation of it share."""
         return f"{self.subscriber}:{self.category}"
+
+    @property
+    def group_prefix(self) -> str:
+        """What the names of every consumer-group member of it start with."""
+        return f"{self.base}@"
 
     def building(self, generation: int) -> ConsumerName:
         """The consumer that builds ``generation`` of this one's projection."""

@@ -128,24 +128,20 @@ WHERE consumer = $1
 """
 END_REFILL: LiteralString = "UPDATE worker.positions SET refill_to = NULL WHERE consumer = $1"
 
-LIVE_GENERATION: LiteralString = "SELECT generation FROM worker.projections WHERE name = $1"
-
 REPORT_STATE: LiteralString = """
 UPDATE worker.leases SET state = $2, state_at = now() WHERE consumer = $1
 """
 
-# A consumer slot without a position (its group was just resized) starts at the least position
-# of the category's slots of former group sizes ($3 is the current size's "/n" suffix, '' when
-# not grouped), with their greatest as its high-water mark. Members of the current group and
-# rebuild consumers ("#g") never count. Does nothing when the slot has a position already.
+# The positions kept for a subscriber's consumers of one category: the plain consumer ($1) and
+# the members of any consumer group of it (names starting with $2); the caller picks by name.
+POSITIONS_OF_CATEGORY: LiteralString = """
+SELECT consumer, position, high_water FROM worker.positions
+WHERE consumer = $1 OR left(consumer, length($2)) = $2
+"""
+
+# Gives a consumer its first position; does nothing when it has one already.
 SEED_POSITION: LiteralString = """
-INSERT INTO worker.positions (consumer, position, high_water)
-SELECT $1, min(position), max(high_water)
-FROM worker.positions
-WHERE (consumer = $2 OR left(consumer, length($2) + 1) = $2 || '@')
-  AND consumer <> $1 AND strpos(consumer, '#') = 0
-  AND ($3 = '' OR right(consumer, length($3)) <> $3)
-HAVING count(*) > 0
+INSERT INTO worker.positions (consumer, position, high_water) VALUES ($1, $2, $3)
 ON CONFLICT (consumer) DO NOTHING
 RETURNING position
 """
@@ -173,3 +169,19 @@ DROP_DEAD_LETTERS: LiteralString = "DELETE FROM worker.dead_letters WHERE consum
 MOVE_DEAD_LETTERS: LiteralString = (
     "UPDATE worker.dead_letters SET consumer = $1 WHERE consumer = $2"
 )
+
+# The lease's epoch, locked against a takeover until the replay's transaction ends.
+LEASE_EPOCH_SHARED: LiteralString = "SELECT epoch FROM worker.leases WHERE consumer = $1 FOR SHARE"
+
+# -- worker status ---------------------------------------------------------------------------
+
+STATUS_POSITIONS: LiteralString = "SELECT consumer, position, refill_to FROM worker.positions"
+
+# Held: renewed within its ttl by a session that still exists (a crashed holder's lease is
+# free at once, see worker.engine.lease).
+STATUS_LEASES: LiteralString = """
+SELECT consumer, owner, state,
+       coalesce(expires_at > now(), false)
+       AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid) AS held
+FROM worker.leases l
+"""

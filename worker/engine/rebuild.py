@@ -19,6 +19,7 @@ import structlog
 
 from worker.engine import queries as q
 from worker.engine.factory import build_consumer
+from worker.engine.state import ConsumerState
 from worker.errors import WorkerError
 from worker.read import generations
 from worker.store import read_schema
@@ -67,11 +68,13 @@ async def run_consumers(
         for consumer in consumers:
             tg.start_soon(partial(consumer.run, stop, until_caught_up=True))
         if on_progress is not None:
-            while any(c.state not in ("done", "stopped") for c in consumers):
+            while any(
+                c.state not in (ConsumerState.DONE, ConsumerState.STOPPED) for c in consumers
+            ):
                 on_progress(sum(min(c.position, heads[c.category]) for c in consumers), total)
                 await anyio.sleep(0.2)
             on_progress(total, total)
-    stopped = [c.name for c in consumers if c.state == "stopped"]
+    stopped = [c.name for c in consumers if c.state == ConsumerState.STOPPED]
     if stopped:
         raise WorkerError(f"rebuild halted: consumers stopped on failure: {', '.join(stopped)}")
 

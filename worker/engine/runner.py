@@ -18,6 +18,7 @@ import structlog
 from worker.engine import queries as q
 from worker.engine.factory import build_consumer
 from worker.engine.rebuild import rebuild
+from worker.engine.state import ConsumerState
 from worker.engine.wakeups import Listener, Waker
 from worker.read import generations
 from worker.store import read_schema
@@ -53,7 +54,7 @@ class RunResult:
     @property
     def stopped(self) -> list[str]:
         """Names of consumers halted by the ``stop`` failure action."""
-        return [c.name for c in self.consumers if c.state == "stopped"]
+        return [c.name for c in self.consumers if c.state == ConsumerState.STOPPED]
 
 
 class Runner:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from worker.engine import lease
+from worker.engine.state import READY, UP
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,13 +32,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("worker.health")
 
-READY_STATES = frozenset({"running", "caught_up", "waiting", "done"})
-UP_STATES = frozenset({"running", "rebuilding", "caught_up"})
-
 
 def ready(consumers: list[Consumer]) -> bool:
     """True when no consumer is starting or halted."""
-    return bool(consumers) and all(c.state in READY_STATES for c in consumers)
+    return bool(consumers) and all(c.state in READY for c in consumers)
 
 
 class ConsumerCollector:
@@ -76,7 +74,7 @@ class ConsumerCollector:
             position.add_metric([c.name], c.position)
             if c.category in self.heads:
                 lag.add_metric([c.name], max(self.heads[c.category] - c.position, 0))
-            up.add_metric([c.name], 1 if c.state in UP_STATES else 0)
+            up.add_metric([c.name], 1 if c.state in UP else 0)
             takeovers.add_metric([c.name], lease.takeovers[c.name])
         yield from (handled, parked, position, lag, up, takeovers)
 

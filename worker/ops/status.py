@@ -7,31 +7,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from worker.engine import dead_letters
+from worker.engine import queries as q
+from worker.engine.state import ConsumerState
+from worker.read import generations
+from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
     import asyncpg
 
     from worker.domain import Domain
-
-_POSITIONS = "SELECT consumer, position, refill_to FROM worker.positions"
-# Held: renewed within its ttl by a session that still exists (a crashed holder's lease is
-# free at once, see worker.lease).
-_LEASES = """
-SELECT consumer, owner, state,
-       coalesce(expires_at > now(), false)
-       AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid) AS held
-FROM worker.leases l
-"""
-_LAG = """
-SELECT count(*), min(time AT TIME ZONE 'UTC')
-FROM message_store.messages
-WHERE message_store.category(stream_name) = $1 AND global_position > $2
-"""
-_HEAD = """
-SELECT global_position FROM message_store.messages
-WHERE message_store.category(stream_name) = $1 ORDER BY global_position DESC LIMIT 1
-"""
-_BUILDING = "SELECT name, building FROM worker.projections WHERE building IS NOT NULL"
+    from worker.engine.names import ConsumerName
 
 
 @dataclass(frozen=True)
@@ -52,59 +37,62 @@ class ConsumerStatus:
         return asdict(self)
 
 
-def _known_consumers(domain: Domain, building: dict[str, int]) -> list[tuple[str, str]]:
+def _known_consumers(domain: Domain, building: dict[str, int]) -> list[ConsumerName]:
     found = []
     for subscriber in domain.subscribers:
         for slot in subscriber.slots():
-            found.append((slot.name, slot.category))
+            found.append(slot.consumer)
             if subscriber.name in building:
-                found.append((f"{slot.name}#g{building[subscriber.name]}", slot.category))
+                found.append(slot.consumer.building(building[subscriber.name]))
     return found
 
 
-def _state(held: bool, reported: str | None, rebuilding: bool, caught_up: bool, ahead: bool) -> str:
+def _state(
+    held: bool, reported: str | None, rebuilding: bool, caught_up: bool, ahead: bool
+) -> ConsumerState:
     if ahead:
-        return "error: position beyond head"
-    if reported == "stopped":
-        return "stopped"
+        return ConsumerState.AHEAD
+    if reported == ConsumerState.STOPPED:
+        return ConsumerState.STOPPED
     if not held:
-        return "rebuild paused" if rebuilding else "not running"
+        return ConsumerState.REBUILD_PAUSED if rebuilding else ConsumerState.NOT_RUNNING
     if rebuilding:
-        return "rebuilding"
-    return "caught up" if caught_up else "running"
+        return ConsumerState.REBUILDING
+    return ConsumerState.CAUGHT_UP if caught_up else ConsumerState.RUNNING
 
 
 async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[ConsumerStatus]:
     """The status of every consumer the domain defines (and any rebuild in progress)."""
-    positions = {r[0]: (r[1], r[2]) for r in await pool.fetch(_POSITIONS)}
-    leases = {r["consumer"]: r for r in await pool.fetch(_LEASES)}
+    store = MessageStore(pool)
+    positions = {r[0]: (r[1], r[2]) for r in await pool.fetch(q.STATUS_POSITIONS)}
+    leases = {r["consumer"]: r for r in await pool.fetch(q.STATUS_LEASES)}
     parked = await dead_letters.counts(pool)
-    building = {r[0]: r[1] for r in await pool.fetch(_BUILDING)}
+    building = await generations.building(pool)
     now = datetime.now(UTC)
     report = []
-    for name, category in _known_consumers(domain, building):
+    for consumer in _known_consumers(domain, building):
+        name = str(consumer)
         position, refill_to = positions.get(name, (0, None))
-        head = await pool.fetchval(_HEAD, category) or 0
-        row = await pool.fetchrow(_LAG, category, position)
-        assert row is not None  # an aggregate always returns a row
-        lag, oldest = row[0], row[1]
+        head = await store.category_head(consumer.category) or 0
+        lag, oldest = await store.lag(consumer.category, position)
         lease = leases.get(name)
         held = bool(lease and lease["held"])
+        state = _state(
+            held,
+            lease["state"] if lease else None,
+            consumer.is_building or refill_to is not None,
+            lag == 0,
+            position > head,
+        )
         report.append(
             ConsumerStatus(
                 consumer=name,
-                category=category,
+                category=consumer.category,
                 position=position,
                 head=head,
                 lag_messages=lag,
                 lag_seconds=0.0 if oldest is None else round((now - oldest).total_seconds(), 3),
-                state=_state(
-                    held,
-                    lease["state"] if lease else None,
-                    "#g" in name or refill_to is not None,
-                    lag == 0,
-                    position > head,
-                ),
+                state=state.label,
                 leaseholder=lease["owner"] if held and lease else None,
                 parked=parked.get(name, 0),
             )

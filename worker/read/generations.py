@@ -18,7 +18,7 @@ from worker.read.model import create_table_sql, create_view_sql, physical, view_
 
 if TYPE_CHECKING:
     from worker.read.model import ReadModel
-    from worker.store.types import Connection
+    from worker.store.types import Connection, Executor
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,15 @@ class RebuildDue:
     blocking: bool
 
 
-async def state(conn: Connection, name: str) -> tuple[int, int | None, str | None] | None:
+async def state(conn: Executor, name: str) -> tuple[int, int | None, str | None] | None:
     """(live generation, generation being built, code version), or ``None`` if unknown."""
     row = await conn.fetchrow(q.STATE, name)
     return None if row is None else (row[0], row[1], row[2])
+
+
+async def building(conn: Executor) -> dict[str, int]:
+    """Projections with a rebuild under way -> the generation being built."""
+    return {row[0]: row[1] for row in await conn.fetch(q.BUILDING)}
 
 
 async def lock(conn: Connection, projection: Projection) -> tuple[int, int | None, str | None]:

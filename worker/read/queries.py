@@ -32,8 +32,6 @@ WHERE name = $1
 
 SET_CODE_VERSION: LiteralString = "UPDATE worker.projections SET code_version = $2 WHERE name = $1"
 
-LIVE_GENERATION: LiteralString = "SELECT generation FROM worker.projections WHERE name = $1"
-
 BUILDING: LiteralString = "SELECT name, building FROM worker.projections WHERE building IS NOT NULL"
 
 COLUMNS: LiteralString = """

@@ -15,6 +15,7 @@ from worker.store.stream_name import check_category, check_stream_name
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
+    from datetime import datetime
     from types import TracebackType
     from typing import Self, TypeAlias
 
@@ -247,6 +248,13 @@ class MessageStore:
         one of the store's own."""
         async with self._acquire() if conn is None else _Given(conn) as own, own.transaction():
             yield own
+
+    async def lag(self, category: str, position: int) -> tuple[int, datetime | None]:
+        """How many messages of ``category`` lie after ``position``, and the oldest one's time."""
+        check_category(category)
+        row = await self._executor.fetchrow(q.CATEGORY_LAG, category, position)
+        assert row is not None  # an aggregate always returns a row
+        return row[0], row[1]
 
     def _acquire(self) -> _Acquired:
         return _Acquired(self._executor)

@@ -62,3 +62,10 @@ LIMIT 1
 READ_BY_GLOBAL_POSITION: LiteralString = f"""
 SELECT {_COLUMNS} FROM message_store.messages WHERE global_position = $1
 """
+
+# How many messages of a category lie after a position, and the oldest one's time (lag).
+CATEGORY_LAG: LiteralString = """
+SELECT count(*), min(time AT TIME ZONE 'UTC')
+FROM message_store.messages
+WHERE message_store.category(stream_name) = $1 AND global_position > $2
+"""

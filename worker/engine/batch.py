@@ -1,0 +1,243 @@
+"""Applying a consumer's batches exactly once, and what happens when a handler fails.
+
+Each batch is applied in one transaction together with the new position (exactly once into
+PostgreSQL read models). When a handler fails, the transaction is rolled back; the messages
+before the failing one are applied again as a batch, the failing one is retried on its own and,
+if it keeps failing, parked (or the consumer stops), and the rest continue as a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from pydantic import ValidationError
+
+from worker.engine import dead_letters
+from worker.engine.context import Context, current_context
+from worker.engine.retry import Park, RetryAfter, Stop, is_transient
+from worker.engine.routes import malformed
+from worker.errors import ConsumerStoppedError, LeaseLostError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import asyncpg
+
+    from worker.engine.lease import Lease
+    from worker.engine.positions import PositionStore
+    from worker.engine.retry import RetryPolicy
+    from worker.engine.routes import Handlers
+    from worker.store.message import Message
+    from worker.store.message_store import MessageStore
+    from worker.store.types import Connection
+
+
+@dataclass
+class Cursor:
+    """Where a consumer stands; shared by its lifecycle, its batches and its replays."""
+
+    position: int = 0  # the global position last committed
+    high_water: int = 0  # the highest ever committed (above ``position`` after a reset)
+    generation: int = 1  # the table generation its read models write to
+    processed: int = 0  # messages this process handled (or parked)
+    parked_count: int = 0  # messages this process parked
+    parked: dict[str, bool] = field(default_factory=dict)  # parked stream -> replay requested
+
+
+class HandlerFailed(Exception):
+    """The message at ``index`` of a batch raised ``error`` in a handler."""
+
+    def __init__(self, index: int, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
+
+
+class FlushFailed(Exception):
+    """Writing a batch's read-model changes failed; which message caused it is unknown."""
+
+
+class Batches:
+    """Applies one consumer's batches (see the module doc)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        routes: dict[str, Handlers],
+        pool: asyncpg.Pool[Any],
+        store: MessageStore,
+        positions: PositionStore,
+        lease: Lease,
+        policy: RetryPolicy,
+        cursor: Cursor,
+        log: Any,
+    ) -> None:
+        self.name = name
+        self.routes = routes
+        self._pool = pool
+        self._store = store
+        self._positions = positions
+        self._lease = lease
+        self._policy = policy
+        self.cursor = cursor
+        self._log = log
+
+    async def process(self, batch: Sequence[Message]) -> None:
+        """Apply a batch exactly once; isolate and settle a failing message."""
+        attempt = 0
+        while batch:
+            try:
+                await self.apply(batch)
+                return
+            except FlushFailed:
+                for message in batch:  # one at a time, so the culprit is isolated
+                    await self.process([message])
+                return
+            except HandlerFailed as failed:
+                head, bad = batch[: failed.index], batch[failed.index]
+                if head:
+                    await self.process(head)
+                await self._settle(bad, failed.error)
+                batch, attempt = batch[failed.index + 1 :], 0
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                attempt += 1
+                delay = self._policy.backoff(attempt)
+                self._log.warning(
+                    "transient failure; retrying batch",
+                    error=str(error),
+                    attempt=attempt,
+                    delay=round(delay, 3),
+                )
+                await anyio.sleep(delay)
+
+    async def apply(self, batch: Sequence[Message]) -> None:
+        """One transaction: every message's handlers, the read-model changes, the position."""
+        cursor = self.cursor
+        async with self._pool.acquire() as conn, conn.transaction():
+            ctx = self.context(conn, batch[0])
+            behind = await self._handle_all(conn, ctx, batch)
+            await self._flush(ctx, len(batch))
+            last = batch[-1].global_position
+            self.check_lease()
+            await self._positions.commit(
+                conn, self.name, last, self._lease.epoch, expected=cursor.position
+            )
+        cursor.position = last
+        cursor.processed += len(batch)
+        cursor.parked_count += behind
+        self._log.debug("batch applied", messages=len(batch), position=last)
+
+    async def _handle_all(self, conn: Connection, ctx: Context, batch: Sequence[Message]) -> int:
+        """Every message's handlers; returns how many were parked behind a parked stream."""
+        token = current_context.set(ctx)  # logs made by handlers name the message
+        routes, parked = self.routes, self.cursor.parked
+        behind = 0
+        try:
+            for index, message in enumerate(batch):
+                # The hot loop: rows are indexed directly (2: type, 1: stream, 5: data).
+                route = routes.get(message[2])
+                if route is None:
+                    continue
+                if parked and message[1] in parked:
+                    await dead_letters.park(conn, self.name, message, None)
+                    behind += 1
+                    continue
+                try:
+                    event = route.validate(message[5] or "{}")
+                    ctx.message = message
+                    if route.single is not None:
+                        await route.single(event, ctx)
+                    elif route.single_sync is not None:
+                        route.single_sync(event, ctx)
+                    else:
+                        await route.call_all(event, ctx)
+                except ValidationError as error:
+                    raise HandlerFailed(index, malformed(message, error)) from None
+                except Exception as error:
+                    if is_transient(error):
+                        raise
+                    raise HandlerFailed(index, error) from error
+        finally:
+            current_context.reset(token)
+        return behind
+
+    @staticmethod
+    async def _flush(ctx: Context, size: int) -> None:
+        try:
+            await ctx.flush()
+        except Exception as error:
+            if is_transient(error):
+                raise
+            if size == 1:
+                raise HandlerFailed(0, error) from error
+            raise FlushFailed(str(error)) from error
+
+    def check_lease(self) -> None:
+        """Refuse to commit once the lease could have run out (self-fencing): the epoch check in
+        the commit catches a takeover; this catches a holder that merely could not renew."""
+        if not self._lease.held:
+            raise LeaseLostError(self._lease.lost or f"consumer {self.name}: lease not held")
+
+    def context(self, conn: Connection, first: Message) -> Context:
+        """A batch's context; exact (replay-safe) when the batch repeats applied messages."""
+        return Context(
+            self.name,
+            conn,
+            self._store,
+            generation=self.cursor.generation,
+            exact=first.global_position <= self.cursor.high_water,
+        )
+
+    async def _settle(self, message: Message, error: BaseException) -> None:
+        """Retry one failing message on its own, then park it or stop the consumer."""
+        first_failed = datetime.now(UTC)
+        attempt = 1
+        bound = self._log.bind(
+            stream_name=message.stream_name,
+            position=message.position,
+            global_position=message.global_position,
+            type=message.type,
+        )
+        while isinstance(decision := self._policy.decide(error, attempt), RetryAfter):
+            bound.warning(
+                "handler failed; retrying",
+                error=repr(error),
+                attempt=attempt,
+                delay=round(decision.delay, 3),
+            )
+            await anyio.sleep(decision.delay)
+            try:
+                await self.apply([message])
+                return
+            except HandlerFailed as failed:
+                error, attempt = failed.error, attempt + 1
+        if isinstance(decision, Park):
+            await self._park(message, dead_letters.Failure(error, attempt, first_failed))
+            bound.error("message parked", error=repr(error), attempts=attempt)
+            return
+        assert isinstance(decision, Stop)
+        bound.error(
+            "consumer stopped: handler keeps failing and the failure action is 'stop'",
+            error=repr(error),
+            attempts=attempt,
+        )
+        raise ConsumerStoppedError(f"consumer {self.name} stopped at {message.global_position}")
+
+    async def _park(self, message: Message, failure: dead_letters.Failure) -> None:
+        cursor = self.cursor
+        async with self._pool.acquire() as conn, conn.transaction():
+            await dead_letters.park(conn, self.name, message, failure)
+            self.check_lease()
+            await self._positions.commit(
+                conn, self.name, message.global_position, self._lease.epoch, cursor.position
+            )
+        cursor.parked.setdefault(message.stream_name, False)
+        cursor.position = message.global_position
+        cursor.processed += 1
+        cursor.parked_count += 1

@@ -1,0 +1,128 @@
+"""Parked streams of a running consumer: noticing them, and replaying them on request.
+
+A replay runs under the consumer's lease: each parked message is handled again in its own
+transaction that also removes it from the dead letters and checks the lease's epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from worker.engine import dead_letters
+from worker.engine import queries as q
+from worker.engine.batch import HandlerFailed
+from worker.engine.retry import is_transient
+from worker.errors import LeaseLostError, ReplayFailedError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from worker.engine.batch import Batches
+    from worker.engine.lease import Lease
+    from worker.store.message import Message
+    from worker.store.message_store import MessageStore
+    from worker.store.types import Connection
+
+
+class Replays:
+    """A consumer's parked streams and their replays."""
+
+    def __init__(
+        self,
+        batches: Batches,
+        *,
+        pool: asyncpg.Pool[Any],
+        store: MessageStore,
+        lease: Lease,
+        refresh_interval: float,
+        log: Any,
+    ) -> None:
+        self._batches = batches
+        self.name = batches.name
+        self._cursor = batches.cursor
+        self._pool = pool
+        self._store = store
+        self._lease = lease
+        self._refresh_interval = refresh_interval
+        self._refreshed_at = 0.0
+        self._log = log
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Reload parked streams now and then; run any replay that was requested."""
+        now = time.monotonic()
+        if not force and now - self._refreshed_at < self._refresh_interval:
+            return
+        self._refreshed_at = now
+        self._cursor.parked = await dead_letters.parked_streams(self._pool, self.name)
+        for stream, requested in list(self._cursor.parked.items()):
+            if not requested:
+                continue
+            try:
+                await self.replay(stream)
+            except ReplayFailedError as failed:  # the request is withdrawn: logged once
+                self._log.error(
+                    "replay failed; stream stays parked",
+                    stream_name=stream,
+                    position=failed.position,
+                    replayed=failed.replayed,
+                    error=failed.error,
+                )
+
+    async def replay(self, stream_name: str) -> int:
+        """Re-dispatch a stream's parked messages in order; return how many were handled.
+
+        Each message is applied in its own transaction that also removes it from the dead
+        letters. A message that fails again stays parked (with those after it) with its new
+        error, the stream's replay request is withdrawn, and ``ReplayFailedError`` says where
+        and why.
+        """
+        done = 0
+        for dead_letter_id, global_position in await dead_letters.parked_of_stream(
+            self._pool, self.name, stream_name
+        ):
+            row = await self._store.message_at(global_position)
+            try:
+                await self._replay_one(dead_letter_id, row)
+            except HandlerFailed as failed:
+                position = global_position if row is None else row.position
+                error = await self._failed(dead_letter_id, stream_name, position, done, failed)
+                raise error from failed.error
+            done += 1
+        self._cursor.parked.pop(stream_name, None)
+        self._log.info("parked stream replayed", stream_name=stream_name, messages=done)
+        return done
+
+    async def _failed(
+        self, dead_letter_id: int, stream: str, position: int, done: int, failed: HandlerFailed
+    ) -> ReplayFailedError:
+        """Record the new error on the parked message (under the lease) and withdraw the
+        stream's replay request; the error to raise."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await dead_letters.failed_again(conn, dead_letter_id, failed.error, 1)
+            if not await self.lease_current(conn):
+                raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
+        error = dead_letters.describe(type(failed.error).__qualname__, str(failed.error))
+        self._cursor.parked[stream] = False
+        return ReplayFailedError(self.name, stream, position, error, done)
+
+    async def _replay_one(self, dead_letter_id: int, message: Message | None) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            route = None if message is None else self._batches.routes.get(message.type)
+            if message is not None and route is not None:
+                ctx = self._batches.context(conn, message)
+                try:
+                    await route.dispatch(message, ctx)
+                    await ctx.flush()
+                except Exception as error:
+                    if is_transient(error):
+                        raise
+                    raise HandlerFailed(0, error) from error
+            await conn.execute(q.DELETE_DEAD_LETTER, dead_letter_id)
+            if not await self.lease_current(conn):
+                raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
+
+    async def lease_current(self, conn: Connection) -> bool:
+        """True while this process's lease epoch is the current one (checked in ``conn``)."""
+        epoch = await conn.fetchval(q.LEASE_EPOCH_SHARED, self.name)
+        return bool(epoch == self._lease.epoch)

@@ -1,0 +1,79 @@
+"""Routing: which handler methods a message type goes to, and how its data becomes an event."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from pydantic import ValidationError
+
+from worker.errors import MalformedMessageError
+
+if TYPE_CHECKING:
+    from worker.engine.context import Context
+    from worker.engine.subscriber import Subscriber
+    from worker.model.event import BaseEvent
+    from worker.store.message import Message
+
+Call: TypeAlias = tuple[Callable[..., Any], bool]  # a bound handler method; is it async
+
+
+@dataclass(frozen=True, slots=True)
+class Handlers:
+    """What to do with one message type: validate its JSON, then call the handlers."""
+
+    event_class: type[BaseEvent]
+    calls: tuple[Call, ...]
+    validate: Callable[[str], BaseEvent]
+    single: Callable[..., Any] | None  # the one handler, when it is async
+    single_sync: Callable[..., Any] | None  # the one handler, when it is a plain function
+
+    @classmethod
+    def of(cls, event_class: type[BaseEvent], calls: tuple[Call, ...]) -> Handlers:
+        one = calls[0] if len(calls) == 1 else None
+        return cls(
+            event_class,
+            calls,
+            event_class.__pydantic_validator__.validate_json,
+            one[0] if one is not None and one[1] else None,
+            one[0] if one is not None and not one[1] else None,
+        )
+
+    async def call_all(self, event: BaseEvent, ctx: Context) -> None:
+        """Call every handler of the type, in registration order."""
+        for call, is_async in self.calls:
+            if is_async:
+                await call(event, ctx)
+            else:
+                call(event, ctx)
+
+    async def dispatch(self, message: Message, ctx: Context) -> None:
+        """Decode and handle one message (the slow path: replays)."""
+        try:
+            event = self.validate(message.data_json)
+        except ValidationError as error:
+            raise malformed(message, error) from None
+        ctx.message = message
+        await self.call_all(event, ctx)
+
+
+def route_table(subscriber: Subscriber, instance: Any) -> dict[str, Handlers]:
+    """Message type (and every alias) -> the handlers of ``instance`` for it."""
+    by_class: dict[type[BaseEvent], list[Call]] = {}
+    for route in subscriber.routes:
+        method = getattr(instance, route.method_name)
+        by_class.setdefault(route.event_class, []).append((method, route.is_async))
+    table: dict[str, Handlers] = {}
+    for cls, calls in by_class.items():
+        for type_name in (cls.type_name(), *cls.__aliases__):
+            table[type_name] = Handlers.of(cls, tuple(calls))
+    return table
+
+
+def malformed(message: Message, error: ValidationError) -> MalformedMessageError:
+    """A message whose data does not validate against its event class."""
+    detail = "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '<data>'}: {e['msg']}" for e in error.errors()
+    )
+    return MalformedMessageError(message.stream_name, message.position, message.type, detail)

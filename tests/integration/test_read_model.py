@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from worker import Increment, ReadModel
-from worker.read.model import Table, create_table_sql, physical
+from worker.read.model import create_table_sql, physical
+from worker.read.table import Table
 from worker.store.database import create_pool
 
 if TYPE_CHECKING:

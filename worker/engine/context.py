@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import structlog
 
 from worker.model.event import BaseEvent
-from worker.read.model import ReadModel, Table
+from worker.read.model import ReadModel
+from worker.read.table import Table
 from worker.store.message import NewMessage
 from worker.store.metadata import follow
 

@@ -1,0 +1,312 @@
+"""The ``Table`` unit of work: one read model's changes within one batch, written set-based.
+
+A projector's handlers change rows through ``ctx.table(Model)``: ``put`` (whole row), ``update``
+(some columns, ``Increment`` for counters), ``add`` (counters, creating the row if needed),
+``delete`` and ``await get``. Changes are merged per key in memory (``worker.read.merge``) and
+reach PostgreSQL at the end of the batch in a few set-based statements (many rows each).
+"""
+
+from __future__ import annotations
+
+import enum
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from worker.read.merge import Pending, apply, merge, patch_changes, step
+from worker.read.model import POSITION_COLUMN, ReadModel, field_types, physical, quote
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from worker.store.types import Connection
+
+
+class Table:
+    """One read model's pending changes within one batch (a unit of work with an identity map).
+
+    Fast mode (the consumer is past every message it ever applied) merges changes per key and
+    writes them without reading. Exact mode (after a reset, messages are applied again) first
+    loads the touched rows and applies only the changes of messages newer than each row's
+    stored position, so replaying a message never changes a row twice.
+    """
+
+    def __init__(
+        self,
+        model: type[ReadModel],
+        generation: int,
+        conn: Connection,
+        position: Callable[[], int],
+        *,
+        exact: bool = False,
+    ) -> None:
+        self.model = model
+        self.name = physical(model, generation)
+        self.exact = exact
+        self._conn = conn
+        self._position = position
+        self._rows: dict[Any, Pending] = {}
+        self._columns = {c.name: c for c in model.columns()}
+        self._names = [c.name for c in model.columns()]
+        self._column_names = frozenset(self._names)
+        self._enum_columns = frozenset(
+            name
+            for name, f in model.model_fields.items()
+            if any(
+                isinstance(t, type) and issubclass(t, enum.Enum) for t in field_types(f.annotation)
+            )
+        )
+
+    # -- changes (no I/O) --------------------------------------------------------------------
+
+    def put(self, row: ReadModel) -> None:
+        """Insert or replace a whole row."""
+        if not isinstance(row, self.model):
+            raise TypeError(f"put expects a {self.model.__qualname__}, got {type(row).__name__}")
+        self._change(row.key(), "put", row)
+
+    def update(self, key: Any, **changes: Any) -> None:
+        """Change some columns of an existing row (no effect when the row does not exist)."""
+        self._check(changes)
+        self._change(key, "update", changes)
+
+    def add(self, key: Any, **changes: Any) -> None:
+        """Like ``update``, but creates the row (other columns at their defaults) if missing."""
+        self._check(changes)
+        self._change(key, "add", changes)
+
+    def delete(self, key: Any) -> None:
+        """Delete a row."""
+        self._change(key, "delete", None)
+
+    def _check(self, changes: dict[str, Any]) -> None:
+        if changes.keys() <= self._column_names:
+            return
+        unknown = set(changes) - self._column_names
+        raise ValueError(f"{self.model.__qualname__} has no column(s) {sorted(unknown)}")
+
+    def _change(self, key: Any, kind: str, payload: Any) -> None:
+        position = self._position()
+        state = self._rows.get(key)
+        patching = kind == "update" or kind == "add"
+        if state is None:
+            if patching and not self.exact:  # first change of this key in the batch
+                state = self._rows[key] = Pending(upsert=kind == "add", position=position)
+                merge(state, payload)
+                return
+            state = self._rows[key] = Pending()
+        elif patching and not self.exact and state.ops is None:
+            if state.row is not None:  # a row already in this batch: change it in memory
+                apply(state.row, payload)
+                state.position = position
+                return
+            if state.is_patch and (kind == "update" or state.upsert):
+                merge(state, payload)
+                state.position = position
+                return
+        if state.ops is not None:  # unresolved until the row is loaded
+            state.ops.append((position, kind, payload))
+            return
+        if self.exact:
+            if state.stored is None:
+                state.ops = [(position, kind, payload)]
+                return
+            if position <= state.stored:
+                return  # applied before the reset: already in the row
+        elif (
+            kind == "add"
+            and state.is_patch
+            and not state.upsert
+            and (state.sets or state.increments)
+        ):
+            # An update of a row not known to exist, then an add: whether the update counts
+            # depends on the row, so the key is resolved by loading it at flush.
+            state.ops = [
+                (state.position, "update", patch_changes(state)),
+                (position, kind, payload),
+            ]
+            state.sets, state.increments = {}, {}
+            return
+        self._rows[key] = step(state, kind, payload, position, partial(self._new, key))
+
+    def _new(self, key: Any, changes: dict[str, Any]) -> ReadModel:
+        values = {c.name: c.default for c in self.model.columns() if c.default is not None}
+        keys = self.model.key_columns()
+        values.update(zip(keys, (key,) if len(keys) == 1 else key, strict=True))
+        row = self.model.model_validate(values)
+        apply(row, changes)
+        return row
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def get(self, key: Any) -> ReadModel | None:
+        """The row as of this batch's changes (loaded once per batch), or ``None``."""
+        state = self._rows.get(key)
+        if state is None or state.is_patch or (self.exact and state.stored is None):
+            await self.load([key])
+            state = self._rows[key]
+        return state.row
+
+    async def load(self, keys: list[Any]) -> None:
+        """Load many rows into the batch's identity map in one round trip."""
+        wanted = [
+            k
+            for k in keys
+            if (s := self._rows.get(k)) is None or s.is_patch or (self.exact and s.stored is None)
+        ]
+        if not wanted:
+            return
+        found: dict[Any, tuple[ReadModel, int]] = {}
+        for record in await self._conn.fetch(*self._select(wanted)):
+            values = dict(record)
+            stored = values.pop(POSITION_COLUMN)
+            row = self.model.model_validate(values)
+            found[row.key()] = (row, stored)
+        for key in wanted:
+            self._loaded(key, *found.get(key, (None, 0)))
+
+    def _select(self, keys: list[Any]) -> tuple[Any, ...]:
+        key_cols = list(self.model.key_columns())
+        cols = ", ".join(quote(k) for k in key_cols)
+        wanted = ", ".join(quote(n) for n in [*self._names, POSITION_COLUMN])
+        sql = (
+            f"SELECT {wanted} FROM {self.name} WHERE ({cols}) IN "
+            f"(SELECT * FROM unnest({self._array_args(key_cols)}))"
+        )
+        return (sql, *self._key_columns(keys))
+
+    def _key_columns(self, keys: list[Any]) -> list[list[Any]]:
+        if len(self.model.key_columns()) == 1:
+            return [keys]
+        return [list(column) for column in zip(*keys, strict=True)]
+
+    def _loaded(self, key: Any, row: ReadModel | None, stored: int) -> None:
+        state = self._rows.get(key) or Pending()
+        base = Pending(
+            row=row,
+            original=None if row is None else row.model_dump(),
+            absent=row is None,
+            stored=stored,
+            position=stored,
+        )
+        if state.ops is not None:
+            for position, kind, payload in state.ops:
+                if not self.exact or position > stored:
+                    base = step(base, kind, payload, position, partial(self._new, key))
+            self._rows[key] = base
+            return
+        if state.is_patch:
+            kind = "add" if state.upsert else "update"
+            base = step(base, kind, patch_changes(state), state.position, partial(self._new, key))
+        self._rows[key] = base
+
+    # -- flushing ----------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write every pending change: a few set-based statements, in the caller's transaction."""
+        unresolved = [k for k, state in self._rows.items() if state.ops is not None]
+        if unresolved:
+            await self.load(unresolved)
+        rows: list[tuple[ReadModel, int]] = []
+        patches: dict[tuple[bool, tuple[str, ...], tuple[str, ...]], list[tuple[Any, Pending]]] = {}
+        deletes: list[Any] = []
+        for key, state in self._rows.items():
+            if state.deleted:
+                deletes.append(key)
+            elif state.row is not None:
+                if state.original is None or state.row.model_dump() != state.original:
+                    rows.append((state.row, state.position))
+            elif state.is_patch and (state.sets or state.increments or state.upsert):
+                shape = (state.upsert, tuple(sorted(state.sets)), tuple(sorted(state.increments)))
+                patches.setdefault(shape, []).append((key, state))
+        self._rows.clear()
+        if deletes:
+            await self._delete(deletes)
+        if rows:
+            await self._upsert_rows(rows)
+        for shape, items in patches.items():
+            await self._patch_rows(shape, items)
+
+    def _array_args(self, names: list[str]) -> str:
+        def pg_type(name: str) -> str:
+            return "bigint" if name == POSITION_COLUMN else self._columns[name].pg_type
+
+        return ", ".join(f"${i + 1}::{pg_type(n)}[]" for i, n in enumerate(names))
+
+    async def _delete(self, keys: list[Any]) -> None:
+        key_cols = list(self.model.key_columns())
+        cols = ", ".join(quote(k) for k in key_cols)
+        sql = (
+            f"DELETE FROM {self.name} WHERE ({cols}) IN "
+            f"(SELECT * FROM unnest({self._array_args(key_cols)}))"
+        )
+        await self._conn.execute(sql, *self._key_columns(keys))
+
+    async def _upsert_rows(self, rows: list[tuple[ReadModel, int]]) -> None:
+        names = [*self._names, POSITION_COLUMN]
+        key_cols = self.model.key_columns()
+        others = [n for n in names if n not in key_cols]
+        update = ", ".join(f"{quote(n)} = EXCLUDED.{quote(n)}" for n in others)
+        sql = (
+            f"INSERT INTO {self.name} ({', '.join(quote(n) for n in names)}) "
+            f"SELECT * FROM unnest({self._array_args(names)}) "
+            f"ON CONFLICT ({', '.join(quote(k) for k in key_cols)}) DO UPDATE SET {update}"
+        )
+        dumped = [row.__dict__ for row, _ in rows]
+        columns = [self._column(n, [d[n] for d in dumped]) for n in self._names]
+        columns.append([position for _, position in rows])
+        await self._conn.execute(sql, *columns)
+
+    def _column(self, name: str, values: list[Any]) -> list[Any]:
+        """A column's values as PostgreSQL takes them (JSON-ready, enums by value)."""
+        if self._columns[name].pg_type == "jsonb":
+            return [_jsonable(v) for v in values]
+        if name in self._enum_columns:
+            return [v.value if isinstance(v, enum.Enum) else v for v in values]
+        return values
+
+    async def _patch_rows(
+        self, shape: tuple[bool, tuple[str, ...], tuple[str, ...]], items: list[tuple[Any, Pending]]
+    ) -> None:
+        upsert, sets, increments = shape
+        key_cols = list(self.model.key_columns())
+        names = [*key_cols, *sets, *increments, POSITION_COLUMN]
+        columns = self._key_columns([key for key, _ in items])
+        columns += [self._column(n, [s.sets[n] for _, s in items]) for n in sets]
+        columns += [[s.increments[n] for _, s in items] for n in increments]
+        columns.append([s.position for _, s in items])
+        quoted = [quote(n) for n in names]
+        keys = ", ".join(quote(k) for k in key_cols)
+        position = quote(POSITION_COLUMN)
+        if upsert:
+            assign = [f"{quote(n)} = EXCLUDED.{quote(n)}" for n in sets] + [
+                f"{quote(n)} = t.{quote(n)} + EXCLUDED.{quote(n)}" for n in increments
+            ]
+            assign.append(f"{position} = EXCLUDED.{position}")
+            sql = (
+                f"INSERT INTO {self.name} AS t ({', '.join(quoted)}) "
+                f"SELECT * FROM unnest({self._array_args(names)}) "
+                f"ON CONFLICT ({keys}) DO UPDATE SET {', '.join(assign)}"
+            )
+        else:
+            assign = [f"{quote(n)} = v.{quote(n)}" for n in sets] + [
+                f"{quote(n)} = t.{quote(n)} + v.{quote(n)}" for n in increments
+            ]
+            assign.append(f"{position} = v.{position}")
+            match = " AND ".join(f"t.{quote(k)} = v.{quote(k)}" for k in key_cols)
+            sql = (
+                f"UPDATE {self.name} AS t SET {', '.join(assign)} "
+                f"FROM unnest({self._array_args(names)}) AS v({', '.join(quoted)}) WHERE {match}"
+            )
+        await self._conn.execute(sql, *columns)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from pydantic import ValidationError
 
 from worker.engine.subscriber import Kind, Subscriber, build_subscriber
-from worker.errors import MalformedMessageError, RegistrationError
+from worker.errors import RegistrationError
 from worker.model.aggregate import BaseAggregate
 from worker.model.entity import BaseEntity
-from worker.model.event import BaseEvent
+from worker.model.event import BaseEvent, malformed
 from worker.model.repository import EventSourcedRepository
 from worker.model.state import StateRepository, fact_event_class
 from worker.store.stream_name import check_category
@@ -267,15 +267,7 @@ class Domain:
         try:
             return cls.model_validate_json(message.data_json)
         except ValidationError as error:
-            raise MalformedMessageError(
-                message.stream_name,
-                message.position,
-                message.type,
-                "; ".join(
-                    f"{'.'.join(map(str, e['loc'])) or '<data>'}: {e['msg']}"
-                    for e in error.errors()
-                ),
-            ) from None
+            raise malformed(message, error) from None
 
     # -- read side: projectors and event handlers --------------------------------------------
 

@@ -8,6 +8,7 @@ if it keeps failing, parked (or the consumer stops), and the rest continue as a 
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -18,11 +19,11 @@ from pydantic import ValidationError
 from worker.engine import dead_letters
 from worker.engine.context import Context, current_context
 from worker.engine.retry import Park, RetryAfter, Stop, is_transient
-from worker.engine.routes import malformed
 from worker.errors import ConsumerStoppedError, LeaseLostError
+from worker.model.event import malformed
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     import asyncpg
 
@@ -115,6 +116,32 @@ class Batches:
                     delay=round(delay, 3),
                 )
                 await anyio.sleep(delay)
+
+    async def process_reading_ahead(
+        self, batch: Sequence[Message], read: Callable[[int], Awaitable[list[Message]]]
+    ) -> list[Message] | None:
+        """Apply ``batch`` while the next one is read (``read(after)``) on another connection.
+
+        The read overlaps the batch's handlers and commit; a failed read-ahead is dropped
+        (``None``) and the caller reads again.
+        """
+        ahead: list[list[Message]] = []
+        failure: Exception | None = None
+
+        async def read_ahead() -> None:
+            with contextlib.suppress(Exception):
+                ahead.append(await read(batch[-1].global_position))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_ahead)
+            try:
+                await self.process(batch)
+            except Exception as error:
+                failure = error
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return ahead[0] if ahead else None
 
     async def apply(self, batch: Sequence[Message]) -> None:
         """One transaction: every message's handlers, the read-model changes, the position."""

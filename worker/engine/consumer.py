@@ -19,7 +19,7 @@ import structlog
 from worker.engine import queries as q
 from worker.engine.batch import Batches, Cursor
 from worker.engine.lease import DEFAULT_TTL, Lease
-from worker.engine.names import ConsumerName
+from worker.engine.positions import seed_from_former_slots
 from worker.engine.replays import Replays
 from worker.engine.retry import RetryPolicy, is_transient
 from worker.engine.routes import route_table
@@ -29,8 +29,6 @@ from worker.errors import ConsumerStoppedError, LeaseLostError, PositionMovedErr
 from worker.read import generations
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     import asyncpg
 
     from worker.engine.positions import PositionStore
@@ -213,7 +211,7 @@ class Consumer:
                 idle = self.options.poll_min
                 self.head = None
                 if len(batch) == self.options.batch_size:
-                    ahead = await self._process_reading_ahead(batch)
+                    ahead = await self.batches.process_reading_ahead(batch, self._read)
                     continue
                 await self.batches.process(batch)
             await self._caught_up()
@@ -230,7 +228,9 @@ class Consumer:
     async def _start(self) -> None:
         """Load the position (and what an operator set beside it) under a fresh lease."""
         if self._fixed_generation is None:
-            await self._seed_position()
+            seeded = await seed_from_former_slots(self._pool, self.slot.consumer)
+            if seeded is not None:
+                self._log.info("position seeded from the former group slots", position=seeded)
         cursor = self.cursor
         cursor.position = await self._positions.load(self.name)
         cursor.high_water = await self._positions.high_water(self.name)
@@ -289,27 +289,6 @@ class Consumer:
                 f"consumer {self.name} was moved from {self.position} to {committed}"
             )
 
-    async def _seed_position(self) -> None:
-        """A slot seen for the first time after its group was resized starts at the least
-        position of the category's former slots (any other group size, or none), and replays
-        safely up to the furthest (its high-water mark). Rebuild consumers never count."""
-        me = self.slot.consumer
-        rows = await self._pool.fetch(q.POSITIONS_OF_CATEGORY, me.base, me.group_prefix)
-        former = [
-            row
-            for row in rows
-            if (name := ConsumerName.parse(row["consumer"])) is not None
-            and name != me
-            and not name.is_building
-            and (me.size is None or name.size != me.size)
-        ]
-        if not former:
-            return
-        low = min(row["position"] for row in former)
-        high = max(row["high_water"] for row in former)
-        if await self._pool.fetchval(q.SEED_POSITION, self.name, low, high) is not None:
-            self._log.info("position seeded from the former group slots", position=low)
-
     async def _read(self, after: int) -> list[Message]:
         return await self._store.read_category(
             self.category,
@@ -318,27 +297,3 @@ class Consumer:
             consumer_group_member=self.slot.member,
             consumer_group_size=self.slot.size,
         )
-
-    async def _process_reading_ahead(self, batch: Sequence[Message]) -> list[Message] | None:
-        """Apply ``batch`` while the next one is read on another connection.
-
-        The read overlaps the batch's handlers and commit; a failed read-ahead is dropped
-        (``None``) and the next iteration reads again.
-        """
-        ahead: list[list[Message]] = []
-        failure: Exception | None = None
-
-        async def read_ahead() -> None:
-            with contextlib.suppress(Exception):
-                ahead.append(await self._read(batch[-1].global_position))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(read_ahead)
-            try:
-                await self.batches.process(batch)
-            except Exception as error:
-                failure = error
-                tg.cancel_scope.cancel()
-        if failure is not None:
-            raise failure
-        return ahead[0] if ahead else None

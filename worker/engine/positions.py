@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from worker.engine import queries as q
+from worker.engine.names import ConsumerName
 from worker.errors import LeaseLostError, PositionMovedError
 
 if TYPE_CHECKING:
@@ -63,3 +64,25 @@ class PostgresPositionStore:
     async def set(self, consumer: str, position: int) -> None:
         """Set a position outside any batch (``worker reset``); the caller holds the lease."""
         await self._pool.execute(q.SET_POSITION, consumer, position)
+
+
+async def seed_from_former_slots(pool: asyncpg.Pool[Any], slot: ConsumerName) -> int | None:
+    """Give a slot seen for the first time after its group was resized the least position of
+    the category's former slots (any other group size, or none), with their furthest as its
+    high-water mark, so it replays safely up to there. Rebuild consumers never count. Returns
+    the position given, or ``None`` (the slot had one, or there were no former slots)."""
+    rows = await pool.fetch(q.POSITIONS_OF_CATEGORY, slot.base, slot.group_prefix)
+    former = [
+        row
+        for row in rows
+        if (name := ConsumerName.parse(row["consumer"])) is not None
+        and name != slot
+        and not name.is_building
+        and (slot.size is None or name.size != slot.size)
+    ]
+    if not former:
+        return None
+    low = min(row["position"] for row in former)
+    high = max(row["high_water"] for row in former)
+    seeded: int | None = await pool.fetchval(q.SEED_POSITION, str(slot), low, high)
+    return seeded

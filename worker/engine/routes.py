@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pydantic import ValidationError
 
-from worker.errors import MalformedMessageError
+from worker.model.event import malformed
 
 if TYPE_CHECKING:
     from worker.engine.context import Context
@@ -69,11 +69,3 @@ def route_table(subscriber: Subscriber, instance: Any) -> dict[str, Handlers]:
         for type_name in (cls.type_name(), *cls.__aliases__):
             table[type_name] = Handlers.of(cls, tuple(calls))
     return table
-
-
-def malformed(message: Message, error: ValidationError) -> MalformedMessageError:
-    """A message whose data does not validate against its event class."""
-    detail = "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or '<data>'}: {e['msg']}" for e in error.errors()
-    )
-    return MalformedMessageError(message.stream_name, message.position, message.type, detail)

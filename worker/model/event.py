@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from worker.errors import MalformedMessageError
 from worker.store.message import NewMessage
 from worker.store.metadata import follow
 
@@ -63,3 +64,11 @@ def event_metadata(
 def to_messages(events: tuple[BaseEvent, ...], metadata: dict[str, Any] | None) -> list[NewMessage]:
     """The events as messages to write, each with the same metadata."""
     return [event.to_message(metadata) for event in events]
+
+
+def malformed(message: Message, error: ValidationError) -> MalformedMessageError:
+    """A message whose data does not validate against its event class: which fields, and why."""
+    detail = "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '<data>'}: {e['msg']}" for e in error.errors()
+    )
+    return MalformedMessageError(message.stream_name, message.position, message.type, detail)

@@ -11,11 +11,9 @@ import typer
 from worker.engine import dead_letters
 from worker.engine.factory import build_consumer
 from worker.errors import ReplayFailedError, WorkerError
-from worker.ops.cli import output
+from worker.ops.cli import common, output
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
-
     import asyncpg
 
     from worker.ops.app import App
@@ -23,31 +21,10 @@ if TYPE_CHECKING:
 # Seconds `dlq replay` waits for a running worker to replay a stream it was asked to.
 REPLAY_WAIT = 60.0
 
-dlq_app = typer.Typer(help="Parked messages (dead letters).", no_args_is_help=True)
-_app_loader: Callable[[], App]
+app = typer.Typer(help="Parked messages (dead letters).", no_args_is_help=True)
 
 
-def bind(loader: Callable[[], App]) -> typer.Typer:
-    """Give the commands their way to load the application; return the sub-command group."""
-    global _app_loader
-    _app_loader = loader
-    return dlq_app
-
-
-def _with_pool(work: Callable[[App, asyncpg.Pool[Any]], Coroutine[Any, Any, Any]]) -> Any:
-    app = _app_loader()
-
-    async def main() -> Any:
-        pool = await app.pool()
-        try:
-            return await work(app, pool)
-        finally:
-            await pool.close()
-
-    return anyio.run(main)
-
-
-@dlq_app.command("list")
+@app.command("list")
 def dlq_list(
     consumer: Annotated[str | None, typer.Option(help="Only this consumer.")] = None,
     stream: Annotated[str | None, typer.Option(help="Only this stream.")] = None,
@@ -58,7 +35,7 @@ def dlq_list(
     async def work(_app: App, pool: asyncpg.Pool[Any]) -> list[dict[str, Any]]:
         return await dead_letters.list_parked(pool, consumer, stream)
 
-    rows = _with_pool(work)
+    rows = common.with_pool(work)
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row, default=str))
@@ -111,7 +88,7 @@ def _clip(value: Any, limit: int) -> Any:
     return f"{text[:limit]}... ({len(text) - limit} more characters; --full shows all)"
 
 
-@dlq_app.command("show")
+@app.command("show")
 def dlq_show(
     dead_letter_id: int,
     full: Annotated[
@@ -131,7 +108,7 @@ def dlq_show(
             row["message"] = None if message is None else dict(message)
         return row
 
-    row = _with_pool(work)
+    row = common.with_pool(work)
     if row is None:
         raise WorkerError(f"no parked message with id {dead_letter_id}")
     if row["message"] is not None and not full:
@@ -192,7 +169,7 @@ async def _await_replay(
     )
 
 
-@dlq_app.command("replay")
+@app.command("replay")
 def dlq_replay(
     dead_letter_id: Annotated[int | None, typer.Argument(help="A parked message's id.")] = None,
     consumer: Annotated[str | None, typer.Option(help="Consumer name.")] = None,
@@ -211,10 +188,10 @@ def dlq_replay(
         consumer_name, stream_name = _target(row, consumer, stream)
         return await _replay(app, pool, consumer_name, stream_name)
 
-    typer.echo(_with_pool(work))
+    typer.echo(common.with_pool(work))
 
 
-@dlq_app.command("discard")
+@app.command("discard")
 def dlq_discard(
     dead_letter_id: Annotated[int | None, typer.Argument(help="A parked message's id.")] = None,
     consumer: Annotated[str | None, typer.Option(help="Consumer name.")] = None,
@@ -241,4 +218,4 @@ def dlq_discard(
             f"or discarded (`worker dlq discard {target}`)"
         )
 
-    typer.echo(_with_pool(work))
+    typer.echo(common.with_pool(work))

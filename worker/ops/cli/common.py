@@ -1,0 +1,56 @@
+"""What every command shares: the ``--config`` path, the settings, the application, a pool."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from worker.ops.app import App, connect_options
+from worker.ops.log import configure_logging
+from worker.ops.settings import Settings, load_settings
+from worker.store.database import configure
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from pathlib import Path
+
+    import asyncpg
+
+
+class _Invocation:
+    """The root command's options, set before any command runs."""
+
+    config: Path | None = None
+
+
+invocation = _Invocation()
+
+
+def settings() -> Settings:
+    """The settings of this invocation; configures logging and connections to match."""
+    loaded = load_settings(invocation.config)
+    configure_logging(loaded.worker.log_level, loaded.worker.log_format)
+    configure(connect_options(loaded))
+    return loaded
+
+
+def load_app() -> App:
+    """The configured application: settings, domain and DSN."""
+    return App.load(settings())
+
+
+def with_pool(
+    work: Callable[[App, asyncpg.Pool[Any]], Coroutine[Any, Any, Any]], **pool_options: Any
+) -> Any:
+    """Run ``work(app, pool)`` on a pool of the configured database, closed afterwards."""
+    app = load_app()
+
+    async def main() -> Any:
+        pool = await app.pool(**pool_options)
+        try:
+            return await work(app, pool)
+        finally:
+            await pool.close()
+
+    return anyio.run(main)

@@ -42,7 +42,8 @@ from worker.ops.log import configure_logging
 from worker.ops.settings import MessageDBSettings, load_settings
 from worker.read.model import physical, view_name
 from worker.store.database import connect, is_embedded, start_embedded, with_database
-from worker.store.installer import install, quote_identifier, set_notify_trigger
+from worker.store.installer import install, quote_identifier
+from worker.store.schema import set_notify_trigger
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

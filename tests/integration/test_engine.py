@@ -447,7 +447,7 @@ async def test_polling_alone_delivers_new_messages(
 ) -> None:
     """With no trigger and no LISTEN connection, an idle consumer still finds a new message at
     its next poll (every 0.2 s here), well within 2 s."""
-    from worker.store.installer import set_notify_trigger
+    from worker.store.schema import set_notify_trigger
 
     async with pool.acquire() as conn:
         await set_notify_trigger(conn, False)

@@ -16,7 +16,8 @@ from tests.conftest import ROOT
 from worker import InstallError
 from worker.ops.settings import MessageDBSettings
 from worker.store.database import with_database
-from worker.store.installer import install, locate_package
+from worker.store.installer import install
+from worker.store.package import locate_package
 
 if TYPE_CHECKING:
     from pathlib import Path

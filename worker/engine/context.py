@@ -11,6 +11,7 @@ import structlog
 from worker.model.event import BaseEvent
 from worker.read.model import ReadModel
 from worker.read.table import Table
+from worker.store import queries as store_queries
 from worker.store.message import NewMessage
 from worker.store.metadata import follow
 
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from worker.store.types import Connection
 
 M = TypeVar("M", bound=ReadModel)
-_EMITTED = "SELECT position FROM message_store.messages WHERE id = $1::uuid"
 _IDS = uuid.UUID("6f1f7e0e-3c55-4a57-9a43-3d1f4f2a9b10")
 
 
@@ -119,7 +119,7 @@ class Context:
         ident = str(uuid.uuid5(_IDS, f"{self.consumer}/{self.message.id}/{self._emitted}"))
         if self.exact:
             # Applied again after a reset: the message may exist from the first time.
-            existing: int | None = await self.conn.fetchval(_EMITTED, ident)
+            existing: int | None = await self.conn.fetchval(store_queries.POSITION_OF_ID, ident)
             if existing is not None:
                 return existing
         if isinstance(event, BaseEvent):

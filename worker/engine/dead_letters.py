@@ -17,51 +17,6 @@ if TYPE_CHECKING:
     from worker.store.message import Message
     from worker.store.types import Connection
 
-_LIST = """
-SELECT id, consumer, stream_name, position, global_position, type, error_type, error,
-       attempts, parked_at, blocked_by, replay_requested
-FROM worker.dead_letters
-WHERE ($1::text IS NULL OR consumer = $1) AND ($2::text IS NULL OR stream_name = $2)
-ORDER BY consumer, global_position
-LIMIT $3
-"""
-_SHOW = "SELECT * FROM worker.dead_letters WHERE id = $1"
-_REQUEST_REPLAY = """
-UPDATE worker.dead_letters SET replay_requested = true
-WHERE consumer = $1 AND stream_name = $2
-RETURNING id
-"""
-_DISCARD = """
-DELETE FROM worker.dead_letters
-WHERE ($1::bigint IS NOT NULL AND id = $1)
-   OR ($1::bigint IS NULL AND consumer = $2 AND stream_name = $3)
-RETURNING id
-"""
-# A failed replay stores its error on the message that failed and clears the request on
-# every message of the stream: the replay is not tried again until someone asks again.
-_FAILED_AGAIN = """
-WITH failed AS (
-    UPDATE worker.dead_letters
-    SET error_type = $2, error = $3, traceback = $4, attempts = attempts + $5,
-        replay_requested = false
-    WHERE id = $1
-    RETURNING consumer, stream_name
-)
-UPDATE worker.dead_letters AS d SET replay_requested = false
-FROM failed
-WHERE d.consumer = failed.consumer AND d.stream_name = failed.stream_name AND d.id <> $1
-"""
-# The first parked message of a stream (where a replay stopped) and whether a replay of the
-# stream is still requested.
-_REPLAY_STATE = """
-SELECT position, error_type, error, bool_or(replay_requested) OVER () AS requested
-FROM worker.dead_letters
-WHERE consumer = $1 AND stream_name = $2
-ORDER BY global_position
-LIMIT 1
-"""
-_COUNT = "SELECT consumer, count(*) FROM worker.dead_letters GROUP BY consumer"
-
 
 @dataclass(frozen=True)
 class Failure:
@@ -120,7 +75,7 @@ async def failed_again(
     """Record a failed replay on the parked message (it stays parked) and withdraw the
     stream's replay request."""
     error_type, text, tb = Failure(error, attempts, datetime.now()).summary()
-    await executor.execute(_FAILED_AGAIN, dead_letter_id, error_type, text, tb, attempts)
+    await executor.execute(q.FAILED_AGAIN, dead_letter_id, error_type, text, tb, attempts)
 
 
 def describe(error_type: str | None, error: str | None) -> str:
@@ -141,7 +96,7 @@ class ReplayState:
 async def replay_state(executor: Any, consumer: str, stream_name: str) -> ReplayState | None:
     """The stream's first parked message and whether a replay is requested; ``None`` when
     nothing of the stream is parked."""
-    row = await executor.fetchrow(_REPLAY_STATE, consumer, stream_name)
+    row = await executor.fetchrow(q.REPLAY_STATE, consumer, stream_name)
     if row is None:
         return None
     return ReplayState(row["position"], describe(row["error_type"], row["error"]), row["requested"])
@@ -151,19 +106,19 @@ async def list_parked(
     executor: Any, consumer: str | None = None, stream_name: str | None = None, limit: int = 1000
 ) -> list[dict[str, Any]]:
     """Parked messages, oldest first per consumer."""
-    rows = await executor.fetch(_LIST, consumer, stream_name, limit)
+    rows = await executor.fetch(q.LIST_PARKED, consumer, stream_name, limit)
     return [dict(row) for row in rows]
 
 
 async def show(executor: Any, dead_letter_id: int) -> dict[str, Any] | None:
     """Everything stored about one parked message."""
-    row = await executor.fetchrow(_SHOW, dead_letter_id)
+    row = await executor.fetchrow(q.SHOW_PARKED, dead_letter_id)
     return None if row is None else dict(row)
 
 
 async def request_replay(executor: Any, consumer: str, stream_name: str) -> int:
     """Ask the consumer's owner to replay a stream's parked messages; how many are marked."""
-    return len(await executor.fetch(_REQUEST_REPLAY, consumer, stream_name))
+    return len(await executor.fetch(q.REQUEST_REPLAY, consumer, stream_name))
 
 
 async def discard(
@@ -174,9 +129,9 @@ async def discard(
     stream_name: str | None = None,
 ) -> int:
     """Delete one parked message, or every parked message of a consumer's stream."""
-    return len(await executor.fetch(_DISCARD, dead_letter_id, consumer, stream_name))
+    return len(await executor.fetch(q.DISCARD_PARKED, dead_letter_id, consumer, stream_name))
 
 
 async def counts(executor: Any) -> dict[str, int]:
     """Parked messages per consumer."""
-    return {row[0]: row[1] for row in await executor.fetch(_COUNT)}
+    return {row[0]: row[1] for row in await executor.fetch(q.PARKED_COUNTS)}

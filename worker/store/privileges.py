@@ -7,9 +7,10 @@ needs the ``READ`` rights; running consumers, replaying, resetting and rebuildin
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, LiteralString
+from typing import TYPE_CHECKING
 
 from worker.errors import PrivilegeError
+from worker.store import queries as q
 from worker.store.read_schema import ROLES_HELP
 
 if TYPE_CHECKING:
@@ -51,33 +52,11 @@ WRITE: tuple[Right, ...] = (
     ("sequence", "worker.dead_letters_id_seq", "USAGE"),
 )
 
-# Objects that do not exist are left out (whether MessageDB and the worker schema are installed,
-# and current, is checked apart), and so are those of a schema the role may not use: naming an
-# object in it is an error, and the schema's USAGE is reported instead. A CASE keeps that order.
-_MISSING: LiteralString = """
-SELECT kind, name, privilege, current_user
-FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(kind, name, privilege, n)
-WHERE CASE
-    WHEN kind = 'schema' THEN
-        CASE WHEN to_regnamespace(name) IS NULL THEN false
-             ELSE NOT has_schema_privilege(name, privilege) END
-    WHEN to_regnamespace(split_part(name, '.', 1)) IS NULL THEN false
-    WHEN NOT has_schema_privilege(split_part(name, '.', 1), 'USAGE') THEN false
-    WHEN kind = 'function' THEN
-        CASE WHEN to_regprocedure(name) IS NULL THEN false
-             ELSE NOT has_function_privilege(name, privilege) END
-    WHEN to_regclass(name) IS NULL THEN false
-    WHEN kind = 'sequence' THEN NOT has_sequence_privilege(name, privilege)
-    ELSE NOT has_table_privilege(name, privilege)
-END
-ORDER BY n
-"""
-
 
 async def missing(conn: Connection, rights: tuple[Right, ...]) -> tuple[str, list[str]]:
     """(the role's name, the rights it lacks as ``"USAGE on schema worker"``), in order."""
     kinds, names, privileges = (list(column) for column in zip(*rights, strict=True))
-    rows = await conn.fetch(_MISSING, kinds, names, privileges)
+    rows = await conn.fetch(q.MISSING_RIGHTS, kinds, names, privileges)
     user = rows[0][3] if rows else ""
     return user, [f"{row[2]} on {row[0]} {row[1]}" for row in rows]
 

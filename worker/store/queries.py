@@ -47,6 +47,14 @@ ORDER BY position DESC
 LIMIT 1
 """
 
+# A message's data, metadata (decoded, whatever JSON they hold) and time, to show it.
+MESSAGE_BODY: LiteralString = """
+SELECT data, metadata, time FROM message_store.messages WHERE global_position = $1
+"""
+
+# A message's stream position by its id (an emitted message written before a reset).
+POSITION_OF_ID: LiteralString = "SELECT position FROM message_store.messages WHERE id = $1::uuid"
+
 STREAM_VERSION: LiteralString = "SELECT message_store.stream_version($1)"
 
 # The newest global position in a category (an index scan backwards, one row).
@@ -69,3 +77,109 @@ SELECT count(*), min(time AT TIME ZONE 'UTC')
 FROM message_store.messages
 WHERE message_store.category(stream_name) = $1 AND global_position > $2
 """
+
+# -- installing MessageDB and the worker schema -----------------------------------------------
+
+# Serialises installs and migrations of one database ("worker" in hex).
+INSTALL_LOCK: LiteralString = "SELECT pg_advisory_xact_lock($1)"
+INSTALL_LOCK_KEY = 0x776F726B6572
+
+# From the catalog, which any role may read (naming the function needs USAGE on its schema).
+MESSAGE_DB_PRESENT: LiteralString = """
+SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+               WHERE n.nspname = 'message_store' AND p.proname = 'message_store_version')
+"""
+
+MESSAGE_DB_VERSION: LiteralString = "SELECT message_store.message_store_version()"
+
+MIGRATIONS_TABLE: LiteralString = """
+CREATE SCHEMA IF NOT EXISTS worker;
+CREATE TABLE IF NOT EXISTS worker.migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+APPLIED_MIGRATIONS: LiteralString = "SELECT version FROM worker.migrations"
+
+RECORD_MIGRATION: LiteralString = "INSERT INTO worker.migrations (version, name) VALUES ($1, $2)"
+
+# 0 before the worker schema exists.
+SCHEMA_VERSION: LiteralString = """
+SELECT CASE WHEN to_regclass('worker.migrations') IS NULL THEN 0
+       ELSE (SELECT coalesce(max(version), 0) FROM worker.migrations) END
+"""
+
+TRIGGER_EXISTS: LiteralString = """
+SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'worker_notify'
+               AND tgrelid = 'message_store.messages'::regclass)
+"""
+
+CREATE_TRIGGER: LiteralString = """
+CREATE TRIGGER worker_notify AFTER INSERT ON message_store.messages
+FOR EACH ROW EXECUTE FUNCTION worker.notify_message()
+"""
+
+DROP_TRIGGER: LiteralString = "DROP TRIGGER IF EXISTS worker_notify ON message_store.messages"
+
+# Which of the rights listed ($1 kinds, $2 names, $3 privileges) the role lacks. Objects that do
+# not exist are left out (whether MessageDB and the worker schema are installed, and current, is
+# checked apart), and so are those of a schema the role may not use: naming an object in it is
+# an error, and the schema's USAGE is reported instead. A CASE keeps that order.
+MISSING_RIGHTS: LiteralString = """
+SELECT kind, name, privilege, current_user
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(kind, name, privilege, n)
+WHERE CASE
+    WHEN kind = 'schema' THEN
+        CASE WHEN to_regnamespace(name) IS NULL THEN false
+             ELSE NOT has_schema_privilege(name, privilege) END
+    WHEN to_regnamespace(split_part(name, '.', 1)) IS NULL THEN false
+    WHEN NOT has_schema_privilege(split_part(name, '.', 1), 'USAGE') THEN false
+    WHEN kind = 'function' THEN
+        CASE WHEN to_regprocedure(name) IS NULL THEN false
+             ELSE NOT has_function_privilege(name, privilege) END
+    WHEN to_regclass(name) IS NULL THEN false
+    WHEN kind = 'sequence' THEN NOT has_sequence_privilege(name, privilege)
+    ELSE NOT has_table_privilege(name, privilege)
+END
+ORDER BY n
+"""
+
+# -- the read-model schema ------------------------------------------------------------------
+
+SCHEMA_SHADOWS: LiteralString = """
+SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace($1) AND relname = ANY($2)
+UNION SELECT proname FROM pg_proc WHERE pronamespace = to_regnamespace($1) AND proname = ANY($2)
+UNION SELECT typname FROM pg_type WHERE typnamespace = to_regnamespace($1) AND typname = ANY($2)
+ORDER BY 1
+"""
+
+# Tables and views in MessageDB's schema that are not MessageDB's: read models of a version
+# that put them there (message_store came first on its search path).
+STRAY_TABLES: LiteralString = """
+SELECT relname FROM pg_class
+WHERE relnamespace = to_regnamespace('message_store') AND relkind IN ('r', 'v', 'm', 'p')
+  AND NOT relname = ANY($1)
+ORDER BY 1
+"""
+
+SCHEMA_PRIVILEGES: LiteralString = """
+SELECT to_regnamespace($1) IS NOT NULL,
+       has_database_privilege(current_database(), 'CREATE'),
+       CASE WHEN to_regnamespace($1) IS NULL THEN NULL
+            ELSE has_schema_privilege(to_regnamespace($1), 'USAGE') END,
+       CASE WHEN to_regnamespace($1) IS NULL THEN NULL
+            ELSE has_schema_privilege(to_regnamespace($1), 'CREATE') END,
+       current_user, current_database()
+"""
+
+
+def create_database(quoted_name: str) -> str:
+    """``CREATE DATABASE`` (the name already checked and quoted)."""
+    return f"CREATE DATABASE {quoted_name}"
+
+
+def create_schema(quoted_name: str) -> str:
+    """``CREATE SCHEMA IF NOT EXISTS`` (the name already checked and quoted)."""
+    return f"CREATE SCHEMA IF NOT EXISTS {quoted_name}"

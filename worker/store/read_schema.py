@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from worker.errors import PrivilegeError, WorkerError
+from worker.store import queries as q
 
 if TYPE_CHECKING:
     from worker.store.types import Connection
@@ -55,30 +56,6 @@ MESSAGE_DB_NAMES = frozenset(
 _NOT_FOR_READ_MODELS = frozenset({"message_store", "worker", "information_schema"})
 _PLAIN = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
-_SHADOWS = """
-SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace($1) AND relname = ANY($2)
-UNION SELECT proname FROM pg_proc WHERE pronamespace = to_regnamespace($1) AND proname = ANY($2)
-UNION SELECT typname FROM pg_type WHERE typnamespace = to_regnamespace($1) AND typname = ANY($2)
-ORDER BY 1
-"""
-# Tables and views in MessageDB's schema that are not MessageDB's: read models of a version
-# that put them there (message_store came first on its search path).
-_STRAYS = """
-SELECT relname FROM pg_class
-WHERE relnamespace = to_regnamespace('message_store') AND relkind IN ('r', 'v', 'm', 'p')
-  AND NOT relname = ANY($1)
-ORDER BY 1
-"""
-_PRIVILEGES = """
-SELECT to_regnamespace($1) IS NOT NULL,
-       has_database_privilege(current_database(), 'CREATE'),
-       CASE WHEN to_regnamespace($1) IS NULL THEN NULL
-            ELSE has_schema_privilege(to_regnamespace($1), 'USAGE') END,
-       CASE WHEN to_regnamespace($1) IS NULL THEN NULL
-            ELSE has_schema_privilege(to_regnamespace($1), 'CREATE') END,
-       current_user, current_database()
-"""
-
 
 def check_schema_name(name: str) -> str:
     """``name`` if it can hold read models (a plain lower-case identifier, none of the
@@ -106,7 +83,7 @@ def is_reserved(table: str) -> bool:
 async def ensure(conn: Connection, schema: str) -> None:
     """Create the read-model schema if it is missing; a clear error when the role may not, or
     may not create tables in it."""
-    row = await conn.fetchrow(_PRIVILEGES, schema)
+    row = await conn.fetchrow(q.SCHEMA_PRIVILEGES, schema)
     assert row is not None  # a SELECT without FROM returns one row
     exists, create_in_db, usage, create, user, database = row
     if not exists:
@@ -117,7 +94,7 @@ async def ensure(conn: Connection, schema: str) -> None:
                 f"({ROLES_HELP})"
             )
         try:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{check_schema_name(schema)}"')
+            await conn.execute(q.create_schema(f'"{check_schema_name(schema)}"'))
         except asyncpg.PostgresError as error:
             raise WorkerError(f'cannot create the read-model schema "{schema}": {error}') from error
     else:
@@ -135,7 +112,7 @@ async def check_no_strays(conn: Connection, schema: str) -> None:
     """Refuse to run while MessageDB's schema holds tables that are not MessageDB's: earlier
     versions put the tables a projector's ``setup`` created there, and running on would start
     those read models afresh in the read-model schema, without their rows."""
-    strays = [row[0] for row in await conn.fetch(_STRAYS, sorted(MESSAGE_DB_NAMES))]
+    strays = [row[0] for row in await conn.fetch(q.STRAY_TABLES, sorted(MESSAGE_DB_NAMES))]
     if strays:
         first = strays[0]
         raise WorkerError(
@@ -149,7 +126,7 @@ async def check_no_strays(conn: Connection, schema: str) -> None:
 async def check_unshadowed(conn: Connection, schema: str) -> None:
     """Refuse to run when the read-model schema holds an object named like one of MessageDB's:
     MessageDB's functions would use it in place of their own."""
-    names = [row[0] for row in await conn.fetch(_SHADOWS, schema, sorted(MESSAGE_DB_NAMES))]
+    names = [row[0] for row in await conn.fetch(q.SCHEMA_SHADOWS, schema, sorted(MESSAGE_DB_NAMES))]
     if names:
         listed = ", ".join(f'"{schema}".{name}' for name in names)
         raise WorkerError(

@@ -12,6 +12,7 @@ from worker.engine import dead_letters
 from worker.engine.factory import build_consumer
 from worker.errors import ReplayFailedError, WorkerError
 from worker.ops.cli import common, output
+from worker.store import queries as store_queries
 
 if TYPE_CHECKING:
     import asyncpg
@@ -100,11 +101,7 @@ def dlq_show(
     async def work(_app: App, pool: asyncpg.Pool[Any]) -> dict[str, Any] | None:
         row = await dead_letters.show(pool, dead_letter_id)
         if row is not None:
-            message = await pool.fetchrow(
-                "SELECT data, metadata, time FROM message_store.messages "
-                "WHERE global_position = $1",
-                row["global_position"],
-            )
+            message = await pool.fetchrow(store_queries.MESSAGE_BODY, row["global_position"])
             row["message"] = None if message is None else dict(message)
         return row
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -16,6 +18,13 @@ UNITS = (DEPLOY / "worker.service", DEPLOY / "worker-migrate.service")
 
 # node_exporter's port: the worker's HTTP port must not be it.
 NODE_EXPORTER_PORT = 9100
+
+
+def unavailable(reason: str) -> None:
+    """Skip a check whose tool is missing, or fail it where WORKER_DEPLOY_CHECKS=required (CI)."""
+    if os.environ.get("WORKER_DEPLOY_CHECKS") == "required":
+        pytest.fail(f"{reason} (WORKER_DEPLOY_CHECKS=required)")
+    pytest.skip(reason)
 
 
 def manifest() -> list[dict[str, Any]]:

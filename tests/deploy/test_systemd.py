@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.deploy._files import NODE_EXPORTER_PORT, UNITS, environment, resource, unit
+from tests.deploy._files import NODE_EXPORTER_PORT, UNITS, environment, resource, unavailable, unit
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -88,7 +88,8 @@ def test_stop_timeout_exceeds_the_shutdown_deadline_and_port() -> None:
 def _analyze() -> str:
     found = shutil.which("systemd-analyze")
     if found is None:
-        pytest.skip("systemd-analyze is not installed")
+        unavailable("systemd-analyze is not installed")
+    assert found is not None
     return found
 
 

@@ -176,3 +176,11 @@ check "book_catalog rows" "SELECT count(*) FROM book_catalog" "$books"
 check "read-model relations not owned by the runtime role" "SELECT count(*) FROM pg_class c
      JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v') AND c.relowner <> '$ROLE'::regrole" 0
+
+# Kubernetes runs the image with a read-only root filesystem and an empty /tmp: whatever the
+# commands above wrote as the image's user must be in /tmp.
+mnt=$(bah mount "$ctr")
+written=$(find "$mnt" -xdev -uid "$user" ! -path "$mnt/tmp" ! -path "$mnt/tmp/*" | sed "s#^$mnt##")
+bah umount "$ctr" >/dev/null
+[ -z "$written" ] || fail "the worker wrote outside /tmp: $written"
+say "  files written outside /tmp: none"

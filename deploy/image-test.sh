@@ -10,16 +10,10 @@
 # applies (IMAGE, WORKER_IMAGE_CACHE, WORKER_EVENT_STORE__DATABASE_URI).
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CACHE=${WORKER_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/worker/image}
-VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/pyproject.toml" | head -n 1)
-IMAGE=${IMAGE:-projection-worker:$VERSION}
+# shellcheck source=deploy/image-common.sh
+. "$(dirname "$0")/image-common.sh"
 ADMIN_DSN=${WORKER_EVENT_STORE__DATABASE_URI:-postgresql://postgres@127.0.0.1:5432/postgres}
 
-export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
-bah() {
-    buildah --root "$CACHE/storage" --runroot "${XDG_RUNTIME_DIR:-/run}/worker-buildah" "$@"
-}
 say() { printf 'image-test: %s\n' "$*" >&2; }
 fail() {
     printf 'image-test: FAILED: %s\n' "$*" >&2

@@ -33,20 +33,13 @@
 #                       database and role on it and drops them afterwards.
 set -euo pipefail
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-CACHE=${WORKER_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/worker/image}
-VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/pyproject.toml" | head -n 1)
-IMAGE=${IMAGE:-projection-worker:$VERSION}
+# shellcheck source=deploy/image-common.sh
+. "$(dirname "$0")/image-common.sh"
 
 # The local base: what goes into it, and the name it is kept under.
 SUITE=bookworm
 INCLUDE=python3,python3-venv
 BASE_RECIPE=2 # raise when the way the base is made or trimmed changes
-
-export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
-bah() {
-    buildah --root "$CACHE/storage" --runroot "${XDG_RUNTIME_DIR:-/run}/worker-buildah" "$@"
-}
 
 say() { printf 'image: %s\n' "$*" >&2; }
 die() {

@@ -51,6 +51,6 @@ def test_the_runtime_stage_runs_worker_as_a_non_root_user_without_npm_or_compile
 
 
 def test_the_scripts_parse() -> None:
-    for script in ("image.sh", "image-test.sh"):
+    for script in ("image.sh", "image-test.sh", "image-common.sh"):
         subprocess.run(["bash", "-n", str(DEPLOY / script)], check=True)
     assert CONTAINERFILE.with_name("Containerfile.dockerignore").is_file()

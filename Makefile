@@ -1,11 +1,13 @@
 # The two commands of the README: `make demo` and `make test`. Both set up what they need first
 # (a virtualenv in .venv with this package and its dev tools) and are safe to run again.
+# `make image` builds the container image with buildah (no daemon, no registry); `make image-test`
+# builds it and runs the worker inside it against PostgreSQL (deploy/image.sh says how).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench setup clean
+.PHONY: demo test lint bench setup clean image image-test image-clean
 
 setup: $(STAMP)
 
@@ -29,6 +31,15 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine
+
+image:
+	deploy/image.sh build
+
+image-test:
+	deploy/image.sh test
+
+image-clean:
+	deploy/image.sh clean
 
 clean:
 	rm -rf $(VENV) .worker .pytest_cache .mypy_cache .ruff_cache

@@ -27,6 +27,7 @@ from worker.engine.state import ConsumerState
 from worker.engine.subscriber import Slot
 from worker.errors import ConsumerStoppedError, LeaseLostError, PositionMovedError
 from worker.read import generations
+from worker.store import backoff
 
 if TYPE_CHECKING:
     import asyncpg
@@ -199,7 +200,7 @@ class Consumer:
 
     async def _consume(self, stop: anyio.Event, until_caught_up: bool) -> None:
         await self._start()
-        idle = self.options.poll_min
+        quiet = 0  # polls in a row that found nothing new
         ahead: list[Message] | None = None
         while not stop.is_set():
             self.batches.check_lease()
@@ -208,7 +209,7 @@ class Consumer:
             batch = ahead if ahead is not None else await self._read(self.position)
             ahead = None
             if batch:
-                idle = self.options.poll_min
+                quiet = 0
                 self.head = None
                 if len(batch) == self.options.batch_size:
                     ahead = await self.batches.process_reading_ahead(batch, self._read)
@@ -217,12 +218,13 @@ class Consumer:
             await self._caught_up()
             if until_caught_up:
                 return
+            idle = backoff.delay(quiet + 1, self.options.poll_min, self.options.poll_max)
             if await self._waker.wait(self.category, seconds=idle, since=mark):
-                idle = self.options.poll_min
+                quiet = 0
                 if self._waker.recheck_requested(self.name):
                     await self._recheck()
             else:
-                idle = min(idle * 2, self.options.poll_max)
+                quiet += 1
             self.state = ConsumerState.AHEAD if self.head is not None else ConsumerState.RUNNING
 
     async def _start(self) -> None:

@@ -1,4 +1,5 @@
-"""Parked messages (``worker.dead_letters``): parking, listing, replay requests, discarding.
+"""Parked messages (the ``worker.dead_letters`` table): parking, listing, replay requests,
+discarding.
 
 Parking is sequenced per stream: the first failed message carries the error, and the stream's
 later messages are parked behind it until it is replayed or discarded.

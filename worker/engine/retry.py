@@ -9,6 +9,7 @@ from typing import Literal
 import asyncpg
 
 from worker.errors import DatabaseUnavailableError, MalformedMessageError
+from worker.store import backoff
 
 FailureAction = Literal["park", "stop"]
 
@@ -115,8 +116,8 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Delay before attempt ``attempt + 1`` (``attempt`` counts from 1)."""
-        delay: float = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
-        return delay * (1 + self.jitter * (2 * self.rng.random() - 1))
+        wait = backoff.delay(attempt, self.base_delay, self.max_delay)
+        return wait * (1 + self.jitter * (2 * self.rng.random() - 1))
 
     def decide(self, error: BaseException, attempt: int) -> Decision:
         """The decision after ``attempt`` failed attempts ended with ``error``."""

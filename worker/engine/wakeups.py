@@ -13,6 +13,7 @@ import anyio
 import structlog
 
 from worker.engine.retry import is_transient
+from worker.store import backoff
 from worker.store.database import connect
 
 if TYPE_CHECKING:
@@ -105,21 +106,22 @@ class Listener:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Listen until cancelled, reconnecting whenever the connection is lost."""
         started = False
-        delay = 0.1
+        failures = 0
         while True:
             try:
                 conn = await connect(self._dsn)
             except Exception as error:
                 if not is_transient(error):
                     raise
+                failures += 1
+                delay = backoff.delay(failures, 0.1, self._retry_max)
                 log.warning("listen connection failed; retrying", error=str(error), delay=delay)
                 if not started:
                     task_status.started()
                     started = True
                 await anyio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
                 continue
-            delay = 0.1
+            failures = 0
             try:
                 await conn.add_listener(CHANNEL, self._on_notify)
                 await conn.add_listener(CONTROL_CHANNEL, self._on_notify)

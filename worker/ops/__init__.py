@@ -1,1 +1,7 @@
-"""TODO"""
+"""Operations: settings (``domain.toml`` + environment), loading the application, logging,
+probes and metrics, ``worker status``, ``worker.Runner`` (the engine's runner with probes and
+systemd notifications) and the command line (``cli``).
+
+May import: every layer and ``worker.domain``. Nothing imports it but ``worker`` (the public
+API) and ``worker.__main__``.
+"""

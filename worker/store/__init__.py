@@ -1,1 +1,8 @@
-"""TODO"""
+"""The store layer: MessageDB and PostgreSQL, and nothing else.
+
+Messages and stream names, Eventide's metadata keys, the ``MessageStore`` client, connections
+(DSN, pools, the embedded server), MessageDB's package and install, the worker schema's
+migrations, and MessageDB's named queries (``queries``).
+
+May import: ``worker.errors`` only. Knows nothing of aggregates, read models or consumers.
+"""

@@ -21,6 +21,7 @@ import orjson
 import structlog
 
 from worker.errors import ConfigurationError, DatabaseMissingError, DatabaseUnavailableError
+from worker.store import backoff
 from worker.store.read_schema import search_path
 
 if TYPE_CHECKING:
@@ -248,7 +249,6 @@ async def _connecting(dsn: str, within: float, attempt: Callable[[float], Awaita
     """Run ``attempt(seconds left)``; retry while the server is starting up (or shutting down
     or recovering: SQLSTATE 57P03), with backoff, until ``within`` seconds have passed."""
     deadline = anyio.current_time() + within
-    delay = 0.05
     attempts = 0
     while True:
         attempts += 1
@@ -263,8 +263,7 @@ async def _connecting(dsn: str, within: float, attempt: Callable[[float], Awaita
                     "raise [event_store] connect_timeout"
                 ) from error
             log.debug("server not accepting connections yet; retrying", error=str(error))
-            await anyio.sleep(min(delay, left))
-            delay = min(delay * 2, 1.0)
+            await anyio.sleep(min(backoff.delay(attempts, 0.05, 1.0), left))
         except Exception as error:
             failure = _failed(dsn, error)
             if failure is error:

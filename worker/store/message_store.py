@@ -17,11 +17,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from datetime import datetime
     from types import TracebackType
-    from typing import Self, TypeAlias
+    from typing import Self
 
-    from worker.store.types import Connection
-
-    Executor: TypeAlias = asyncpg.Connection[Any] | asyncpg.Pool[Any]
+    from worker.store.types import Connection, Executor
 
 _WRONG_VERSION = re.compile(
     r"Wrong expected version: (-?\d+) \(Stream: (.*), Stream Version: (-?\d+)\)"

@@ -1,5 +1,6 @@
-"""MessageDB's named queries: every statement the message store client runs; values are always
-parameters."""
+"""The store layer's named SQL: MessageDB's queries (every statement the message store client
+runs), installing MessageDB and the worker schema, roles' rights and the read-model schema.
+Values are always parameters; the few identifiers go through named builders below."""
 
 from __future__ import annotations
 

@@ -89,7 +89,6 @@ class Consumer:
         self.lease = Lease(dsn, self.name, ttl=options.lease_ttl)
         self.instance = subscriber.cls()
         self.state = ConsumerState.STARTING
-        self._token = False
         self._log = log.bind(consumer=self.name)
         self.batches = Batches(
             self.name,
@@ -139,16 +138,13 @@ class Consumer:
         until_caught_up: bool = False,
         limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
-        """Hold the lease and consume until ``stop`` (or caught up, or the consumer stops).
-
-        ``limiter`` caps how many slots of a consumer group this process holds at once: a slot
-        only tries its lease while it can take a token, and gives the token back with the lease.
-        """
+        """Hold the lease and consume until ``stop`` (or caught up, or the consumer stops);
+        ``limiter`` caps the consumer-group slots this process holds (see ``Lease.acquire``)."""
         failures = 0
         while not stop.is_set():
             self.state = ConsumerState.WAITING
             try:
-                if not await self._acquire(stop, limiter):
+                if not await self.lease.acquire(stop, limiter):
                     break
                 failures = 0
                 await self.lease.hold(partial(self._consume, stop, until_caught_up))
@@ -174,29 +170,8 @@ class Consumer:
                     await stop.wait()
             finally:
                 await self.lease.release()
-                if limiter is not None and self._token:
-                    self._token = False
-                    limiter.release()
         if self.state != ConsumerState.STOPPED:
             self.state = ConsumerState.DONE
-
-    async def _acquire(self, stop: anyio.Event, limiter: anyio.CapacityLimiter | None) -> bool:
-        """Take the lease (within the limiter's share, if any); False once stopped."""
-        if limiter is None:
-            return await self.lease.acquire(stop)
-        waited = False
-        while not stop.is_set():
-            await limiter.acquire()
-            if await self.lease.try_acquire(keep_connection=True):
-                self._token = True
-                return True
-            limiter.release()
-            if not waited:
-                self._log.info("waiting for consumer held by another process")
-                waited = True
-            with anyio.move_on_after(self.lease.retry_interval):
-                await stop.wait()
-        return False
 
     async def _consume(self, stop: anyio.Event, until_caught_up: bool) -> None:
         await self._start()

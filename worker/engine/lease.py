@@ -72,6 +72,7 @@ class Lease:
         self.lost: str | None = None  # why the lease was lost, once it was
         self._acquired = False
         self._valid_until = 0.0
+        self._limiter: anyio.CapacityLimiter | None = None  # the group token held with it
 
     @property
     def held(self) -> bool:
@@ -131,18 +132,30 @@ class Lease:
         """How long after sending a successful renewal the holder may go on acting."""
         return self.ttl * 2 / 3
 
-    async def acquire(self, stop: anyio.Event | None = None) -> bool:
-        """Wait until the lease is ours (True) or ``stop`` is set (False)."""
+    async def acquire(
+        self, stop: anyio.Event | None = None, limiter: anyio.CapacityLimiter | None = None
+    ) -> bool:
+        """Wait until the lease is ours (True) or ``stop`` is set (False).
+
+        ``limiter`` caps how many leases of a consumer group this process holds at once: the
+        lease is only tried while a token can be taken, and the token goes back with the lease.
+        """
         waited = False
         while stop is None or not stop.is_set():
+            if limiter is not None:
+                await limiter.acquire()
             try:
                 if await self.try_acquire(keep_connection=True):
+                    self._limiter = limiter
                     return True
             except Exception as error:
                 if not is_transient(error):
                     raise
                 self._drop_connection()
                 log.warning("lease check failed", consumer=self.consumer, error=str(error))
+            finally:
+                if limiter is not None and self._limiter is None:
+                    limiter.release()
             if not waited and self.holder is not None:
                 log.info(
                     "waiting for consumer held by another process",
@@ -225,7 +238,10 @@ class Lease:
         await conn.execute(q.REPORT_STATE, self.consumer, state)
 
     async def release(self) -> None:
-        """Give the lease up (if still ours) and close its connection."""
+        """Give the lease up (if still ours), and its limiter token, and close its connection."""
+        limiter, self._limiter = self._limiter, None
+        if limiter is not None:
+            limiter.release()
         acquired, self._acquired = self._acquired, False
         conn, self._conn = self._conn, None
         if conn is None or conn.is_closed():

@@ -119,6 +119,27 @@ def database_dsn(server_dsn: str, template_dsn: str) -> Iterator[str]:
     anyio.run(_admin, server_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+async def admin(dsn: str, *statements: str) -> None:
+    """Run ``statements`` on ``dsn`` as the test server's superuser."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def role(database_dsn: str) -> Iterator[str]:
+    """A role that may log in and holds no rights; dropped (with its grants) afterwards."""
+    name = f"wt_role_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    anyio.run(admin, database_dsn, f"CREATE ROLE {name} LOGIN")
+    try:
+        yield name
+    finally:
+        anyio.run(admin, database_dsn, f"DROP OWNED BY {name}", f"DROP ROLE {name}")
+
+
 @pytest.fixture
 async def pool(database_dsn: str) -> AsyncIterator[asyncpg.Pool[Any]]:
     pool = await create_pool(database_dsn, min_size=1, max_size=10)

@@ -6,13 +6,15 @@ import os
 import subprocess
 import sys
 import uuid
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import asyncpg
 import pytest
 
-from tests.conftest import ROOT
+from tests.cli import as_user
+from tests.conftest import ROOT, admin
 from worker import InstallError
 from worker.ops.settings import MessageDBSettings
 from worker.store.database import with_database
@@ -125,3 +127,102 @@ def test_cli_install_twice_against_named_server(server_dsn: str, template_dsn: s
             await conn.close()
 
         anyio.run(drop)
+
+
+async def _databases(server_dsn: str, name: str) -> int:
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        found: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname = $1", name
+        )
+        return found
+    finally:
+        await conn.close()
+
+
+def test_install_looks_for_the_package_before_creating_the_database(
+    server_dsn: str, template_dsn: str, tmp_path: Path
+) -> None:
+    """Without npm and without a package path, `worker db install` says so in one line and
+    creates no database."""
+    name = f"wn_{uuid.uuid4().hex[:12]}"
+    result = run_cli(
+        "db",
+        "install",
+        WORKER_EVENT_STORE__DATABASE_URI=with_database(server_dsn, name),
+        WORKER_MESSAGE_DB__CACHE_DIR=str(tmp_path / "cache"),
+        PATH=str(tmp_path),
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "npm is not installed" in lines[0], result.stderr
+    assert anyio.run(_databases, server_dsn, name) == 0
+
+
+def test_install_without_the_rights_changes_nothing(
+    server_dsn: str, template_dsn: str, database_dsn: str, role: str
+) -> None:
+    """A role that may not create the database, or may not create schemas in an empty one, is
+    told in one line what it lacks, before anything is created."""
+    missing = f"wn_{uuid.uuid4().hex[:12]}"
+    result = run_cli(
+        "db",
+        "install",
+        WORKER_EVENT_STORE__DATABASE_URI=as_user(with_database(server_dsn, missing), role),
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f'role "{role}" cannot run `worker db install` here: it lacks CREATEDB' in lines[0]
+    assert anyio.run(_databases, server_dsn, missing) == 0
+
+    empty = f"wn_{uuid.uuid4().hex[:12]}"
+    anyio.run(admin, server_dsn, f"CREATE DATABASE {empty}")
+    try:
+        result = run_cli(
+            "db",
+            "install",
+            WORKER_EVENT_STORE__DATABASE_URI=as_user(with_database(server_dsn, empty), role),
+        )
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert f'lacks CREATE on database "{empty}" (to install MessageDB)' in lines[0]
+
+        async def schemas() -> list[str]:
+            conn = await asyncpg.connect(with_database(server_dsn, empty))
+            try:
+                rows = await conn.fetch(
+                    "SELECT nspname FROM pg_namespace WHERE nspname IN ('message_store', 'worker')"
+                )
+                return [row[0] for row in rows]
+            finally:
+                await conn.close()
+
+        assert anyio.run(schemas) == []
+    finally:
+        anyio.run(admin, server_dsn, f"DROP DATABASE IF EXISTS {empty} WITH (FORCE)")
+
+
+def test_no_server_and_no_room_for_the_embedded_one_is_one_line(tmp_path: Path) -> None:
+    """With no server configured and a data folder the embedded PostgreSQL cannot make (a
+    read-only container, here a path through a file), a command fails with one line saying to
+    configure a server."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_cli(
+        "status",
+        WORKER_EVENT_STORE__DATABASE_URI="embedded",
+        WORKER_EVENT_STORE__EMBEDDED_DATA_DIR=str(blocker / "postgres"),
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "no PostgreSQL server is configured" in lines[0]
+    assert "Set WORKER_EVENT_STORE__DATABASE_URI" in lines[0]
+
+
+def test_version_prints_the_installed_version() -> None:
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"worker {version('worker')}\n"

@@ -3,7 +3,6 @@ and never the password of the DSN."""
 
 from __future__ import annotations
 
-import os
 import struct
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from tests.cli import EXAMPLE_APP, as_user, worker
 from worker.store.database import with_database
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
 
     from anyio.abc import SocketStream
 
@@ -128,26 +127,6 @@ async def test_unknown_role_is_one_line_without_the_password(database_dsn: str) 
 # -- a role without the rights the worker needs ------------------------------------------------
 
 
-@pytest.fixture
-def role(database_dsn: str) -> Iterator[str]:
-    """A role that may log in and holds no rights; dropped (with its grants) afterwards."""
-    name = f"wt_role_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-
-    async def admin(*statements: str) -> None:
-        conn = await asyncpg.connect(database_dsn)
-        try:
-            for statement in statements:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    anyio.run(admin, f"CREATE ROLE {name} LOGIN")
-    try:
-        yield name
-    finally:
-        anyio.run(admin, f"DROP OWNED BY {name}", f"DROP ROLE {name}")
-
-
 async def test_role_without_rights_is_told_the_missing_right(database_dsn: str, role: str) -> None:
     """A role with no rights on MessageDB's schema gets one line naming the right it lacks and
     the README section on roles."""
@@ -159,57 +138,58 @@ async def test_role_without_rights_is_told_the_missing_right(database_dsn: str, 
     )
 
 
-async def test_role_with_the_readme_rights_but_create_is_told_so_then_runs(
+async def test_a_runtime_role_is_told_to_install_first_then_runs(
     database_dsn: str, role: str
 ) -> None:
-    """With every right "Database roles" lists except CREATE where read models go, `worker run`
-    names that one; once it is granted, the role runs the worker to the end."""
+    """A runtime role (`worker db grant`) creates nothing: while the projector's setup has not
+    run in the database, `worker run` says to run `worker db install` with the owner role;
+    once the owner has, the runtime role runs the worker to the end on the owner's tables."""
+    granted = await worker(database_dsn, "db", "grant", role)
+    assert granted.code == 0, granted
+    dsn = as_user(database_dsn, role, PASSWORD)
+    result = await worker(dsn, "run", "--until-caught-up")
+    one_line(
+        result,
+        "projector 'balances' has a setup(conn) that has not run in this database",
+        f'role "{role}" may not create tables in schema "public"',
+        "run `worker db install` with the owner role",
+    )
+
+    installed = await worker(database_dsn, "db", "install")
+    assert installed.code == 0, installed
+    assert f"runtime roles granted again: {role}" in installed.stdout, installed
+    result = await worker(dsn, "run", "--until-caught-up")
+    assert result.code == 0, result
     conn = await asyncpg.connect(database_dsn)
     try:
-        await conn.execute(
-            f"GRANT message_store TO {role};"
-            f"GRANT USAGE ON SCHEMA worker TO {role};"
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA worker TO {role};"
-            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA worker TO {role}"
-        )
-        dsn = as_user(database_dsn, role, PASSWORD)
-        result = await worker(dsn, "run", "--until-caught-up")
-        one_line(result, f'role "{role}" lacks CREATE on schema "public"', "Database roles")
-
-        await conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
-        result = await worker(dsn, "run", "--until-caught-up")
-        assert result.code == 0, result
         owner = await conn.fetchval(
             "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' "
             "AND tablename = 'balances'"
         )
-        assert owner == role
     finally:
         await conn.close()
+    assert owner == "postgres"
 
 
-async def test_a_right_missing_later_on_is_one_line_too(database_dsn: str, role: str) -> None:
-    """A right the start-up check does not cover (TRUNCATE on a read-model table that another
-    role created, for `rebuild --in-place`) still ends in one line pointing at the README."""
-    first = await worker(
-        database_dsn, "run", "--until-caught-up", "--only", "order_summary", config=EXAMPLE_APP
-    )
-    assert first.code == 0, first
-    conn = await asyncpg.connect(database_dsn)
-    try:
-        await conn.execute(
-            f"GRANT message_store TO {role};"
-            f"GRANT USAGE ON SCHEMA worker TO {role};"
-            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA worker TO {role};"
-            f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA worker TO {role};"
-            f"GRANT USAGE, CREATE ON SCHEMA public TO {role}"
-        )
-    finally:
-        await conn.close()
+async def test_a_rebuild_by_the_runtime_role_is_one_line_naming_the_owner_role(
+    database_dsn: str, role: str
+) -> None:
+    """A rebuild creates, replaces and drops tables (or empties them, in place): the runtime
+    role is told in one line that it needs the owner role, and nothing changes."""
+    for args in (("db", "install"), ("db", "grant", role)):
+        done = await worker(database_dsn, *args, config=EXAMPLE_APP)
+        assert done.code == 0, done
     dsn = as_user(database_dsn, role, PASSWORD)
-    result = await worker(dsn, "rebuild", "order_summary", "--in-place", config=EXAMPLE_APP)
+    blue_green = await worker(dsn, "rebuild", "order_summary", config=EXAMPLE_APP)
     one_line(
-        result,
-        "the database role lacks a right: permission denied for table order_summary__g1",
+        blue_green,
+        "`worker rebuild order_summary` needs the owner role",
+        f'role "{role}" lacks CREATE on schema public',
         '"Database roles" in the README',
+    )
+    in_place = await worker(dsn, "rebuild", "order_summary", "--in-place", config=EXAMPLE_APP)
+    one_line(
+        in_place,
+        "`worker rebuild order_summary --in-place` needs the owner role",
+        'lacks TRUNCATE on "order_summary__g1"',
     )

@@ -39,6 +39,13 @@ SET position = EXCLUDED.position, high_water = greatest(p.high_water, EXCLUDED.p
 # concurrent CREATE TABLE IF NOT EXISTS of one table fails with a unique violation on pg_type.
 SETUP_LOCK: LiteralString = "SELECT pg_advisory_xact_lock(22355, hashtext($1))"
 
+# A subscriber's own setup(conn) has run in this database (see worker.engine.setup).
+RECORD_SETUP: LiteralString = """
+INSERT INTO worker.setups (subscriber) VALUES ($1)
+ON CONFLICT (subscriber) DO UPDATE SET done_at = now(), done_by = current_user
+"""
+SETUP_DONE: LiteralString = "SELECT EXISTS (SELECT 1 FROM worker.setups WHERE subscriber = $1)"
+
 # -- leases: time-bound, fenced by the epoch; every time is the server's ----------------------
 
 # A standby waits this long for a lease row a commit in flight holds, then tries again later.

@@ -20,9 +20,9 @@ import structlog
 from worker.engine import queries as q
 from worker.engine.factory import build_consumer
 from worker.engine.state import ConsumerState
-from worker.errors import WorkerError
+from worker.errors import PrivilegeError, WorkerError
 from worker.read import generations
-from worker.store import read_schema
+from worker.store import privileges, read_schema
 from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ async def rebuild(
 
     async with pool.acquire() as conn:
         await read_schema.ensure(conn, settings.read_model_schema)
+        await check_rights(conn, subscriber, in_place=in_place)
         if in_place:
             running = await holders(conn, subscriber)
             await empty_for_refill(conn, subscriber)
@@ -133,14 +134,31 @@ def _builders(subscriber: Subscriber, generation: int) -> list[tuple[str, str]]:
     return [(slot.name, str(slot.consumer.building(generation))) for slot in subscriber.slots()]
 
 
+async def check_rights(conn: Connection, subscriber: Subscriber, *, in_place: bool) -> None:
+    """One ``PrivilegeError`` when this role may not rebuild the projection: a rebuild creates,
+    replaces and drops tables (or empties them), which is the owner role's work."""
+    user, lacking = await generations.rebuild_rights_missing(
+        conn, subscriber.projection, in_place=in_place
+    )
+    if lacking:
+        command = f"worker rebuild {subscriber.name}" + (" --in-place" if in_place else "")
+        raise PrivilegeError(
+            f"`{command}` needs the owner role (the one that ran `worker db install`): role "
+            f'"{user}" lacks {", ".join(lacking[:2])} ({read_schema.ROLES_HELP})'
+        )
+
+
 async def start_build(conn: Connection, subscriber: Subscriber) -> int:
     """The generation to build: the one an interrupted rebuild left (its consumers resume from
-    their positions), or the next one (its consumers start from 0)."""
+    their positions), or the next one (its consumers start from 0). The runtime roles that
+    ``worker db grant`` recorded may write its tables, so a running worker carries on with them
+    after the switch."""
     async with conn.transaction():
         target, fresh = await generations.begin_build(conn, subscriber.projection)
         if fresh:
             for _, builder in _builders(subscriber, target):
                 await conn.execute(q.FORGET_POSITION, builder)
+        await privileges.grant_tables(conn, generations.tables(subscriber.projection, target))
     return target
 
 
@@ -162,6 +180,7 @@ async def switch(conn: Connection, subscriber: Subscriber, target: int) -> int:
             await conn.execute(q.FORGET_POSITION, builder)
             await conn.execute(q.FORGET_LEASE, builder)
         await generations.go_live(conn, projection, target)
+        await privileges.grant_tables(conn, generations.views(projection))  # a view made anew
     await generations.drop(conn, projection, generation)
     log.info("projection switched", projection=subscriber.name, generation=target, old=generation)
     return generation

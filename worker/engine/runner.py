@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from worker.engine import queries as q
+from worker.engine import setup
 from worker.engine.factory import build_consumer
 from worker.engine.rebuild import rebuild
 from worker.engine.state import ConsumerState
 from worker.engine.wakeups import Listener, Waker
 from worker.read import generations
-from worker.store import read_schema
 from worker.store.database import create_pool
 from worker.store.installer import check_installed
 from worker.store.message_store import MessageStore
@@ -81,6 +80,7 @@ class Runner:
         self.result = RunResult()
         self._consumers_scope = anyio.CancelScope()
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
+        self._no_auto_rebuild: set[str] = set()
 
     def _consumers(self, pool: Any, store: MessageStore) -> list[Consumer]:
         return [
@@ -155,7 +155,7 @@ class Runner:
             # change alone the live generation keeps being updated until the switch.
             held = [c for c in self.result.consumers if c.subscriber.name == name]
             subscriber = held[0].subscriber
-            if self.settings.auto_rebuild:
+            if self.settings.auto_rebuild and name not in self._no_auto_rebuild:
                 waiting = held if reason.blocking else []
                 tg.start_soon(self._rebuild_then_run, pool, subscriber, waiting, until_caught_up)
             elif reason.blocking:
@@ -171,37 +171,40 @@ class Runner:
             tg.start_soon(self._run_consumer, consumer, until_caught_up)
 
     async def _prepare(self, pool: Any) -> dict[str, RebuildDue]:
-        """Check the schema, create read-model tables, run each subscriber's ``setup(conn)``.
+        """Check the schema; make or find the read-model tables and each subscriber's
+        ``setup(conn)`` (``worker.engine.setup``).
 
         Returns the projections due for a rebuild (their code changed since their tables were
-        built). A transaction-scoped lock per subscriber keeps concurrent workers from running
-        the same DDL at once.
+        built). With ``auto_rebuild``, a projection this role may not rebuild (the runtime role
+        creates no tables) is logged and handled as without it.
         """
-        due: dict[str, RebuildDue] = {}
+        first: dict[str, Consumer] = {}
+        for consumer in self.result.consumers:
+            first.setdefault(consumer.subscriber.name, consumer)
         async with pool.acquire() as conn:
             await check_installed(conn)
-            await read_schema.ensure(conn, self.settings.read_model_schema)
-            done: set[str] = set()
-            for consumer in self.result.consumers:
-                subscriber = consumer.subscriber
-                if subscriber.name in done:
-                    continue
-                done.add(subscriber.name)
-                async with conn.transaction():
-                    await conn.execute(q.SETUP_LOCK, subscriber.name)
-                    reason = await generations.prepare(conn, subscriber.projection)
-                    setup = getattr(consumer.instance, "setup", None)
-                    if setup is not None:
-                        await setup(conn)
-                if reason is not None:
-                    log.warning(
-                        reason.reason,
-                        projection=subscriber.name,
-                        auto_rebuild=self.settings.auto_rebuild,
+            prepared = await setup.prepare(
+                conn,
+                [(c.subscriber, c.instance) for c in first.values()],
+                self.settings.read_model_schema,
+            )
+            for name, reason in prepared.due.items():
+                log.warning(reason.reason, projection=name, auto_rebuild=self.settings.auto_rebuild)
+                if self.settings.auto_rebuild:
+                    projection = first[name].subscriber.projection
+                    user, lacking = await generations.rebuild_rights_missing(
+                        conn, projection, in_place=False
                     )
-                    due[subscriber.name] = reason
-            await read_schema.check_unshadowed(conn, self.settings.read_model_schema)
-        return due
+                    if lacking:
+                        log.error(
+                            "cannot rebuild the projection automatically: this role may not "
+                            "create its tables; run `worker rebuild` with the owner role",
+                            projection=name,
+                            role=user,
+                            lacks=lacking,
+                        )
+                        self._no_auto_rebuild.add(name)
+        return prepared.due
 
     async def _rebuild_then_run(
         self, pool: Any, subscriber: Subscriber, held: list[Consumer], until_caught_up: bool

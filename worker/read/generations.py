@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from worker.errors import PrivilegeError
 from worker.read import queries as q
 from worker.read.model import create_table_sql, create_view_sql, physical, view_name
+from worker.store.read_schema import ROLES_HELP
 
 if TYPE_CHECKING:
     from worker.read.model import ReadModel
@@ -79,8 +81,26 @@ async def _point_views(conn: Connection, projection: Projection, generation: int
             await conn.execute(create_view_sql(model, generation))
 
 
-async def prepare(conn: Connection, projection: Projection) -> RebuildDue | None:
-    """Create the projection's live tables and views if missing.
+def tables(projection: Projection, generation: int) -> list[str]:
+    """The quoted names of a generation's tables."""
+    return [physical(model, generation) for model in projection.models]
+
+
+def views(projection: Projection) -> list[str]:
+    """The quoted names of the views readers query."""
+    return [view_name(model) for model in projection.models]
+
+
+def _relations(projection: Projection, generation: int) -> list[str]:
+    """The quoted names of a generation's tables and of the views, table then view per model."""
+    return [name for m in projection.models for name in (physical(m, generation), view_name(m))]
+
+
+async def prepare(
+    conn: Connection, projection: Projection, *, may_create: bool = True
+) -> RebuildDue | None:
+    """Create the projection's live tables and views if missing (when ``may_create``; else
+    ``PrivilegeError`` naming the first missing one), and check the role may write them.
 
     Returns why a rebuild is due when the code's version or columns differ from the live
     generation; ``None`` when all is in order.
@@ -89,11 +109,52 @@ async def prepare(conn: Connection, projection: Projection) -> RebuildDue | None
         return None
     async with conn.transaction():
         generation, _, stored_version = await lock(conn, projection)
-        await ensure_tables(conn, projection, generation)
-        for model in projection.models:
-            if await conn.fetchval(q.RELATION_EXISTS, view_name(model)) is None:
-                await conn.execute(create_view_sql(model, generation))
+        missing = [
+            r[0] for r in await conn.fetch(q.MISSING_RELATIONS, _relations(projection, generation))
+        ]
+        if missing and not may_create:
+            user = await conn.fetchval(q.CURRENT_USER)
+            raise PrivilegeError(
+                f"{missing[0]} of projection {projection.name!r} does not exist, and role "
+                f'"{user}" may not create tables in the read-model schema: run `worker db '
+                f"install` with the owner role ({ROLES_HELP})"
+            )
+        if missing:
+            await ensure_tables(conn, projection, generation)
+            for model in projection.models:
+                if await conn.fetchval(q.RELATION_EXISTS, view_name(model)) is None:
+                    await conn.execute(create_view_sql(model, generation))
+        await check_rights(conn, projection, generation)
     return await _due(conn, projection, generation, stored_version)
+
+
+async def check_rights(conn: Connection, projection: Projection, generation: int) -> None:
+    """``PrivilegeError`` naming the first right on the generation's tables the role lacks."""
+    lacking = await conn.fetch(q.TABLE_RIGHTS_MISSING, tables(projection, generation))
+    if lacking:
+        table, right, user = lacking[0]
+        raise PrivilegeError(
+            f'role "{user}" lacks {right} on table {table} of projection {projection.name!r}: '
+            f"grant it with `worker db grant {user}` as the owner role ({ROLES_HELP})"
+        )
+
+
+async def rebuild_rights_missing(
+    conn: Connection, projection: Projection, *, in_place: bool
+) -> tuple[str, list[str]]:
+    """(the role, the rights a rebuild of the projection needs that it lacks): blue/green
+    creates the next generation's tables, replaces the views and drops the old tables; in place
+    empties the live tables."""
+    found = await state(conn, projection.name)
+    generation = found[0] if found else 1
+    live = _relations(projection, generation)
+    schemas = [model.__schema__ or "" for model in projection.models]
+    if in_place:
+        rows = await conn.fetch(q.REBUILD_RIGHTS_MISSING, [], [], live[::2])
+    else:
+        rows = await conn.fetch(q.REBUILD_RIGHTS_MISSING, schemas, live, [])
+    user = rows[0][1] if rows else ""
+    return user, [row[0] for row in rows]
 
 
 async def _due(

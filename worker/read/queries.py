@@ -42,6 +42,41 @@ ORDER BY attnum
 
 RELATION_EXISTS: LiteralString = "SELECT to_regclass($1)"
 
+# Which of the relations in $1 (quoted names) do not exist.
+MISSING_RELATIONS: LiteralString = """
+SELECT t FROM unnest($1::text[]) WITH ORDINALITY AS r(t, n) WHERE to_regclass(t) IS NULL ORDER BY n
+"""
+
+# The rights on existing tables ($1, quoted names) that a consumer writing them needs and the
+# role lacks (a missing table is reported apart).
+TABLE_RIGHTS_MISSING: LiteralString = """
+SELECT t, p, current_user::text
+FROM unnest($1::text[]) WITH ORDINALITY AS r(t, n),
+     unnest(array['SELECT', 'INSERT', 'UPDATE', 'DELETE']) WITH ORDINALITY AS q(p, m)
+WHERE to_regclass(t) IS NOT NULL AND NOT has_table_privilege(t, p)
+ORDER BY n, m
+"""
+
+# The rights a rebuild needs that the role lacks: CREATE in the schemas of its models ($1; an
+# empty string for the read-model schema, first on the search path), ownership of the relations
+# it replaces or drops ($2), TRUNCATE on those it empties ($3).
+REBUILD_RIGHTS_MISSING: LiteralString = """
+WITH schemas AS (
+    SELECT DISTINCT coalesce(nullif(s, ''), current_schema()) AS s FROM unnest($1::text[]) s
+)
+SELECT format('CREATE on schema %I', s), current_user::text FROM schemas
+WHERE NOT has_schema_privilege(s, 'CREATE')
+UNION ALL
+SELECT format('ownership of %s', t), current_user::text FROM unnest($2::text[]) t
+WHERE to_regclass(t) IS NOT NULL
+  AND NOT pg_has_role((SELECT relowner FROM pg_class WHERE oid = to_regclass(t)), 'USAGE')
+UNION ALL
+SELECT format('TRUNCATE on %s', t), current_user::text FROM unnest($3::text[]) t
+WHERE to_regclass(t) IS NOT NULL AND NOT has_table_privilege(t, 'TRUNCATE')
+"""
+
+CURRENT_USER: LiteralString = "SELECT current_user::text"
+
 
 def drop_view(quoted_name: str) -> str:
     """``DROP VIEW`` of a read model's view (its name already checked and quoted)."""

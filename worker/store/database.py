@@ -122,8 +122,8 @@ def start_embedded(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
     ``worker db stop-embedded`` stops it.
     """
     data_dir = data_dir.expanduser().resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
     try:
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset; its fallback folder is fine.
             warnings.simplefilter("ignore", UserWarning)
@@ -131,8 +131,11 @@ def start_embedded(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
 
             server = get_server(data_dir, cleanup_mode=None)
     except Exception as error:  # the package raises assorted subprocess/OS errors
+        reason = " ".join(str(error).split()) or type(error).__name__
         raise DatabaseUnavailableError(
-            f"cannot start the embedded PostgreSQL in {data_dir}: {error}"
+            "no PostgreSQL server is configured ([event_store] database_uri is unset or "
+            f"'embedded'), and the embedded one cannot start in {data_dir}: {reason}. Set "
+            "WORKER_EVENT_STORE__DATABASE_URI (or [event_store] database_uri) to a server"
         ) from error
     uri: str = server.get_uri(database)
     log.debug("embedded postgres running", data_dir=str(data_dir))

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import structlog
 
-from worker.errors import DatabaseMissingError, InstallError
+from worker.errors import DatabaseMissingError, InstallError, PrivilegeError
 from worker.store import privileges
 from worker.store import queries as q
 from worker.store.database import connect, database_name, redact, with_database
 from worker.store.package import PACKAGE, PackageSource, locate_package, package_release
+from worker.store.read_schema import ROLES_HELP
 from worker.store.schema import migrate, migrations, schema_version, set_notify_trigger
 
 if TYPE_CHECKING:
@@ -162,20 +163,129 @@ async def _install_message_db(conn: asyncpg.Connection[Any], folder: Path) -> No
                 raise InstallError(f"MessageDB install step {name} failed: {error}") from error
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What ``install`` found before changing anything."""
+
+    database_exists: bool
+    message_db_version: str | None  # None: MessageDB is to be installed
+    package: Path | None  # MessageDB's scripts, when it is to be installed
+
+
+def _refuse(role: str, lacking: list[str]) -> None:
+    if lacking:
+        raise PrivilegeError(
+            f'role "{role}" cannot run `worker db install` here: it lacks {"; ".join(lacking)} '
+            f"({ROLES_HELP})"
+        )
+
+
+async def _plan_new_database(dsn: str, settings: PackageSource) -> Plan:
+    """The database does not exist: the role must be able to create it (and MessageDB's role)."""
+    admin = await connect(with_database(dsn, "postgres"))
+    try:
+        row = await admin.fetchrow(q.NEW_DATABASE_RIGHTS)
+    finally:
+        await admin.close()
+    assert row is not None
+    lacking = []
+    if not row["create_database"]:
+        lacking.append(f'CREATEDB (database "{database_name(dsn)}" does not exist)')
+    if not row["message_store_role"]:
+        lacking.append("CREATEROLE (MessageDB's install creates role message_store)")
+    _refuse(row["role"], lacking)
+    return Plan(False, None, locate_package(settings))
+
+
+async def plan(
+    dsn: str,
+    settings: PackageSource,
+    *,
+    notify_trigger: bool = True,
+    read_model_schema: str | None = None,
+) -> Plan:
+    """Check every prerequisite of ``install`` without changing anything, and raise one error
+    naming what fails: the server must answer; the database exist or the role may create it;
+    MessageDB be installed, or its package be found (``package_path``, or npm) and the role may
+    install it; the role may migrate the worker schema, set the NOTIFY trigger and, with
+    ``read_model_schema``, create read-model tables there."""
+    try:
+        conn = await connect(dsn)
+    except DatabaseMissingError:
+        return await _plan_new_database(dsn, settings)
+    try:
+        row = await conn.fetchrow(q.INSTALL_RIGHTS, read_model_schema)
+        assert row is not None
+        version = await installed_version(conn)
+        if version is not None and not version.startswith(SUPPORTED_SERIES):
+            raise InstallError(
+                f"MessageDB {version} found in {database_name(dsn)}; this worker needs "
+                f"{SUPPORTED_SERIES}x"
+            )
+        migrating = await schema_version(conn) < max(v for v, _, _ in migrations())
+        trigger_change = (
+            notify_trigger
+            if version is None
+            else await conn.fetchval(q.TRIGGER_EXISTS) != notify_trigger
+        )
+    finally:
+        await conn.close()
+    _refuse(
+        row["role"], _lacking(row, version is None, migrating, trigger_change, read_model_schema)
+    )
+    package = locate_package(settings) if version is None else None
+    return Plan(True, version, package)
+
+
+def _lacking(
+    row: Any, installing: bool, migrating: bool, trigger_change: bool, read_model_schema: str | None
+) -> list[str]:
+    """The rights an install of this database needs that the role (``row``) lacks."""
+    database = row["database"]
+    lacking = []
+    if installing and not row["create_in_database"]:
+        lacking.append(f'CREATE on database "{database}" (to install MessageDB)')
+    if installing and not row["message_store_role"]:
+        lacking.append("CREATEROLE (MessageDB's install creates role message_store)")
+    if migrating and row["owns_worker"] is None and not row["create_in_database"]:
+        lacking.append(f'CREATE on database "{database}" (to create schema worker)')
+    if migrating and row["owns_worker"] is False:
+        lacking.append("ownership of schema worker (to migrate it)")
+    if trigger_change and row["trigger_right"] is False:
+        lacking.append("TRIGGER on message_store.messages (the NOTIFY trigger)")
+    if read_model_schema is not None:
+        if row["create_in_read_schema"] is None and not row["create_in_database"]:
+            lacking.append(
+                f'CREATE on database "{database}" (to create schema "{read_model_schema}")'
+            )
+        if row["create_in_read_schema"] is False:
+            lacking.append(f'CREATE on schema "{read_model_schema}" (for read-model tables)')
+    return lacking
+
+
 async def install(
-    dsn: str, settings: PackageSource, *, notify_trigger: bool = True
+    dsn: str,
+    settings: PackageSource,
+    *,
+    notify_trigger: bool = True,
+    read_model_schema: str | None = None,
 ) -> InstallReport:
     """Install MessageDB (unless present) and the worker schema; verify the version.
 
-    Idempotent: a second run finds both in place and changes nothing.
+    Every prerequisite is checked first (``plan``), so a missing package or right changes
+    nothing. Idempotent: a second run finds both in place and changes nothing.
     """
-    await ensure_database(dsn)
+    found = await plan(
+        dsn, settings, notify_trigger=notify_trigger, read_model_schema=read_model_schema
+    )
+    if not found.database_exists:
+        await ensure_database(dsn)
     conn = await connect(dsn)
     release = None
     try:
         before = await installed_version(conn)
         if before is None:
-            folder = locate_package(settings)
+            folder = found.package or locate_package(settings)
             release = package_release(folder)
             log.info("installing MessageDB", database=redact(dsn), package=str(folder))
             await _install_message_db(conn, folder)

@@ -58,13 +58,18 @@ def _unpack(archive: Path, into: Path) -> None:
         tar.extractall(into, filter="data")
 
 
-def _npm_pack(version: str, into: Path) -> None:
+def _npm(version: str) -> str:
+    """npm's path, or one clear error (before anything is fetched or logged)."""
     npm = shutil.which("npm")
     if npm is None:
         raise InstallError(
             f"npm is not installed: install Node.js with npm to fetch {PACKAGE}@{version}, or "
             "set WORKER_MESSAGE_DB__PACKAGE_PATH to an unpacked copy of that package"
         )
+    return npm
+
+
+def _npm_pack(npm: str, version: str, into: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run(
             [npm, "pack", f"{PACKAGE}@{version}", "--pack-destination", tmp, "--silent"],
@@ -108,7 +113,8 @@ def locate_package(settings: PackageSource) -> Path:
         return _database_folder(path)
     target = _cache_root(settings) / settings.version
     if not target.exists():
+        npm = _npm(settings.version)
         target.parent.mkdir(parents=True, exist_ok=True)
         log.info("fetching MessageDB", package=f"{PACKAGE}@{settings.version}", into=str(target))
-        _npm_pack(settings.version, target)
+        _npm_pack(npm, settings.version, target)
     return _database_folder(target)

@@ -91,6 +91,30 @@ SELECT EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronames
                WHERE n.nspname = 'message_store' AND p.proname = 'message_store_version')
 """
 
+# What `worker db install` may do in an existing database ($1: the read-model schema, or NULL
+# when it creates no read models). NULL where the object is not there yet.
+INSTALL_RIGHTS: LiteralString = """
+SELECT current_user::text AS role, current_database()::text AS database,
+       r.rolsuper OR r.rolcreaterole
+           OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'message_store') AS message_store_role,
+       has_database_privilege(current_database(), 'CREATE') AS create_in_database,
+       (SELECT pg_has_role(nspowner, 'USAGE') FROM pg_namespace WHERE nspname = 'worker')
+           AS owns_worker,
+       CASE WHEN to_regclass('message_store.messages') IS NULL THEN NULL
+            ELSE has_table_privilege('message_store.messages', 'TRIGGER') END AS trigger_right,
+       CASE WHEN to_regnamespace($1) IS NULL THEN NULL
+            ELSE has_schema_privilege(to_regnamespace($1), 'CREATE') END AS create_in_read_schema
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+# What `worker db install` may do on a server where its database does not exist yet.
+NEW_DATABASE_RIGHTS: LiteralString = """
+SELECT current_user::text AS role, r.rolsuper OR r.rolcreatedb AS create_database,
+       r.rolsuper OR r.rolcreaterole
+           OR EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'message_store') AS message_store_role
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
 MESSAGE_DB_VERSION: LiteralString = "SELECT message_store.message_store_version()"
 
 MIGRATIONS_TABLE: LiteralString = """
@@ -106,11 +130,10 @@ APPLIED_MIGRATIONS: LiteralString = "SELECT version FROM worker.migrations"
 
 RECORD_MIGRATION: LiteralString = "INSERT INTO worker.migrations (version, name) VALUES ($1, $2)"
 
-# 0 before the worker schema exists.
-SCHEMA_VERSION: LiteralString = """
-SELECT CASE WHEN to_regclass('worker.migrations') IS NULL THEN 0
-       ELSE (SELECT coalesce(max(version), 0) FROM worker.migrations) END
-"""
+# NULL before the worker schema exists (a statement naming a missing table cannot even be planned).
+MIGRATIONS_EXIST: LiteralString = "SELECT to_regclass('worker.migrations')"
+
+SCHEMA_VERSION: LiteralString = "SELECT coalesce(max(version), 0) FROM worker.migrations"
 
 TRIGGER_EXISTS: LiteralString = """
 SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'worker_notify'
@@ -184,3 +207,62 @@ def create_database(quoted_name: str) -> str:
 def create_schema(quoted_name: str) -> str:
     """``CREATE SCHEMA IF NOT EXISTS`` (the name already checked and quoted)."""
     return f"CREATE SCHEMA IF NOT EXISTS {quoted_name}"
+
+
+# -- roles: what `worker db grant` gives the runtime role --------------------------------------
+
+CURRENT_USER: LiteralString = "SELECT current_user::text"
+
+ROLE_EXISTS: LiteralString = "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)"
+
+SCHEMA_EXISTS: LiteralString = "SELECT to_regnamespace($1)"
+
+# Whether role $1 is a member of role $2 (granted again, the membership would be a notice).
+IS_MEMBER: LiteralString = "SELECT pg_has_role($1, $2, 'MEMBER')"
+
+# The relations of the schemas in $1 (tables, views, sequences), quoted and qualified, and
+# whether the connected role owns them (only an owner, or a superuser, may grant on them).
+SCHEMA_RELATIONS: LiteralString = """
+SELECT format('%I.%I', n.nspname, c.relname), c.relkind = 'S', pg_has_role(c.relowner, 'USAGE')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+ORDER BY 1
+"""
+
+GRANTS_TABLE: LiteralString = "SELECT to_regclass('worker.grants')"
+
+RECORD_GRANT: LiteralString = """
+INSERT INTO worker.grants (role) VALUES ($1)
+ON CONFLICT (role) DO UPDATE SET granted_at = now(), granted_by = current_user
+"""
+
+# The roles `worker db grant` recorded that still exist.
+RECORDED_GRANTS: LiteralString = """
+SELECT g.role::text FROM worker.grants g
+WHERE EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = g.role)
+ORDER BY 1
+"""
+
+# Rights role $1 holds beyond what `worker run` needs: superuser, CREATE on the database, on
+# MessageDB's or the worker's schema, or on a read-model schema ($2).
+EXCESS_RIGHTS: LiteralString = """
+SELECT 'superuser' FROM pg_roles WHERE rolname = $1 AND rolsuper
+UNION ALL
+SELECT format('CREATE on database %I', current_database())
+WHERE has_database_privilege($1, current_database(), 'CREATE')
+UNION ALL
+SELECT format('CREATE on schema %I', s)
+FROM unnest(array['message_store', 'worker'] || $2::text[]) AS s
+WHERE to_regnamespace(s) IS NOT NULL AND has_schema_privilege($1, s, 'CREATE')
+"""
+
+
+def grant(rights: str, target: str, quoted_role: str) -> str:
+    """``GRANT rights ON target TO role`` (rights and target from this package's constants or
+    quoted by the server, the role already quoted)."""
+    return f"GRANT {rights} ON {target} TO {quoted_role}"
+
+
+def grant_membership(role: str, quoted_grantee: str) -> str:
+    """``GRANT role TO grantee`` (``role`` a constant of this package)."""
+    return f"GRANT {role} TO {quoted_grantee}"

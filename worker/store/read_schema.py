@@ -80,32 +80,34 @@ def is_reserved(table: str) -> bool:
     return table.lower() in MESSAGE_DB_NAMES
 
 
-async def ensure(conn: Connection, schema: str) -> None:
+async def ensure(conn: Connection, schema: str) -> bool:
     """Create the read-model schema if it is missing; a clear error when the role may not, or
-    may not create tables in it."""
+    may not use it. Returns whether the role may create tables in it (the owner role may; the
+    runtime role of ``worker db grant`` may not, and finds its tables made by the install)."""
     row = await conn.fetchrow(q.SCHEMA_PRIVILEGES, schema)
     assert row is not None  # a SELECT without FROM returns one row
     exists, create_in_db, usage, create, user, database = row
     if not exists:
         if not create_in_db:
             raise PrivilegeError(
-                f'role "{user}" lacks CREATE on database "{database}", needed to create the '
-                f'read-model schema "{schema}"; create the schema for it, or grant the right '
-                f"({ROLES_HELP})"
+                f'the read-model schema "{schema}" does not exist, and role "{user}" lacks '
+                f'CREATE on database "{database}" to create it: run `worker db install` with '
+                f"the owner role, or create the schema ({ROLES_HELP})"
             )
         try:
             await conn.execute(q.create_schema(f'"{check_schema_name(schema)}"'))
         except asyncpg.PostgresError as error:
             raise WorkerError(f'cannot create the read-model schema "{schema}": {error}') from error
+        create = True
     else:
-        missing = [right for right, held in (("USAGE", usage), ("CREATE", create)) if not held]
-        if missing:
+        if not usage:
             raise PrivilegeError(
-                f'role "{user}" lacks {" and ".join(missing)} on schema "{schema}", where '
-                f"read-model tables go ({ROLES_HELP})"
+                f'role "{user}" lacks USAGE on schema "{schema}", where read-model tables go '
+                f"({ROLES_HELP})"
             )
         await check_unshadowed(conn, schema)
     await check_no_strays(conn, schema)
+    return bool(create)
 
 
 async def check_no_strays(conn: Connection, schema: str) -> None:

@@ -57,5 +57,7 @@ async def set_notify_trigger(conn: Connection, enabled: bool) -> bool:
 
 async def schema_version(conn: Connection) -> int:
     """The newest migration applied (0 before the first)."""
+    if await conn.fetchval(q.MIGRATIONS_EXIST) is None:
+        return 0
     version: int = await conn.fetchval(q.SCHEMA_VERSION)
     return version

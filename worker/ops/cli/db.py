@@ -1,5 +1,5 @@
-"""``worker db``: install MessageDB and the worker schema, show the DSN, stop the embedded
-server."""
+"""``worker db``: install MessageDB, the worker schema and the read models (the owner role),
+grant a runtime role what ``worker run`` needs, show the DSN, stop the embedded server."""
 
 from __future__ import annotations
 
@@ -12,27 +12,58 @@ import typer
 from worker.errors import WorkerError
 from worker.ops.app import resolve_dsn
 from worker.ops.cli import common
+from worker.ops.install import configured_domain, grant_role, install_application
 from worker.store.database import is_embedded, redact, stop_embedded
-from worker.store.installer import install
 
 app = typer.Typer(help="Install and inspect the event store database.", no_args_is_help=True)
 
 
 @app.command("install")
 def db_install() -> None:
-    """Install MessageDB and the worker schema into the configured database (idempotent)."""
+    """Install MessageDB, the worker schema and the configured projections' read-model tables
+    (with the owner role; idempotent). Every prerequisite is checked before anything changes."""
     settings = common.settings()
+    domain = configured_domain(settings)
     dsn = resolve_dsn(settings)
-    report = anyio.run(
-        partial(install, notify_trigger=settings.event_store.notify_trigger),
-        dsn,
-        settings.message_db,
-    )
-    typer.echo(report.describe())
-    if report.migrations_applied:
-        typer.echo("worker schema migrations applied: " + ", ".join(report.migrations_applied))
+    done = anyio.run(install_application, settings, domain, dsn)
+    typer.echo(done.store.describe())
+    if done.store.migrations_applied:
+        typer.echo("worker schema migrations applied: " + ", ".join(done.store.migrations_applied))
     else:
         typer.echo("worker schema up to date")
+    schema = settings.worker.read_model_schema
+    for name, tables in done.read_models.items():
+        typer.echo(f"read models of {name} in schema {schema}: {', '.join(tables)}")
+    if done.setups:
+        typer.echo("setup(conn) run for: " + ", ".join(done.setups))
+    for name, reason in done.due.items():
+        typer.echo(f"rebuild due for {name}: {reason}")
+    if done.regranted:
+        typer.echo("runtime roles granted again: " + ", ".join(done.regranted))
+
+
+@app.command("grant")
+def db_grant(
+    role: Annotated[str, typer.Argument(help="The runtime role `worker run` connects as.")],
+) -> None:
+    """Give ROLE exactly what `worker run` needs (no CREATE anywhere); run as the owner role,
+    after `worker db install`. Idempotent; `worker db install` grants recorded roles again."""
+    settings = common.settings()
+    domain = configured_domain(settings)
+    dsn = resolve_dsn(settings)
+    granted = anyio.run(partial(grant_role, settings, domain, dsn, role))
+    typer.echo(
+        f'granted role "{role}" what `worker run` needs: membership of message_store, '
+        f"SELECT/INSERT/UPDATE/DELETE on the worker schema's tables, and "
+        f"{len(granted.relations)} read-model relation(s)"
+    )
+    if granted.skipped:
+        typer.echo(
+            "not granted (owned by another role; grant them as their owner): "
+            + ", ".join(granted.skipped)
+        )
+    for right in granted.excess:
+        typer.echo(f'note: role "{role}" also holds {right}, which `worker run` does not need')
 
 
 @app.command("dsn")

@@ -4,6 +4,7 @@ package with a Typer of its own (``db`` and ``dlq`` as groups, the others at the
 from __future__ import annotations
 
 import sys
+from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Annotated
 
@@ -30,8 +31,22 @@ ConfigOption = Annotated[
 ]
 
 
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"worker {package_version('worker')}")
+        raise typer.Exit
+
+
+VersionOption = Annotated[
+    bool,
+    typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+]
+
+
 @app.callback()
-def _root(config: ConfigOption = None) -> None:
+def _root(config: ConfigOption = None, version: VersionOption = False) -> None:
     common.invocation.config = config
 
 

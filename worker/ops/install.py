@@ -1,0 +1,82 @@
+"""What ``worker db install`` and ``worker db grant`` do for a configured application.
+
+``install`` (the owner role): MessageDB and the worker schema (``worker.store.installer``), then
+the read-model tables and views of the configured projections and every subscriber's own
+``setup(conn)`` (``worker.engine.setup``), then the grants of the runtime roles recorded by
+``grant`` again, so a migration's new tables and the new read-model tables are theirs too.
+``grant``: exactly what ``worker run`` needs, to one role (``worker.store.privileges``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from worker.engine import setup
+from worker.ops.loader import load_domain
+from worker.store import privileges
+from worker.store.database import connect
+from worker.store.installer import InstallReport, check_installed, install
+
+if TYPE_CHECKING:
+    from worker.domain import Domain
+    from worker.engine.subscriber import Subscriber
+    from worker.ops.settings import Settings
+    from worker.store.privileges import Granted
+
+
+def configured_domain(settings: Settings) -> Domain | None:
+    """The application's domain when ``[domain]`` names one (modules or instance), else
+    ``None``: ``worker db install`` then installs the store alone."""
+    if not settings.domain.modules and not settings.domain.instance:
+        return None
+    return load_domain(settings)
+
+
+@dataclass
+class Installed:
+    """What ``install_application`` did."""
+
+    store: InstallReport
+    read_models: dict[str, list[str]] = field(default_factory=dict)  # projection -> tables
+    setups: list[str] = field(default_factory=list)  # subscribers whose setup(conn) ran
+    due: dict[str, str] = field(default_factory=dict)  # projection -> why a rebuild is due
+    regranted: list[str] = field(default_factory=list)  # runtime roles granted again
+
+
+async def install_application(settings: Settings, domain: Domain | None, dsn: str) -> Installed:
+    """Install the store, then the application's read models and setups; grant again."""
+    schema = settings.worker.read_model_schema
+    subscribers: tuple[Subscriber, ...] = domain.subscribers if domain is not None else ()
+    report = await install(
+        dsn,
+        settings.message_db,
+        notify_trigger=settings.event_store.notify_trigger,
+        read_model_schema=schema if domain is not None else None,
+    )
+    done = Installed(report)
+    conn = await connect(dsn)
+    try:
+        if domain is not None:
+            prepared = await setup.prepare(conn, [(s, s.cls()) for s in subscribers], schema)
+            done.due = {name: reason.reason for name, reason in prepared.due.items()}
+            done.read_models = {
+                s.name: [m.__table__ for m in s.read_models] for s in subscribers if s.read_models
+            }
+            done.setups = [s.name for s in subscribers if hasattr(s.cls, "setup")]
+        done.regranted = await privileges.regrant(conn, setup.read_schemas(schema, subscribers))
+    finally:
+        await conn.close()
+    return done
+
+
+async def grant_role(settings: Settings, domain: Domain | None, dsn: str, role: str) -> Granted:
+    """Give ``role`` what ``worker run`` needs in the installed database (as the owner)."""
+    subscribers: tuple[Subscriber, ...] = domain.subscribers if domain is not None else ()
+    conn = await connect(dsn)
+    try:
+        await check_installed(conn)
+        schemas = setup.read_schemas(settings.worker.read_model_schema, subscribers)
+        return await privileges.grant(conn, role, schemas)
+    finally:
+        await conn.close()

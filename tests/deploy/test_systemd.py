@@ -77,6 +77,7 @@ def test_stop_timeout_exceeds_the_shutdown_deadline_and_port() -> None:
     settings = service(WORKER)
     env = environment(settings["Environment"])
     assert settings["Type"] == ["notify"]
+    assert settings["WatchdogSec"] == ["30s"]  # the worker sends WATCHDOG=1 every 15 s
     (timeout,) = settings["TimeoutStopSec"]
     assert float(timeout) >= float(env["WORKER_WORKER__SHUTDOWN_DEADLINE"]) + 5
     port = int(env["WORKER_WORKER__HTTP_PORT"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.integration.test_engine import FAST, deposit, ledger_domain
 from worker import Runner
+from worker.ops.health import watchdog_interval
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -90,3 +92,55 @@ async def test_systemd_hears_ready_then_stopping(
             until_caught_up=True, handle_signals=False
         )
         assert [sock.recv(64), sock.recv(64)] == [b"READY=1", b"STOPPING=1"]
+
+
+async def test_systemd_watchdog_hears_from_the_event_loop_repeatedly(
+    store: MessageStore, database_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With WATCHDOG_USEC set (here 0.2 s), a running worker sends WATCHDOG=1 at half that
+    interval, between READY=1 and STOPPING=1."""
+    path = tmp_path / "notify.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.setblocking(False)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        monkeypatch.setenv("WATCHDOG_USEC", "200000")
+        monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+        await deposit(store, accounts=1, per_account=2)
+        runner = Runner(ledger_domain(), database_dsn, FAST)
+        heard: list[bytes] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: runner.run(handle_signals=False))
+            with anyio.fail_after(10):
+                while heard.count(b"WATCHDOG=1") < 4:
+                    try:
+                        heard.append(sock.recv(64))
+                    except BlockingIOError:
+                        await anyio.sleep(0.01)
+            runner.request_stop()
+        while True:
+            try:
+                heard.append(sock.recv(64))
+            except BlockingIOError:
+                break
+    assert b"READY=1" in heard and heard[-1] == b"STOPPING=1", heard
+    assert set(heard) == {b"READY=1", b"WATCHDOG=1", b"STOPPING=1"}, heard
+
+
+@pytest.mark.parametrize(
+    ("environ", "interval"),
+    [
+        ({"WATCHDOG_USEC": "30000000"}, 15.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "self"}, 15.0),
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),
+        ({"WATCHDOG_USEC": "0"}, None),
+        ({"WATCHDOG_USEC": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_watchdog_interval_is_half_of_systemds_for_this_process_only(
+    environ: dict[str, str], interval: float | None
+) -> None:
+    if environ.get("WATCHDOG_PID") == "self":
+        environ = {**environ, "WATCHDOG_PID": str(os.getpid())}
+    assert watchdog_interval(environ) == interval

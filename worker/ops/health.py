@@ -1,4 +1,5 @@
-"""Health probes and Prometheus metrics over HTTP, and systemd's readiness notification.
+"""Health probes and Prometheus metrics over HTTP, and systemd's notifications (readiness and
+the watchdog).
 
 ``GET /healthz`` answers 200 while the worker's event loop runs (liveness); ``GET /readyz``
 answers 200 once every consumer runs, is caught up or stands by for a lease held elsewhere, and
@@ -23,7 +24,7 @@ from worker.engine import lease
 from worker.engine.state import READY, UP
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
     from anyio.abc import SocketStream, TaskStatus
 
@@ -147,6 +148,30 @@ class HealthServer:
                 self._collector.heads[category] = await self._store.category_head(category) or 0
             except Exception as error:  # metrics must not fail a scrape for a lost connection
                 log.warning("category head unavailable for metrics", error=str(error))
+
+
+def watchdog_interval(environ: Mapping[str, str] = os.environ) -> float | None:
+    """Seconds between ``WATCHDOG=1`` notifications: half of systemd's ``WATCHDOG_USEC``, when
+    it set one for this process (``WATCHDOG_PID``, when given, is ours); else ``None``."""
+    usec, pid = environ.get("WATCHDOG_USEC", ""), environ.get("WATCHDOG_PID")
+    if not usec.isdigit() or int(usec) == 0 or (pid and pid != str(os.getpid())):
+        return None
+    return int(usec) / 2 / 1_000_000
+
+
+async def keep_watchdog(interval: float) -> None:
+    """Send ``WATCHDOG=1`` every ``interval`` from the event loop itself, until cancelled: a
+    loop that hangs (a handler blocking it, a deadlock) sends nothing, and systemd restarts the
+    service once ``WatchdogSec`` has passed. A wake-up later than a whole interval means the
+    loop was blocked that long: logged, since it came close to a restart."""
+    due = anyio.current_time()
+    while True:
+        late = anyio.current_time() - due
+        if late > interval:
+            log.warning("event loop was blocked", seconds=round(late, 3), watchdog=interval * 2)
+        notify_systemd("WATCHDOG=1")
+        due = anyio.current_time() + interval
+        await anyio.sleep_until(due)
 
 
 def notify_systemd(state: str) -> bool:

@@ -1,7 +1,8 @@
 """``worker.Runner``: the engine's runner with what a deployed process serves around it.
 
-Probes and Prometheus metrics on ``[worker] http_port`` and systemd's ``READY=1`` /
-``STOPPING=1`` notifications.
+Probes and Prometheus metrics on ``[worker] http_port``, and systemd's ``READY=1`` /
+``STOPPING=1`` notifications and, when the unit sets ``WatchdogSec``, ``WATCHDOG=1`` from the
+event loop at half that interval.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from worker.engine import runner
-from worker.ops.health import HealthServer, notify_systemd
+from worker.ops.health import HealthServer, keep_watchdog, notify_systemd, watchdog_interval
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 class Runner(runner.Runner):
     """Runs a domain's consumers; serves ``/healthz``, ``/readyz`` and ``/metrics`` when
-    ``http_port`` is set, and tells systemd when it is ready and when it stops."""
+    ``http_port`` is set, tells systemd when it is ready and when it stops, and keeps its
+    watchdog fed while the event loop runs."""
 
     def __init__(
         self,
@@ -41,6 +43,9 @@ class Runner(runner.Runner):
                 self.result.consumers, store, self.process.http_host, self.process.http_port
             )
             await tg.start(self.health.serve)
+        interval = watchdog_interval()
+        if interval is not None:
+            tg.start_soon(keep_watchdog, interval)
 
     def _notify(self, state: str) -> None:
         notify_systemd(state)

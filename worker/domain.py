@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from pydantic import ValidationError
 
-from worker.engine.subscriber import Kind, Subscriber, build_subscriber
+from worker.engine.subscriber import Kind, StartFrom, Subscriber, build_subscriber
 from worker.errors import RegistrationError
 from worker.model.aggregate import BaseAggregate
 from worker.model.entity import BaseEntity
@@ -283,6 +283,7 @@ class Domain:
         read_models: list[type[ReadModel]] | tuple[type[ReadModel], ...] = (),
         version: str | int | None = None,
         group_size: int = 1,
+        start_from: StartFrom = "origin",
     ) -> Callable[[T], T]:
         """Register a projector class whose ``@on(Event)`` methods update read models.
 
@@ -293,6 +294,9 @@ class Domain:
         change of it can trigger a rebuild. ``group_size`` splits each category into that
         many MessageDB consumer-group members, each run (and leased) on its own, so replicas
         share the work. Its writes commit with the consumer's position: exactly once.
+        ``start_from="head"``: the first time one of its consumers runs, it starts at its
+        category's head rather than its first message; later runs resume from their position
+        (a rebuild or a reset still starts where it is told).
         """
         return self._subscriber(
             "projector",
@@ -305,6 +309,7 @@ class Domain:
             read_models=read_models,
             version=version,
             group_size=group_size,
+            start_from=start_from,
         )
 
     def event_handler(
@@ -317,11 +322,14 @@ class Domain:
         on_failure: FailureAction | None = None,
         batch_size: int | None = None,
         group_size: int = 1,
+        start_from: StartFrom = "origin",
     ) -> Callable[[T], T]:
         """Register an event handler class whose ``@handle(Event)`` methods react to events.
 
         Messages it writes with ``ctx.write`` commit exactly once with its position; outside
         side effects are at-least-once and should use ``ctx.idempotency_key``.
+        ``start_from="head"``: a new handler starts at its categories' heads the first time it
+        runs (it reacts to what happens from now on); later runs resume from their position.
         """
         return self._subscriber(
             "handler",
@@ -332,6 +340,7 @@ class Domain:
             on_failure=on_failure,
             batch_size=batch_size,
             group_size=group_size,
+            start_from=start_from,
         )
 
     def _subscriber(self, kind: Kind, **options: Any) -> Callable[[T], T]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.test_engine import FAST, deposit, ledger_domain
 from worker import Runner
@@ -144,3 +145,40 @@ def test_watchdog_interval_is_half_of_systemds_for_this_process_only(
     if environ.get("WATCHDOG_PID") == "self":
         environ = {**environ, "WATCHDOG_PID": str(os.getpid())}
     assert watchdog_interval(environ) == interval
+
+
+async def test_metrics_time_batches_and_count_failures_per_consumer(
+    store: MessageStore, database_dsn: str
+) -> None:
+    """Per consumer: one handling and one commit time per batch, the age of each batch's oldest
+    message, and every failed attempt; and the process's own metrics beside them."""
+    await deposit(store, accounts=2, per_account=3)
+    settings = FAST.model_copy(update={"http_port": 0, "http_host": "127.0.0.1"})
+    runner = Runner(ledger_domain(lambda e: e.account == "a1" and e.n == 1), database_dsn, settings)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: runner.run(handle_signals=False))
+        with anyio.fail_after(10):
+            while runner.health is None or any(
+                c.state != "caught_up" for c in runner.result.consumers
+            ):
+                await anyio.sleep(0.01)
+        _, metrics = await get(runner.health.port, "/metrics")
+        runner.request_stop()
+    samples = {
+        (s.name, s.labels.get("le")): s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.labels.get("consumer") in ("ledger:acct", None)
+    }
+    batches = samples[("worker_batch_handle_seconds_count", None)]
+    assert batches >= 2  # the batch rolled back is not counted; those after the failure are
+    assert samples[("worker_batch_commit_seconds_count", None)] == batches
+    assert samples[("worker_event_age_seconds_count", None)] == batches
+    assert samples[("worker_event_age_seconds_bucket", "+Inf")] == batches
+    assert samples[("worker_batch_handle_seconds_sum", None)] > 0
+    assert samples[("worker_handler_failures_total", None)] == 3  # max_attempts, then parked
+    assert samples[("worker_messages_parked_total", None)] == 2  # a1's n=1, and n=2 behind it
+    assert samples[("worker_transient_errors_total", None)] == 0
+    assert samples[("worker_consumer_paused", None)] == 0
+    assert ("process_cpu_seconds_total", None) in samples
+    assert ("python_info", None) in samples

@@ -9,6 +9,7 @@ if it keeps failing, parked (or the consumer stops), and the rest continue as a 
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from worker.engine import dead_letters
 from worker.engine.context import Context, current_context
 from worker.engine.retry import Park, RetryAfter, Stop, is_transient
+from worker.engine.stats import ConsumerStats
 from worker.errors import ConsumerStoppedError, LeaseLostError
 from worker.model.event import malformed
 
@@ -46,6 +48,7 @@ class Cursor:
     processed: int = 0  # messages this process handled (or parked)
     parked_count: int = 0  # messages this process parked
     parked: dict[str, bool] = field(default_factory=dict)  # parked stream -> replay requested
+    stats: ConsumerStats = field(default_factory=ConsumerStats)  # for the metrics
 
 
 class HandlerFailed(Exception):
@@ -108,6 +111,7 @@ class Batches:
                 if not is_transient(error):
                     raise
                 attempt += 1
+                self.cursor.stats.transient_errors += 1
                 delay = self._policy.backoff(attempt)
                 self._log.warning(
                     "transient failure; retrying batch",
@@ -147,14 +151,17 @@ class Batches:
         """One transaction: every message's handlers, the read-model changes, the position."""
         cursor = self.cursor
         async with self._pool.acquire() as conn, conn.transaction():
+            started = time.perf_counter()
             ctx = self.context(conn, batch[0])
             behind = await self._handle_all(conn, ctx, batch)
             await self._flush(ctx, len(batch))
+            handled = time.perf_counter()
             last = batch[-1].global_position
             self.check_lease()
             await self._positions.commit(
                 conn, self.name, last, self._lease.epoch, expected=cursor.position
             )
+        cursor.stats.batch(started, handled, time.perf_counter(), batch[0][7].timestamp())
         cursor.position = last
         cursor.processed += len(batch)
         cursor.parked_count += behind
@@ -225,6 +232,7 @@ class Batches:
         """Retry one failing message on its own, then park it or stop the consumer."""
         first_failed = datetime.now(UTC)
         attempt = 1
+        self.cursor.stats.handler_failures += 1
         bound = self._log.bind(
             stream_name=message.stream_name,
             position=message.position,
@@ -244,6 +252,7 @@ class Batches:
                 return
             except HandlerFailed as failed:
                 error, attempt = failed.error, attempt + 1
+                self.cursor.stats.handler_failures += 1
         if isinstance(decision, Park):
             await self._park(message, dead_letters.Failure(error, attempt, first_failed))
             bound.error("message parked", error=repr(error), attempts=attempt)

@@ -9,6 +9,7 @@ woken or its poll interval has passed.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
+from worker.engine import pauses
 from worker.engine import queries as q
 from worker.engine.batch import Batches, Cursor
 from worker.engine.lease import DEFAULT_TTL, Lease
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from worker.engine.positions import PositionStore
+    from worker.engine.stats import ConsumerStats
     from worker.engine.subscriber import Subscriber
     from worker.engine.wakeups import Waker
     from worker.store.message import Message
@@ -69,6 +72,7 @@ class Consumer:
         options: ConsumerOptions,
         generation: int | None = None,
         member: int | None = None,
+        pausable: bool = True,
     ) -> None:
         self.subscriber = subscriber
         self.category = category
@@ -81,6 +85,9 @@ class Consumer:
         self.cursor = Cursor(generation=generation or 1)
         self.refill_to: int | None = None  # set while an in-place rebuild refills the tables
         self.head: int | None = None  # the category head, when the position is beyond it
+        self.pausable = pausable and generation is None  # rebuilds replay regardless
+        self.paused = False  # an operator paused it (`worker pause`)
+        self._pause_checked_at = 0.0
         self._pool = pool
         self._store = store
         self._positions = positions
@@ -119,6 +126,11 @@ class Consumer:
     def processed(self) -> int:
         """Messages this process handled (or parked)."""
         return self.cursor.processed
+
+    @property
+    def stats(self) -> ConsumerStats:
+        """What it measured about its batches (for the metrics)."""
+        return self.cursor.stats
 
     @property
     def parked_count(self) -> int:
@@ -170,7 +182,7 @@ class Consumer:
                     await stop.wait()
             finally:
                 await self.lease.release()
-        if self.state != ConsumerState.STOPPED:
+        if self.state != ConsumerState.STOPPED and not self.paused:
             self.state = ConsumerState.DONE
 
     async def _consume(self, stop: anyio.Event, until_caught_up: bool) -> None:
@@ -181,6 +193,12 @@ class Consumer:
             self.batches.check_lease()
             await self.replays.refresh()
             mark = self._waker.mark(self.category)
+            if await self._check_pause():
+                if until_caught_up:
+                    return
+                await self._wait_paused(mark)
+                ahead = None
+                continue
             batch = ahead if ahead is not None else await self._read(self.position)
             ahead = None
             if batch:
@@ -202,12 +220,43 @@ class Consumer:
                 quiet += 1
             self.state = ConsumerState.AHEAD if self.head is not None else ConsumerState.RUNNING
 
+    async def _check_pause(self, *, force: bool = False) -> bool:
+        """Whether an operator paused this consumer (looked up at most once per refresh
+        interval, or at once when a command said so on the control channel)."""
+        if not self.pausable:
+            return False
+        now = time.monotonic()
+        if force or now - self._pause_checked_at >= self.options.refresh_interval:
+            self._pause_checked_at = now
+            paused = await pauses.is_paused(self._pool, self.name)
+            if paused != self.paused:
+                self._log.info("consumer paused" if paused else "consumer resumed")
+                self.paused = paused
+                if not paused:
+                    self.state = (
+                        ConsumerState.RUNNING
+                        if self.refill_to is None
+                        else ConsumerState.REBUILDING
+                    )
+                    await self.lease.report(self.state)
+        return self.paused
+
+    async def _wait_paused(self, mark: int) -> None:
+        """Hold the lease and handle nothing until woken (a resume, a recheck) or a refresh
+        interval has passed."""
+        if self.state != ConsumerState.PAUSED:
+            self.state = ConsumerState.PAUSED
+            await self.lease.report(ConsumerState.PAUSED)
+        woken = await self._waker.wait(
+            self.category, seconds=self.options.refresh_interval, since=mark
+        )
+        if woken and self._waker.recheck_requested(self.name):
+            await self._recheck()
+
     async def _start(self) -> None:
         """Load the position (and what an operator set beside it) under a fresh lease."""
         if self._fixed_generation is None:
-            seeded = await seed_from_former_slots(self._pool, self.slot.consumer)
-            if seeded is not None:
-                self._log.info("position seeded from the former group slots", position=seeded)
+            await self._seed()
         cursor = self.cursor
         cursor.position = await self._positions.load(self.name)
         cursor.high_water = await self._positions.high_water(self.name)
@@ -217,8 +266,13 @@ class Consumer:
             cursor.generation = found[0] if found else 1
         await self.replays.refresh(force=True)
         await self._check_head()
+        await self._check_pause(force=True)
         self.state = (
-            ConsumerState.REBUILDING if self.refill_to is not None else ConsumerState.RUNNING
+            ConsumerState.PAUSED
+            if self.paused
+            else ConsumerState.REBUILDING
+            if self.refill_to is not None
+            else ConsumerState.RUNNING
         )
         await self.lease.report(self.state)
         self._log.info(
@@ -227,7 +281,20 @@ class Consumer:
             position=self.position,
             epoch=self.lease.epoch,
             rebuilding=self.refill_to is not None,
+            paused=self.paused,
         )
+
+    async def _seed(self) -> None:
+        """A consumer seen for the first time: a group member after a resize starts where the
+        former members were; a subscriber declared ``start_from="head"`` at its category's
+        head (later runs resume from their position)."""
+        seeded = await seed_from_former_slots(self._pool, self.slot.consumer)
+        if seeded is not None:
+            self._log.info("position seeded from the former group slots", position=seeded)
+        elif self.subscriber.start_from == "head":
+            head = await self._store.category_head(self.category) or 0
+            if await self._pool.fetchval(q.SEED_POSITION, self.name, head, head) is not None:
+                self._log.info("position seeded at the category head (start_from=head)", head=head)
 
     async def _check_head(self) -> None:
         """A position beyond the category head (set by an operator) would skip every message
@@ -260,6 +327,7 @@ class Consumer:
         """Told on the control channel that a command changed this consumer: confirm the lease
         (a fenced one raises ``LeaseLostError``) and the position."""
         await self.lease.renew()
+        await self._check_pause(force=True)
         committed = await self._positions.load(self.name)
         if committed != self.position:
             raise PositionMovedError(

@@ -44,8 +44,10 @@ def build_consumer(
     waker: Waker | None = None,
     store: MessageStore | None = None,
     generation: int | None = None,
+    pausable: bool = True,
 ) -> Consumer:
-    """The consumer of ``slot`` (of a rebuild's ``generation``, when given)."""
+    """The consumer of ``slot`` (of a rebuild's ``generation``, when given); ``pausable``:
+    whether ``worker pause`` holds it (``worker run``'s consumers; not a rebuild's)."""
     return Consumer(
         slot.subscriber,
         slot.category,
@@ -57,4 +59,5 @@ def build_consumer(
         options=consumer_options(settings, slot.subscriber),
         generation=generation,
         member=slot.member,
+        pausable=pausable,
     )

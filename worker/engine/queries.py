@@ -183,6 +183,26 @@ MOVE_DEAD_LETTERS: LiteralString = (
 # The lease's epoch, locked against a takeover until the replay's transaction ends.
 LEASE_EPOCH_SHARED: LiteralString = "SELECT epoch FROM worker.leases WHERE consumer = $1 FOR SHARE"
 
+# -- pauses (`worker pause` / `worker resume`) ---------------------------------------------------
+
+# The consumers of $1 newly paused (those already paused are left as they were).
+PAUSE: LiteralString = """
+INSERT INTO worker.paused (consumer, paused_by, reason)
+SELECT name, $2, $3 FROM unnest($1::text[]) AS name
+ON CONFLICT (consumer) DO NOTHING
+RETURNING consumer
+"""
+
+RESUME: LiteralString = """
+DELETE FROM worker.paused WHERE consumer = ANY($1::text[]) RETURNING consumer
+"""
+
+IS_PAUSED: LiteralString = "SELECT EXISTS (SELECT 1 FROM worker.paused WHERE consumer = $1)"
+
+PAUSED: LiteralString = """
+SELECT consumer, paused_at, paused_by, reason FROM worker.paused ORDER BY consumer
+"""
+
 # -- worker status ---------------------------------------------------------------------------
 
 STATUS_POSITIONS: LiteralString = "SELECT consumer, position, refill_to FROM worker.positions"

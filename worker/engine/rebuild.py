@@ -106,7 +106,14 @@ async def rebuild(
 
     def consumers(generation: int | None) -> list[Consumer]:
         return [
-            build_consumer(slot, dsn=dsn, pool=pool, settings=settings, generation=generation)
+            build_consumer(
+                slot,
+                dsn=dsn,
+                pool=pool,
+                settings=settings,
+                generation=generation,
+                pausable=False,
+            )
             for slot in subscriber.slots()
         ]
 

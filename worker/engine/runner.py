@@ -51,6 +51,11 @@ class RunResult:
         return [c for c in self.consumers if c.head is not None]
 
     @property
+    def paused(self) -> list[str]:
+        """Names of consumers an operator paused (``worker pause``)."""
+        return [c.name for c in self.consumers if c.paused]
+
+    @property
     def stopped(self) -> list[str]:
         """Names of consumers halted by the ``stop`` failure action."""
         return [c.name for c in self.consumers if c.state == ConsumerState.STOPPED]

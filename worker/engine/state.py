@@ -13,6 +13,7 @@ class ConsumerState(StrEnum):
     RUNNING = "running"  # applying batches
     REBUILDING = "rebuilding"  # refilling its tables after an in-place rebuild
     CAUGHT_UP = "caught_up"  # every message up to the head handled; waiting for more
+    PAUSED = "paused"  # an operator paused it: it holds its lease and handles nothing
     AHEAD = "ahead"  # its position is beyond the category head (an operator set it there)
     STOPPED = "stopped"  # halted on a failure (the ``stop`` action)
     DONE = "done"  # returned: stopped by a signal, or caught up in ``--until-caught-up``
@@ -28,9 +29,15 @@ class ConsumerState(StrEnum):
 
 _LABELS = {ConsumerState.AHEAD: "error: position beyond head"}
 
-# Ready (``/readyz``): nothing starting, refilling, misplaced or halted.
+# Ready (``/readyz``): nothing starting, refilling, misplaced or halted (a pause is deliberate).
 READY = frozenset(
-    {ConsumerState.RUNNING, ConsumerState.CAUGHT_UP, ConsumerState.WAITING, ConsumerState.DONE}
+    {
+        ConsumerState.RUNNING,
+        ConsumerState.CAUGHT_UP,
+        ConsumerState.WAITING,
+        ConsumerState.PAUSED,
+        ConsumerState.DONE,
+    }
 )
 # Up (``worker_consumer_up``): handling messages in this process.
 UP = frozenset({ConsumerState.RUNNING, ConsumerState.REBUILDING, ConsumerState.CAUGHT_UP})

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound="Callable[..., Any]")
 Kind = Literal["projector", "handler"]
+StartFrom = Literal["origin", "head"]
 
 _MARK = "__worker_handles__"
 
@@ -76,6 +77,7 @@ class Subscriber:
     group_size: int = 1
     read_models: tuple[type[ReadModel], ...] = ()
     version: str | None = None
+    start_from: StartFrom = "origin"  # where a consumer with no position yet starts
     options: dict[str, Any] = field(default_factory=dict)
 
     def consumer_name(self, category: str) -> str:
@@ -148,6 +150,7 @@ def build_subscriber(
     read_models: list[type[ReadModel]] | tuple[type[ReadModel], ...] = (),
     version: str | int | None = None,
     group_size: int = 1,
+    start_from: StartFrom = "origin",
 ) -> Subscriber:
     """Validate a decorated class and describe it as a ``Subscriber``."""
     routes = routes_of(cls)
@@ -159,6 +162,8 @@ def build_subscriber(
         raise RegistrationError(f"group_size must be an integer in 1..1024, got {group_size!r}")
     if on_failure not in (None, "park", "stop"):
         raise RegistrationError(f"on_failure must be 'park' or 'stop', got {on_failure!r}")
+    if start_from not in ("origin", "head"):
+        raise RegistrationError(f"start_from must be 'origin' or 'head', got {start_from!r}")
     for model in read_models:
         if not (isinstance(model, type) and issubclass(model, ReadModel)):
             raise RegistrationError(f"read_models takes ReadModel classes, got {model!r}")
@@ -175,6 +180,7 @@ def build_subscriber(
         read_models=tuple(read_models),
         version=None if version is None else str(version),
         group_size=group_size,
+        start_from=start_from,
     )
 
 

@@ -17,8 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import structlog
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from worker.engine import lease
 from worker.engine.state import READY, UP
@@ -64,6 +70,11 @@ class ConsumerCollector:
         up = GaugeMetricFamily(
             "worker_consumer_up", "1 while the consumer runs or is caught up", labels=["consumer"]
         )
+        paused = GaugeMetricFamily(
+            "worker_consumer_paused",
+            "1 while an operator has the consumer paused (worker pause)",
+            labels=["consumer"],
+        )
         takeovers = CounterMetricFamily(
             "worker_lease_takeovers",
             "Leases this process took over from a holder that stopped renewing them",
@@ -76,8 +87,50 @@ class ConsumerCollector:
             if c.category in self.heads:
                 lag.add_metric([c.name], max(self.heads[c.category] - c.position, 0))
             up.add_metric([c.name], 1 if c.state in UP else 0)
+            paused.add_metric([c.name], 1 if c.paused else 0)
             takeovers.add_metric([c.name], lease.takeovers[c.name])
-        yield from (handled, parked, position, lag, up, takeovers)
+        yield from (handled, parked, position, lag, up, paused, takeovers)
+        yield from self._batches()
+
+    def _batches(self) -> Iterator[Any]:
+        """What the consumers measured about their batches (``worker.engine.stats``)."""
+        handle = HistogramMetricFamily(
+            "worker_batch_handle_seconds",
+            "Seconds a batch's handlers and read-model writes took",
+            labels=["consumer"],
+        )
+        commit = HistogramMetricFamily(
+            "worker_batch_commit_seconds",
+            "Seconds a batch's position commit and COMMIT took",
+            labels=["consumer"],
+        )
+        age = HistogramMetricFamily(
+            "worker_event_age_seconds",
+            "Age of a batch's oldest message when it was handled (now minus its time in the store)",
+            labels=["consumer"],
+        )
+        failures = CounterMetricFamily(
+            "worker_handler_failures",
+            "Failed attempts of a message's handlers (each retry counts)",
+            labels=["consumer"],
+        )
+        transient = CounterMetricFamily(
+            "worker_transient_errors",
+            "Batches tried again after a transient error (connection lost, serialization "
+            "failure, deadlock, timeout)",
+            labels=["consumer"],
+        )
+        for c in self._consumers:
+            stats = c.stats
+            for family, histogram in (
+                (handle, stats.handle),
+                (commit, stats.commit),
+                (age, stats.age),
+            ):
+                family.add_metric([c.name], histogram.cumulative(), histogram.total)
+            failures.add_metric([c.name], stats.handler_failures)
+            transient.add_metric([c.name], stats.transient_errors)
+        yield from (handle, commit, age, failures, transient)
 
 
 class HealthServer:
@@ -93,6 +146,8 @@ class HealthServer:
         self._collector = ConsumerCollector(consumers)
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self._collector)
+        for default in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self._registry.register(default)  # process_*, python_info, python_gc_*
         self.port = port
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -6,12 +6,15 @@ Nested keys use ``__``: ``WORKER_EVENT_STORE__DATABASE_URI`` overrides
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import difflib
+import json
 import os
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import (
@@ -31,6 +34,10 @@ from pydantic_settings import (
 
 from worker.engine.settings import EngineSettings
 from worker.errors import ConfigurationError
+from worker.store.database import redact
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 DEFAULT_CONFIG = Path("domain.toml")
 CONFIG_ENV = "WORKER_CONFIG"
@@ -230,3 +237,60 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     base = config.resolve().parent if config else Path.cwd()
     settings = settings.model_copy(update={"config_file": config})
     return _anchor(settings, base)
+
+
+@dataclass(frozen=True)
+class Effective:
+    """One key of the settings in force, as ``worker config`` shows it."""
+
+    key: str  # "[section] name"
+    value: Any  # secrets masked
+    source: str  # "file PATH", "environment WORKER_...", or "default"
+
+
+def _masked(section: str, name: str, value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        if (section, name) == ("event_store", "database_uri"):
+            return redact(value.get_secret_value())  # the address, password hidden
+        return "**********"
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _from_environment(section: str, name: str, environ: Mapping[str, str]) -> str | None:
+    """The variable that sets the key, if any (names are not case-sensitive): the key's own
+    ``WORKER_SECTION__NAME``, or a JSON object in ``WORKER_SECTION`` holding it."""
+    upper = {key.upper(): key for key in environ}
+    own = f"WORKER_{section}__{name}".upper()
+    if own in upper:
+        return upper[own]
+    whole = upper.get(f"WORKER_{section}".upper())
+    if whole is not None:
+        with contextlib.suppress(ValueError):
+            if name in json.loads(environ[whole]):
+                return whole
+    return None
+
+
+def effective(settings: Settings, environ: Mapping[str, str] = os.environ) -> list[Effective]:
+    """Every key in force with where it came from: the environment (which wins), the config
+    file, or the default. Secrets are masked; the database URI shows without its password."""
+    in_file: dict[str, Any] = {}
+    if settings.config_file is not None:
+        with settings.config_file.open("rb") as handle:
+            in_file = tomllib.load(handle)
+    found = []
+    for section, cls in _sections().items():
+        current = getattr(settings, section)
+        for name in cls.model_fields:
+            variable = _from_environment(section, name, environ)
+            if variable is not None:
+                source = f"environment {variable}"
+            elif name in in_file.get(section, {}):
+                source = f"file {settings.config_file}"
+            else:
+                source = "default"
+            value = _masked(section, name, getattr(current, name))
+            found.append(Effective(f"[{section}] {name}", value, source))
+    return found

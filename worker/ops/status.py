@@ -6,13 +6,17 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from worker.engine import dead_letters
+import anyio
+
+from worker.engine import dead_letters, pauses
 from worker.engine import queries as q
 from worker.engine.state import ConsumerState
 from worker.read import generations
 from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     import asyncpg
 
     from worker.domain import Domain
@@ -32,6 +36,7 @@ class ConsumerStatus:
     state: str
     leaseholder: str | None
     parked: int
+    pause_reason: str | None = None  # given to `worker pause --reason`
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,12 +53,14 @@ def _known_consumers(domain: Domain, building: dict[str, int]) -> list[ConsumerN
 
 
 def _state(
-    held: bool, reported: str | None, rebuilding: bool, caught_up: bool, ahead: bool
+    held: bool, reported: str | None, rebuilding: bool, caught_up: bool, ahead: bool, paused: bool
 ) -> ConsumerState:
     if ahead:
         return ConsumerState.AHEAD
     if reported == ConsumerState.STOPPED:
         return ConsumerState.STOPPED
+    if paused:
+        return ConsumerState.PAUSED
     if not held:
         return ConsumerState.REBUILD_PAUSED if rebuilding else ConsumerState.NOT_RUNNING
     if rebuilding:
@@ -68,6 +75,7 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
     leases = {r["consumer"]: r for r in await pool.fetch(q.STATUS_LEASES)}
     parked = await dead_letters.counts(pool)
     building = await generations.building(pool)
+    paused = await pauses.paused(pool)
     now = datetime.now(UTC)
     report = []
     for consumer in _known_consumers(domain, building):
@@ -83,6 +91,7 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
             consumer.is_building or refill_to is not None,
             lag == 0,
             position > head,
+            name in paused,
         )
         report.append(
             ConsumerStatus(
@@ -95,6 +104,94 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
                 state=state.label,
                 leaseholder=lease["owner"] if held and lease else None,
                 parked=parked.get(name, 0),
+                pause_reason=paused[name]["reason"] if name in paused else None,
+            )
+        )
+    return report
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One look at every consumer in ``worker status --watch``: when, what, and how fast each
+    moved since the previous look (messages per second; ``None`` on the first)."""
+
+    at: datetime
+    consumers: list[ConsumerStatus]
+    rates: dict[str, float | None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(),
+            "consumers": [{**c.as_dict(), "rate": self.rates[c.consumer]} for c in self.consumers],
+        }
+
+
+async def watch(
+    pool: asyncpg.Pool[Any], domain: Domain, interval: float, count: int | None = None
+) -> AsyncIterator[Frame]:
+    """A ``Frame`` every ``interval`` seconds (``count`` of them, or until cancelled)."""
+    store = MessageStore(pool)
+    before: dict[str, int] = {}
+    looked = 0.0
+    shown = 0
+    while count is None or shown < count:
+        now = anyio.current_time()
+        consumers = await consumer_status(pool, domain)
+        rates: dict[str, float | None] = {}
+        for c in consumers:
+            previous = before.get(c.consumer)
+            if previous is None or now <= looked:
+                rates[c.consumer] = None
+            elif c.position <= previous:
+                rates[c.consumer] = 0.0
+            else:
+                moved = await store.count_between(c.category, previous, c.position)
+                rates[c.consumer] = round(moved / (now - looked), 1)
+        before, looked = {c.consumer: c.position for c in consumers}, now
+        yield Frame(datetime.now(UTC), consumers, rates)
+        shown += 1
+        if count is None or shown < count:
+            await anyio.sleep_until(now + interval)
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    """One projector as ``worker projections`` reports it."""
+
+    name: str
+    version: str | None  # in code
+    stored_version: str | None  # of the live generation's tables
+    categories: list[str]
+    tables: list[str]  # the views readers query (the read models' __table__)
+    live: int | None  # live generation (None: no read models, or not installed yet)
+    building: int | None  # generation a rebuild is filling
+    lag: int  # messages its live consumers have yet to handle
+    states: list[str]  # its live consumers' states
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def projection_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[ProjectionStatus]:
+    """Every projector of the domain: version, categories, tables, generations, lag."""
+    consumers = {c.consumer: c for c in await consumer_status(pool, domain)}
+    report = []
+    for subscriber in domain.subscribers:
+        if subscriber.kind != "projector":
+            continue
+        found = await generations.state(pool, subscriber.name)
+        live = [consumers[slot.name] for slot in subscriber.slots() if slot.name in consumers]
+        report.append(
+            ProjectionStatus(
+                name=subscriber.name,
+                version=subscriber.version,
+                stored_version=found[2] if found else None,
+                categories=list(subscriber.categories),
+                tables=[model.__table__ for model in subscriber.read_models],
+                live=found[0] if found else None,
+                building=found[1] if found else None,
+                lag=sum(c.lag_messages for c in live),
+                states=sorted({c.state for c in live}),
             )
         )
     return report

@@ -254,6 +254,12 @@ class MessageStore:
         assert row is not None  # an aggregate always returns a row
         return row[0], row[1]
 
+    async def count_between(self, category: str, after: int, upto: int) -> int:
+        """How many messages of ``category`` have a global position in (``after``, ``upto``]."""
+        check_category(category)
+        found: int = await self._executor.fetchval(q.CATEGORY_COUNT, category, after, upto)
+        return found
+
     def _acquire(self) -> _Acquired:
         return _Acquired(self._executor)
 

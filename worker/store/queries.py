@@ -79,6 +79,13 @@ FROM message_store.messages
 WHERE message_store.category(stream_name) = $1 AND global_position > $2
 """
 
+# How many messages of a category lie in a range of global positions (a consumer's progress
+# between two looks: `worker status --watch`).
+CATEGORY_COUNT: LiteralString = """
+SELECT count(*) FROM message_store.messages
+WHERE message_store.category(stream_name) = $1 AND global_position > $2 AND global_position <= $3
+"""
+
 # -- installing MessageDB and the worker schema -----------------------------------------------
 
 # Serialises installs and migrations of one database ("worker" in hex).

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from worker.errors import UsageError
 from worker.ops.app import App, connect_options
 from worker.ops.log import configure_logging
 from worker.ops.settings import Settings, load_settings
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import asyncpg
+
+    from worker.domain import Domain
 
 
 class _Invocation:
@@ -38,6 +41,21 @@ def settings() -> Settings:
 def load_app() -> App:
     """The configured application: settings, domain and DSN."""
     return App.load(settings())
+
+
+def consumers_named(domain: Domain, names: list[str], option: str = "") -> list[str]:
+    """The consumers ``names`` stand for (a subscriber stands for all of its consumers), in
+    the domain's order; ``UsageError`` (exit 2) listing the known names for an unknown one."""
+    subscribers = {s.name for s in domain.subscribers}
+    slots = [(s.name, slot.name) for s in domain.subscribers for slot in s.slots()]
+    known = subscribers | {name for _, name in slots}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise UsageError(
+            f"{option + ' ' if option else ''}{', '.join(unknown)}: no such consumer or "
+            f"subscriber; known: {', '.join(sorted(known)) or 'none'}"
+        )
+    return [slot for owner, slot in slots if owner in names or slot in names]
 
 
 def with_pool(

@@ -20,8 +20,11 @@ app = typer.Typer(help="Install and inspect the event store database.", no_args_
 
 @app.command("install")
 def db_install() -> None:
-    """Install MessageDB, the worker schema and the configured projections' read-model tables
-    (with the owner role; idempotent). Every prerequisite is checked before anything changes."""
+    """Install MessageDB, the worker schema and the read models (owner role; idempotent).
+
+    The read models are the tables and views of the configured projections, and what their
+    setup(conn) creates. Every prerequisite is checked before anything changes.
+    """
     settings = common.settings()
     domain = configured_domain(settings)
     dsn = resolve_dsn(settings)
@@ -46,8 +49,11 @@ def db_install() -> None:
 def db_grant(
     role: Annotated[str, typer.Argument(help="The runtime role `worker run` connects as.")],
 ) -> None:
-    """Give ROLE exactly what `worker run` needs (no CREATE anywhere); run as the owner role,
-    after `worker db install`. Idempotent; `worker db install` grants recorded roles again."""
+    """Give ROLE exactly what `worker run` needs, and no CREATE anywhere.
+
+    Run it as the owner role, after `worker db install`. Idempotent; later installs and
+    rebuilds grant the roles it recorded again.
+    """
     settings = common.settings()
     domain = configured_domain(settings)
     dsn = resolve_dsn(settings)

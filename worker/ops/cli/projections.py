@@ -1,13 +1,17 @@
-"""``worker status``, ``worker reset`` and ``worker rebuild``."""
+"""``worker status`` (once, or ``--watch``), ``worker projections``, ``worker reset`` and
+``worker rebuild``."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import structlog
 import typer
+from rich.console import Group
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,9 +27,19 @@ from worker.engine.positions import PostgresPositionStore
 from worker.engine.rebuild import RebuildOutcome, find_projector, rebuild
 from worker.errors import UsageError, WorkerError
 from worker.ops.cli import common, output
-from worker.ops.status import consumer_status
+from worker.ops.status import consumer_status, projection_status
+from worker.ops.status import watch as watch_status
 from worker.store import privileges
 from worker.store.message_store import MessageStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from rich.table import Table
+
+    from worker.engine.subscriber import Subscriber
+    from worker.ops.app import App
+    from worker.ops.status import Frame
 
 log = structlog.get_logger("worker.cli")
 
@@ -35,14 +49,118 @@ app = typer.Typer()
 @app.command("status")
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Refresh until interrupted, with rates.")
+    ] = False,
+    interval: Annotated[
+        float | None, typer.Option(help="Seconds between refreshes with --watch (default 2).")
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option(help="Stop after this many refreshes with --watch.")
+    ] = None,
 ) -> None:
-    """Every consumer: position, head, lag, state, leaseholder, parked messages."""
+    """Every consumer: position, head, lag, state, leaseholder, parked messages.
+
+    With --watch, a live view that refreshes, with each consumer's rate (one frame after
+    another when not on a terminal; --count ends it after so many).
+    """
+    if not watch and (interval is not None or count is not None):
+        raise UsageError("--interval and --count go with --watch")
+    if interval is not None and interval <= 0:
+        raise UsageError(f"--interval must be more than 0 seconds, got {interval:g}")
+    if count is not None and count < 1:
+        raise UsageError(f"--count must be 1 or more, got {count}")
+    application = common.load_app()
+
+    async def once() -> list[dict[str, Any]]:
+        pool = await application.pool(rights=privileges.READ)
+        try:
+            return [s.as_dict() for s in await consumer_status(pool, application.domain)]
+        finally:
+            await pool.close()
+
+    if watch:
+        _watch(application, as_json, 2.0 if interval is None else interval, count)
+        return
+    rows = anyio.run(once)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    output.console().print(_status_table(rows))
+
+
+def _status_table(rows: list[dict[str, Any]], rates: bool = False) -> Table:
+    headers = ["consumer", "position", "head", "lag", "lag (s)"]
+    headers += ["rate (msg/s)"] if rates else []
+    table = output.table(*headers, "state", "leaseholder", "parked", names=headers[:1])
+    for r in rows:
+        cells = [r["consumer"], str(r["position"]), str(r["head"]), str(r["lag_messages"])]
+        cells.append(f"{r['lag_seconds']:.1f}")
+        if rates:
+            cells.append("-" if r["rate"] is None else f"{r['rate']:.1f}")
+        cells += [r["state"], r["leaseholder"] or "-", str(r["parked"])]
+        table.add_row(*cells)
+    return table
+
+
+def _watch(application: App, as_json: bool, interval: float, count: int | None) -> None:
+    """Frames of ``worker status``: redrawn in place on a terminal, printed one after another
+    (or as JSON lines) elsewhere. Ctrl-C ends it (exit 0)."""
+    console = output.console()
+    live = not as_json and sys.stdout.isatty()
+
+    async def frames(show: Callable[[Frame], None]) -> None:
+        pool = await application.pool(rights=privileges.READ)
+        try:
+            async for frame in watch_status(pool, application.domain, interval, count):
+                show(frame)
+        finally:
+            await pool.close()
+
+    def title(frame: Frame) -> str:
+        at = frame.at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"worker status at {at}, every {interval:g} s"
+
+    def printed(frame: Frame) -> None:
+        if as_json:
+            typer.echo(json.dumps(frame.as_dict()))
+            return
+        console.print(title(frame))
+        console.print(_status_table(frame.as_dict()["consumers"], rates=True))
+
+    try:
+        if not live:
+            anyio.run(frames, printed)
+            return
+        with Live(console=console, auto_refresh=False) as screen:
+
+            def redrawn(frame: Frame) -> None:
+                view = Group(
+                    title(frame) + " (Ctrl-C to stop)",
+                    _status_table(frame.as_dict()["consumers"], rates=True),
+                )
+                screen.update(view, refresh=True)
+
+            anyio.run(frames, redrawn)
+    except KeyboardInterrupt:
+        return
+
+
+@app.command("projections")
+def projections(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON for scripts.")] = False,
+) -> None:
+    """Every projection: version, categories, tables, generations, lag, state.
+
+    The version is the code's, and the live tables' when they differ; the generation live and
+    the one a rebuild is filling; the lag and states of its live consumers.
+    """
     application = common.load_app()
 
     async def work() -> list[dict[str, Any]]:
         pool = await application.pool(rights=privileges.READ)
         try:
-            return [s.as_dict() for s in await consumer_status(pool, application.domain)]
+            return [p.as_dict() for p in await projection_status(pool, application.domain)]
         finally:
             await pool.close()
 
@@ -50,27 +168,33 @@ def status(
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
+    if not rows:
+        typer.echo("no projections in this domain")
+        return
     table = output.table(
-        "consumer",
-        "position",
-        "head",
+        "projection",
+        "version",
+        "categories",
+        "tables",
+        "live",
+        "building",
         "lag",
-        "lag (s)",
         "state",
-        "leaseholder",
-        "parked",
-        names=("consumer", "leaseholder"),
+        names=("projection", "categories", "tables"),
     )
     for r in rows:
+        version = r["version"] or "-"
+        if r["stored_version"] not in (None, r["version"]):
+            version += f" (tables: {r['stored_version']})"
         table.add_row(
-            r["consumer"],
-            str(r["position"]),
-            str(r["head"]),
-            str(r["lag_messages"]),
-            f"{r['lag_seconds']:.1f}",
-            r["state"],
-            r["leaseholder"] or "-",
-            str(r["parked"]),
+            r["name"],
+            version,
+            ", ".join(r["categories"]),
+            ", ".join(r["tables"]) or "- (its own setup)",
+            "-" if r["live"] is None or not r["tables"] else f"g{r['live']}",
+            "-" if r["building"] is None else f"g{r['building']}",
+            str(r["lag"]),
+            ", ".join(r["states"]),
         )
     output.console().print(table)
 
@@ -130,14 +254,36 @@ def reset(
 
 @app.command("rebuild")
 def rebuild_command(
-    projection: Annotated[str, typer.Argument(help="Projection (projector) name.")],
+    projection: Annotated[
+        str | None, typer.Argument(help="Projection (projector) name; or --all.")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Rebuild every projection that has read models.")
+    ] = False,
     in_place: Annotated[
         bool, typer.Option("--in-place", help="Truncate and replay instead of blue/green.")
     ] = False,
 ) -> None:
-    """Rebuild a projection from position 0 (blue/green: readers keep the old tables)."""
+    """Rebuild a projection (or --all) from position 0; needs the owner role.
+
+    Blue/green by default: readers keep the old tables until the switch.
+    """
+    if (projection is None) == (not every):
+        raise UsageError("name one projection, or pass --all (not both)")
     application = common.load_app()
-    subscriber = find_projector(application.domain.subscribers, projection)
+    if every:
+        subscribers = [s for s in application.domain.subscribers if s.read_models]
+        if not subscribers:
+            raise WorkerError("no projection in this domain declares read models")
+    else:
+        assert projection is not None
+        subscribers = [find_projector(application.domain.subscribers, projection)]
+    for subscriber in subscribers:
+        _rebuild_one(application, subscriber, in_place)
+
+
+def _rebuild_one(application: App, subscriber: Subscriber, in_place: bool) -> None:
+    projection = subscriber.name
     columns = (
         TextColumn(f"rebuilding {projection}"),
         BarColumn(),

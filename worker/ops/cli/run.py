@@ -9,12 +9,10 @@ import anyio
 import structlog
 import typer
 
-from worker.errors import UsageError
 from worker.ops.cli import common
 from worker.ops.runner import Runner
 
 if TYPE_CHECKING:
-    from worker.domain import Domain
     from worker.engine.runner import RunResult
 
 log = structlog.get_logger("worker.cli")
@@ -34,7 +32,7 @@ def run(
     """Run every consumer until SIGTERM/SIGINT (or until caught up)."""
     application = common.load_app()
     if only:
-        _check_only(application.domain, only)
+        common.consumers_named(application.domain, only, "--only")
 
     async def main() -> RunResult:
         runner = Runner(application.domain, application.dsn, application.settings.worker, only=only)
@@ -54,24 +52,15 @@ def run(
         print(f"worker: consumers stopped on failure: {names}", file=sys.stderr)
         if until_caught_up:
             raise SystemExit(1)
+    if result.paused:
+        names = ", ".join(result.paused)
+        print(f"worker: consumers paused (`worker resume` them): {names}", file=sys.stderr)
     if result.ahead and until_caught_up:
         names = ", ".join(f"{c.name} (position {c.position}, head {c.head})" for c in result.ahead)
         print(
             f"worker: positions beyond their category head (reset them): {names}", file=sys.stderr
         )
         raise SystemExit(1)
-
-
-def _check_only(domain: Domain, only: list[str]) -> None:
-    """Every ``--only`` name must be a consumer or a subscriber of the domain."""
-    subscribers = {s.name for s in domain.subscribers}
-    consumers = {slot.name for s in domain.subscribers for slot in s.slots()}
-    unknown = [name for name in only if name not in subscribers | consumers]
-    if unknown:
-        raise UsageError(
-            f"--only {', '.join(unknown)}: no such consumer or subscriber; known: "
-            + (", ".join(sorted(subscribers | consumers)) or "none")
-        )
 
 
 def _log_stopped(result: RunResult, until_caught_up: bool) -> None:

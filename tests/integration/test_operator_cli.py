@@ -284,7 +284,7 @@ async def test_rebuild_all_rebuilds_every_projection_with_read_models(
     [
         ((), 2, "name one projection, or pass --all (not both)"),
         (("order_summary", "--all"), 2, "name one projection, or pass --all (not both)"),
-        (("nope",), 1, "no projection named 'nope'"),
+        (("nope",), 2, "no projection named 'nope' (projections: order_summary, orders_by_status)"),
     ],
 )
 async def test_rebuild_bad_input_is_one_line(

@@ -20,7 +20,7 @@ import structlog
 from worker.engine import queries as q
 from worker.engine.factory import build_consumer
 from worker.engine.state import ConsumerState
-from worker.errors import PrivilegeError, WorkerError
+from worker.errors import PrivilegeError, UsageError, WorkerError
 from worker.read import generations
 from worker.store import privileges, read_schema
 from worker.store.message_store import MessageStore
@@ -48,7 +48,7 @@ def find_projector(subscribers: Sequence[Subscriber], name: str) -> Subscriber:
                 )
             return subscriber
     names = ", ".join(s.name for s in subscribers if s.read_models) or "none"
-    raise WorkerError(f"no projection named {name!r} (projections: {names})")
+    raise UsageError(f"no projection named {name!r} (projections: {names})")
 
 
 async def _heads(store: MessageStore, subscriber: Subscriber) -> dict[str, int]:

@@ -215,7 +215,7 @@ def reset(
     application = common.load_app()
     slots = {slot.name: slot for s in application.domain.subscribers for slot in s.slots()}
     if consumer not in slots:
-        raise WorkerError(
+        raise UsageError(
             f"no consumer named {consumer!r}; known: {', '.join(sorted(slots)) or 'none'}"
         )
     if to < 0:

@@ -12,7 +12,7 @@ import pytest
 from tests.cli import EXAMPLE_APP, as_user, worker
 from tests.integration.test_engine import FAST
 from worker import BaseEvent, Context, Domain, Increment, ReadModel, Runner, handle, on
-from worker.engine import dead_letters
+from worker.engine import dead_letters, pauses
 from worker.engine.rebuild import rebuild
 from worker.ops.install import grant_role, install_application
 from worker.ops.settings import Settings
@@ -126,9 +126,9 @@ async def test_the_whole_engine_runs_as_the_runtime_role_which_can_change_no_str
     store: MessageStore, pool: Any, database_dsn: str, role: str
 ) -> None:
     """After the owner's install and `worker db grant`, the runtime role catches up, handles
-    live events (with wake-ups), parks a failing message and replays it, writes messages and
-    every kind of table; yet it may not create, alter, drop or truncate anything, and owns
-    nothing."""
+    live events (with wake-ups), parks a failing message and replays it, pauses and resumes a
+    consumer, writes messages and every kind of table; yet it may not create, alter, drop or
+    truncate anything, and owns nothing."""
     broken = {13}
     domain = game_domain(broken)
     settings = Settings()
@@ -159,14 +159,20 @@ async def test_the_whole_engine_runs_as_the_runtime_role_which_can_change_no_str
             assert await dead_letters.request_replay(runtime_pool, "scores:game", "game-ada") == 2
             await until(lambda: _equals(scores(pool), {"ada": 16, "bo": 12}))
             assert await dead_letters.list_parked(pool, "scores:game", None) == []
+            scores_consumer = next(c for c in runner.result.consumers if c.name == "scores:game")
+            assert await pauses.pause(runtime_pool, ["scores:game"], "test") == ["scores:game"]
+            await until(lambda: _true(scores_consumer.state == "paused"))
+            assert await pauses.resume(runtime_pool, ["scores:game"]) == ["scores:game"]
+            await score(store, "bo", 1)
+            await until(lambda: _equals(scores(pool), {"ada": 16, "bo": 13}))
             runner.request_stop()
     finally:
         await runtime_pool.close()
-    assert await pool.fetchval("SELECT count(*) FROM plays") == 5
+    assert await pool.fetchval("SELECT count(*) FROM plays") == 6
     cheers = await pool.fetchval(
         "SELECT count(*) FROM message_store.messages WHERE stream_name LIKE 'cheer-%'"
     )
-    assert cheers == 5
+    assert cheers == 6
 
     conn = await asyncpg.connect(runtime)
     try:
@@ -181,6 +187,10 @@ async def test_the_whole_engine_runs_as_the_runtime_role_which_can_change_no_str
 
 async def _equals(got: Any, expected: Any) -> bool:
     return bool(await got == expected)
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 # Relations, schemas and functions the connected role owns.

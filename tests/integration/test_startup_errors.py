@@ -181,6 +181,7 @@ async def test_a_rebuild_by_the_runtime_role_is_one_line_naming_the_owner_role(
         assert done.code == 0, done
     dsn = as_user(database_dsn, role, PASSWORD)
     blue_green = await worker(dsn, "rebuild", "order_summary", config=EXAMPLE_APP)
+    assert blue_green.stdout == "", blue_green  # refused before any progress is shown
     one_line(
         blue_green,
         "`worker rebuild order_summary` needs the owner role",

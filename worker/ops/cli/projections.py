@@ -25,6 +25,7 @@ from rich.progress import (
 from worker.engine.lease import Lease, owner_id
 from worker.engine.positions import PostgresPositionStore
 from worker.engine.rebuild import RebuildOutcome, find_projector, rebuild
+from worker.engine.rebuild import check_rights as check_rebuild_rights
 from worker.errors import UsageError, WorkerError
 from worker.ops.cli import common, output
 from worker.ops.status import consumer_status, projection_status
@@ -278,8 +279,21 @@ def rebuild_command(
     else:
         assert projection is not None
         subscribers = [find_projector(application.domain.subscribers, projection)]
+    anyio.run(_check_rights, application, subscribers, in_place)
     for subscriber in subscribers:
         _rebuild_one(application, subscriber, in_place)
+
+
+async def _check_rights(application: App, subscribers: list[Subscriber], in_place: bool) -> None:
+    """Refuse before any progress is shown, or any projection rebuilt, when this role may not
+    rebuild them all (the owner role's work)."""
+    pool = await application.pool()
+    try:
+        async with pool.acquire() as conn:
+            for subscriber in subscribers:
+                await check_rebuild_rights(conn, subscriber, in_place=in_place)
+    finally:
+        await pool.close()
 
 
 def _rebuild_one(application: App, subscriber: Subscriber, in_place: bool) -> None:

@@ -176,7 +176,8 @@ async def grant(conn: Connection, role: str, read_schemas: Sequence[str]) -> Gra
 async def regrant(conn: Connection, read_schemas: Sequence[str]) -> list[str]:
     """Grant every role ``grant`` recorded (and that still exists) again: after an install
     migrated the worker schema or created read-model tables. Returns their names."""
-    roles = [row[0] for row in await conn.fetch(q.RECORDED_GRANTS)]
+    me = await current_user(conn)
+    roles = [row[0] for row in await conn.fetch(q.RECORDED_GRANTS) if row[0] != me]
     for role in roles:
         await grant(conn, role, read_schemas)
     return roles

@@ -6,21 +6,20 @@ import os
 import subprocess
 import sys
 import uuid
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
 import pytest
 
-from tests.conftest import ROOT
 from worker import InstallError
 from worker.ops.settings import MessageDBSettings
 from worker.store.database import with_database
 from worker.store.installer import install
 from worker.store.package import locate_package
 
-if TYPE_CHECKING:
-    from pathlib import Path
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.anyio
 

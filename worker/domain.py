@@ -15,8 +15,9 @@ from worker.errors import RegistrationError
 from worker.model.aggregate import BaseAggregate
 from worker.model.entity import BaseEntity
 from worker.model.event import BaseEvent, malformed
+from worker.model.registration import configure_aggregate, snake_case
 from worker.model.repository import EventSourcedRepository
-from worker.model.state import StateRepository, fact_event_class
+from worker.model.state import StateRepository
 from worker.store.stream_name import check_category
 
 if TYPE_CHECKING:
@@ -48,20 +49,6 @@ class Configuration(Protocol):
 
     @property
     def domain(self) -> DomainSection: ...
-
-
-def snake_case(name: str) -> str:
-    """``OrderItem`` -> ``order_item``: the default stream category of an aggregate."""
-    out: list[str] = []
-    for i, char in enumerate(name):
-        if (
-            char.isupper()
-            and i
-            and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower()))
-        ):
-            out.append("_")
-        out.append(char.lower())
-    return "".join(out)
 
 
 class Domain:
@@ -105,8 +92,9 @@ class Domain:
         """
 
         def register(aggregate_cls: type[AggregateT]) -> type[AggregateT]:
-            self._configure_aggregate(
+            configure_aggregate(
                 aggregate_cls,
+                self,
                 is_event_sourced=is_event_sourced,
                 stream_category=stream_category,
                 snapshot_threshold=snapshot_threshold,
@@ -117,41 +105,6 @@ class Domain:
             return aggregate_cls
 
         return register(cls) if cls is not None else register
-
-    def _configure_aggregate(
-        self,
-        cls: type[BaseAggregate],
-        *,
-        is_event_sourced: bool,
-        stream_category: str | None,
-        snapshot_threshold: int | None,
-        fact_events: bool,
-    ) -> None:
-        """Configure ``cls`` as an aggregate of this domain (what ``@domain.aggregate`` does)."""
-        if not (isinstance(cls, type) and issubclass(cls, BaseAggregate)):
-            raise RegistrationError(
-                f"{cls!r} must subclass worker.BaseAggregate to be an aggregate"
-            )
-        if is_event_sourced and fact_events:
-            raise RegistrationError(
-                f"{cls.__qualname__}: fact_events are for aggregates that are not event-sourced"
-            )
-        if snapshot_threshold is not None and (not is_event_sourced or snapshot_threshold < 1):
-            raise RegistrationError(
-                f"{cls.__qualname__}: snapshot_threshold must be at least 1, on an event-sourced "
-                "aggregate"
-            )
-        cls.__stream_category__ = check_category(stream_category or snake_case(cls.__name__))
-        cls.__is_event_sourced__ = is_event_sourced
-        cls.__fact_events__ = fact_events
-        cls.__snapshot_threshold__ = snapshot_threshold
-        cls.__domain__ = self
-        cls.__appliers__ = None
-        if fact_events:
-            cls.FactEvent = fact_event_class(cls)
-            self.register_event(
-                cls.FactEvent, part_of=cls, category=f"{cls.__stream_category__}:fact"
-            )
 
     def entity(self, cls: EntityT | None = None, /, *, part_of: type[Any] | None = None) -> Any:
         """Register a child entity (an item of an aggregate's typed list field)."""

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pydantic import ValidationError
-
 from worker.engine.subscriber import Kind, Subscriber, build_subscriber
 from worker.errors import RegistrationError
 from worker.model.aggregate import BaseAggregate
 from worker.model.entity import BaseEntity
-from worker.model.event import BaseEvent, malformed
+from worker.model.event import BaseEvent, Upcaster, decode
 from worker.model.registration import configure_aggregate, snake_case
 from worker.model.repository import EventSourcedRepository
 from worker.model.state import StateRepository
@@ -149,12 +147,14 @@ class Domain:
         type_name: str | None = None,
         aliases: Iterable[str] = (),
         category: str | None = None,
+        version: int | None = None,
     ) -> Any:
         """Register an event class: ``@domain.event(part_of=Order, aliases=["Placed.v1"])``.
 
         ``type_name`` overrides the MessageDB type (default: the class name); every alias also
         decodes into this class. ``part_of`` (an aggregate) or ``category`` says which stream
-        category the event belongs to.
+        category the event belongs to. ``version`` is its schema version (default 1, or the
+        class's ``__version__``); older stored payloads are upcast (``upcaster``).
         """
 
         def register(event_cls: E) -> E:
@@ -164,6 +164,7 @@ class Domain:
                 type_name=type_name,
                 aliases=aliases,
                 category=category,
+                version=version,
             )
             return event_cls
 
@@ -177,10 +178,15 @@ class Domain:
         type_name: str | None = None,
         aliases: Iterable[str] = (),
         category: str | None = None,
+        version: int | None = None,
     ) -> None:
         """Register ``cls`` under its type name and aliases (see ``event``)."""
         if not (isinstance(cls, type) and issubclass(cls, BaseEvent)):
             raise RegistrationError(f"{cls!r} must subclass worker.BaseEvent to be an event")
+        if version is not None:
+            if not isinstance(version, int) or version < 1:
+                raise RegistrationError(f"{cls.__qualname__}: version must be 1 or more")
+            cls.__version__ = version
         if type_name is not None:
             cls.__type_name__ = type_name
         cls.__aliases__ = tuple(aliases)
@@ -200,6 +206,41 @@ class Domain:
         if cls not in self._event_classes:
             self._event_classes.append(cls)
 
+    def upcaster(
+        self, event: type[BaseEvent], *, from_version: int
+    ) -> Callable[[Upcaster], Upcaster]:
+        """Register a function that turns a stored payload of ``event`` at ``from_version`` into
+        the payload of ``from_version + 1``: ``@domain.upcaster(OrderPlaced, from_version=1)``.
+        Every version of the class below its own needs one (``check`` says which is missing)."""
+
+        def register(upcast: Upcaster) -> Upcaster:
+            name = f"upcaster {getattr(upcast, '__qualname__', upcast)!s} of {event.__qualname__}"
+            if not 1 <= from_version < event.__version__:
+                raise RegistrationError(
+                    f"{name} from version {from_version}: {event.__qualname__} is at version "
+                    f"{event.__version__}, so its upcasters start at 1 .. {event.__version__ - 1}"
+                )
+            steps = dict(event.__dict__.get("__upcasters__", {}))
+            if from_version in steps:
+                raise RegistrationError(f"{name}: version {from_version} has an upcaster already")
+            steps[from_version] = upcast
+            event.__upcasters__ = steps
+            return upcast
+
+        return register
+
+    def check(self) -> None:
+        """Raise one ``RegistrationError`` for an event whose upcaster chain has a gap."""
+        for cls in self._event_classes:
+            steps = cls.__dict__.get("__upcasters__", {})
+            missing = [v for v in range(1, cls.__version__) if v not in steps]
+            if missing:
+                raise RegistrationError(
+                    f"{cls.__qualname__} is at version {cls.__version__} but has no upcaster "
+                    f"from version {', '.join(map(str, missing))}: register "
+                    f"@domain.upcaster({cls.__name__}, from_version={missing[0]})"
+                )
+
     @property
     def events(self) -> tuple[type[BaseEvent], ...]:
         """Every registered event class."""
@@ -217,10 +258,7 @@ class Domain:
         cls = self._events.get(message.type)
         if cls is None:
             return None
-        try:
-            return cls.model_validate_json(message.data_json)
-        except ValidationError as error:
-            raise malformed(message, error) from None
+        return decode(cls, message)
 
     # -- read side: projectors and event handlers --------------------------------------------
 

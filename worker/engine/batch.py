@@ -176,7 +176,11 @@ class Batches:
                     behind += 1
                     continue
                 try:
-                    event = route.validate(message[5] or "{}")
+                    event = (
+                        route.validate(message[5] or "{}")
+                        if route.upcast is None
+                        else route.upcast(message)
+                    )
                     ctx.message = message
                     if route.single is not None:
                         await route.single(event, ctx)

@@ -11,7 +11,7 @@ import asyncpg
 import typer
 
 from worker.errors import WorkerError
-from worker.ops.cli import common, db, dlq, projections, run
+from worker.ops.cli import common, db, dlq, events, projections, run
 from worker.store.read_schema import ROLES_HELP
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(run.app)
 app.add_typer(projections.app)
 app.add_typer(db.app, name="db")
 app.add_typer(dlq.app, name="dlq")
+app.add_typer(events.app, name="events")
 
 ConfigOption = Annotated[
     Path | None,

@@ -3,6 +3,9 @@ becomes an event (repository loads, the engine, dead-letter replays); nothing is
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,6 +16,8 @@ from worker.engine.factory import build_consumer
 from worker.errors import RegistrationError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import asyncpg
 
     from worker import MessageStore
@@ -162,3 +167,31 @@ def test_registration_refuses_a_step_the_class_does_not_have_or_has_twice() -> N
         domain.upcaster(Thing, from_version=2)(lambda data: data)
     with pytest.raises(RegistrationError, match="no upcaster from version 1"):
         domain.check()
+
+
+def test_a_gap_in_a_chain_stops_a_command_at_start_in_one_line(tmp_path: Path) -> None:
+    """An application whose event is at version 2 with no upcaster from 1: ``worker status``
+    exits 1 with one line naming the class and the missing step."""
+    (tmp_path / "gappy.py").write_text(
+        "from worker import BaseEvent, Domain\n"
+        "domain = Domain('gappy')\n"
+        "@domain.event(category='thing', version=2)\n"
+        "class Thing(BaseEvent):\n"
+        "    n: int\n"
+    )
+    (tmp_path / "domain.toml").write_text(
+        '[domain]\nmodules = ["gappy"]\ninstance = "gappy:domain"\n'
+        '[event_store]\ndatabase_uri = "postgresql://nobody@127.0.0.1:1/none"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "worker", "--config", str(tmp_path / "domain.toml"), "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "Thing is at version 2 but has no upcaster from version 1" in result.stderr

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -21,6 +21,21 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from worker.store.types import Connection
+
+
+class TableFactory(Protocol):
+    """Makes a batch's unit of work on one read model: ``Table`` itself, or an in-memory
+    stand-in with the same constructor (``worker.testing``)."""
+
+    def __call__(
+        self,
+        model: type[ReadModel],
+        generation: int,
+        conn: Connection,
+        position: Callable[[], int],
+        *,
+        exact: bool = False,
+    ) -> Table: ...
 
 
 class Table:
@@ -157,14 +172,19 @@ class Table:
         ]
         if not wanted:
             return
+        found = await self._fetch(wanted)
+        for key in wanted:
+            self._loaded(key, *found.get(key, (None, 0)))
+
+    async def _fetch(self, keys: list[Any]) -> dict[Any, tuple[ReadModel, int]]:
+        """The stored rows of ``keys`` that exist, with their stored positions."""
         found: dict[Any, tuple[ReadModel, int]] = {}
-        for record in await self._conn.fetch(*self._select(wanted)):
+        for record in await self._conn.fetch(*self._select(keys)):
             values = dict(record)
             stored = values.pop(POSITION_COLUMN)
             row = self.model.model_validate(values)
             found[row.key()] = (row, stored)
-        for key in wanted:
-            self._loaded(key, *found.get(key, (None, 0)))
+        return found
 
     def _select(self, keys: list[Any]) -> tuple[Any, ...]:
         key_cols = list(self.model.key_columns())

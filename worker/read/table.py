@@ -12,6 +12,7 @@ import enum
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from pydantic import BaseModel
 
 from worker.read.merge import Pending, apply, merge, patch_changes, step
@@ -249,10 +250,14 @@ class Table:
             await self._patch_rows(shape, items)
 
     def _array_args(self, names: list[str]) -> str:
-        def pg_type(name: str) -> str:
-            return "bigint" if name == POSITION_COLUMN else self._columns[name].pg_type
+        def array(index: int, name: str) -> str:
+            if name == POSITION_COLUMN:
+                return f"${index}::bigint[]"
+            pg_type = self._columns[name].pg_type
+            # JSON goes as text (see _column): a list value would be read as an array dimension.
+            return f"${index}::text[]::jsonb[]" if pg_type == "jsonb" else f"${index}::{pg_type}[]"
 
-        return ", ".join(f"${i + 1}::{pg_type(n)}[]" for i, n in enumerate(names))
+        return ", ".join(array(i + 1, n) for i, n in enumerate(names))
 
     async def _delete(self, keys: list[Any]) -> None:
         key_cols = list(self.model.key_columns())
@@ -279,9 +284,9 @@ class Table:
         await self._conn.execute(sql, *columns)
 
     def _column(self, name: str, values: list[Any]) -> list[Any]:
-        """A column's values as PostgreSQL takes them (JSON-ready, enums by value)."""
+        """A column's values as PostgreSQL takes them (JSON as text, enums by value)."""
         if self._columns[name].pg_type == "jsonb":
-            return [_jsonable(v) for v in values]
+            return [None if v is None else orjson.dumps(_jsonable(v)).decode() for v in values]
         if name in self._enum_columns:
             return [v.value if isinstance(v, enum.Enum) else v for v in values]
         return values

@@ -57,7 +57,7 @@ class MemoryRows:
 
         undo_on(conn, undo)
 
-    def keys(self) -> list[Any]:
+    def sorted_keys(self) -> list[Any]:
         """The keys, sorted (in insertion order when they do not compare)."""
         try:
             return sorted(self.data)
@@ -66,11 +66,11 @@ class MemoryRows:
 
     def rows(self) -> list[ReadModel]:
         """Every row, as the model, sorted by key."""
-        return [self.model.model_validate(self.data[key][0]) for key in self.keys()]
+        return [self.model.model_validate(self.data[key][0]) for key in self.sorted_keys()]
 
     def positions(self) -> dict[Any, int]:
         """Each row's stored position (the global position of its last change)."""
-        return {key: self.data[key][1] for key in self.keys()}
+        return {key: self.data[key][1] for key in self.sorted_keys()}
 
 
 class MemoryTable(Table):
@@ -131,6 +131,14 @@ class MemoryTable(Table):
         upsert, sets, increments = shape
         for key, state in items:
             changes = {n: self._value(n, state.sets[n]) for n in sets}
+            if upsert:
+                # INSERT ... ON CONFLICT checks the row it proposes before it finds the
+                # conflict: a column without a value fails even when the row exists.
+                new = self._defaults()
+                new.update(self._key_values(key))
+                new.update(changes)
+                new.update({n: state.increments[n] for n in increments})
+                self._check_nulls(new)
             entry = self.stored.data.get(key)
             if entry is not None:
                 values = {**entry[0], **changes}
@@ -139,11 +147,7 @@ class MemoryTable(Table):
                     values[n] = None if old is None else old + state.increments[n]
                 self._insert(key, values, state.position)
             elif upsert:
-                values = self._defaults()
-                values.update(self._key_values(key))
-                values.update(changes)
-                values.update({n: state.increments[n] for n in increments})
-                self._insert(key, values, state.position)
+                self._insert(key, new, state.position)
 
     # -- values as PostgreSQL keeps them -----------------------------------------------------
 
@@ -151,7 +155,7 @@ class MemoryTable(Table):
         """A column's value as it comes back from PostgreSQL (JSON columns through JSON)."""
         (converted,) = self._column(name, [value])
         if self._columns[name].pg_type == "jsonb" and converted is not None:
-            return orjson.loads(orjson.dumps(converted))
+            return orjson.loads(converted)  # JSON text, as Table sends it
         return converted
 
     def _defaults(self) -> dict[str, Any]:
@@ -166,6 +170,10 @@ class MemoryTable(Table):
         return dict(zip(names, (key,) if len(names) == 1 else key, strict=True))
 
     def _insert(self, key: Any, values: dict[str, Any], position: int) -> None:
+        self._check_nulls(values)
+        self.stored.store(self._conn, key, (values, position))
+
+    def _check_nulls(self, values: dict[str, Any]) -> None:
         for column in self.model.columns():
             if values[column.name] is None and not column.nullable:
                 raise failed(
@@ -175,7 +183,6 @@ class MemoryTable(Table):
                         "violates not-null constraint"
                     ),
                 )
-        self.stored.store(self._conn, key, (values, position))
 
 
 class MemoryReadModels:

@@ -125,18 +125,3 @@ async def test_a_commit_in_a_rolled_back_transaction_is_undone(backend: Backend)
     assert (await backend.positions.load("c"), await backend.positions.high_water("c")) == (4, 4)
     await backend.commit("c", 9, epoch, expected=4)
     assert await backend.positions.load("c") == 9
-
-
-async def test_memory_positions_answer_what_was_committed() -> None:
-    """The stand-in's assertions: committed(consumer, position), position_of(consumer)."""
-    positions, transactions = MemoryPositionStore(), MemoryTransactions()
-    epoch = positions.take_lease("c")
-    async with transactions.transaction() as conn:
-        await positions.commit(conn, "c", 3, epoch, 0)
-    with pytest.raises(RuntimeError):
-        async with transactions.transaction() as conn:
-            await positions.commit(conn, "c", 7, epoch, 3)
-            raise RuntimeError("rolled back")
-    assert positions.committed("c", 3) and not positions.committed("c", 7)
-    assert positions.position_of("c") == 3 and positions.position_of("d") is None
-    assert positions.history("c") == [3]

@@ -334,3 +334,27 @@ async def test_consumer_group_members_share_a_category() -> None:
     assert result.consumers == [f"grouped:acct@{m}/3" for m in range(3)]
     assert {r.account: r.balance for r in result.rows(Account)} == {str(a): 6 for a in range(10)}
     assert set(result.positions) == set(result.consumers)
+
+
+class Owner(ReadModel):
+    __table__ = "owners"
+    __key__ = "account"
+
+    account: str
+    owner: str  # no default: a new row needs it
+
+
+async def test_a_failing_flush_is_traced_to_its_message() -> None:
+    """A batch whose read-model writes fail at the end (a new row without a required column)
+    is redone message by message: only the message that caused it is parked."""
+
+    class Owners:
+        @on(Deposited)
+        def deposited(self, event: Deposited, ctx: Context) -> None:
+            changes = {} if event.account == "1" else {"owner": "ann"}
+            ctx.table(Owner).add(event.account, **changes)
+
+    result = await project(Owners, deposits(3, 2), max_attempts=1)
+    assert [(p.stream_name, p.position) for p in result.parked] == [("acct-1", 0), ("acct-1", 1)]
+    assert type(result.parked[0].error).__name__ == "NotNullViolationError"
+    assert [r.account for r in result.rows(Owner)] == ["0", "2"]

@@ -358,3 +358,16 @@ async def test_a_failing_flush_is_traced_to_its_message() -> None:
     assert [(p.stream_name, p.position) for p in result.parked] == [("acct-1", 0), ("acct-1", 1)]
     assert type(result.parked[0].error).__name__ == "NotNullViolationError"
     assert [r.account for r in result.rows(Owner)] == ["0", "2"]
+
+
+async def test_handlers_that_feed_themselves_are_stopped() -> None:
+    """A handler writing into the category it reads never catches up: the run ends with an
+    error instead of running forever."""
+
+    class Echo:
+        @handle(Deposited)
+        async def deposited(self, event: Deposited, ctx: Context) -> None:
+            await ctx.write(f"acct-{event.account}", Deposited(account=event.account, amount=1))
+
+    with pytest.raises(RuntimeError, match="more than 50 messages"):
+        await project(Echo, deposits(1, 1), batch_size=10, max_emitted=50)

@@ -125,7 +125,7 @@ async def project(
     on_failure: FailureAction | None = None,
     instance: Any = None,
     after: Projected | None = None,
-    max_batches: int = 10_000,
+    max_emitted: int = 100_000,
 ) -> Projected:
     """Run a projector or event handler over ``events`` in memory; what it left behind.
 
@@ -135,8 +135,8 @@ async def project(
     messages. ``batch_size``, ``max_attempts`` and ``on_failure`` override the subscriber's own
     (defaults 1000, 3, ``"park"``). ``instance``: the object whose handlers run (default: a new
     instance per consumer). ``after``: carry on from an earlier run's state (its messages, rows,
-    positions and parked messages). ``max_batches`` guards against handlers that keep writing
-    into the categories they read.
+    positions and parked messages). ``max_emitted`` guards against handlers that keep writing
+    into the categories they read: the run stops with an error after writing that many.
     """
     described = _describe(subscriber, domain)
     store, read_models, positions, parked = _state(events, after)
@@ -152,7 +152,7 @@ async def project(
     result = Projected(described, store, read_models, positions, parked, transactions, emitted=[])
     consumers = [await _consumer(slot, instance, result, policy) for slot in described.slots()]
     size = batch_size or described.batch_size or 1000
-    await _run(consumers, result, policy, size, max_batches)
+    await _run(consumers, result, policy, size, max_emitted)
     result.emitted = [m for m in store.messages() if m.global_position > mark]
     return result
 
@@ -232,10 +232,11 @@ async def _run(
     result: Projected,
     policy: _Policy,
     batch_size: int,
-    max_batches: int,
+    max_emitted: int,
 ) -> None:
-    """Every consumer reads and applies batches until none finds anything new."""
-    batches = 0
+    """Every consumer reads and applies batches until none finds anything new (or the handlers
+    wrote more than ``max_emitted`` messages: they feed themselves)."""
+    most = len(result.store) + max_emitted
     moved = True
     while moved:
         moved = False
@@ -253,11 +254,10 @@ async def _run(
             if not found:
                 continue
             moved = True
-            batches += 1
-            if batches > max_batches:
+            if len(result.store) > most:
                 raise RuntimeError(
-                    f"not caught up after {max_batches} batches: does a handler keep writing "
-                    "into a category it reads?"
+                    f"the handlers wrote more than {max_emitted} messages and are not caught up: "
+                    "does a handler keep writing into a category it reads?"
                 )
             try:
                 await consumer.batches.process([m.as_message() for m in found])

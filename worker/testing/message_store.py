@@ -128,6 +128,10 @@ class MemoryMessageStore:
 
     # -- what a test asserts -----------------------------------------------------------------
 
+    def __len__(self) -> int:
+        """How many messages it holds."""
+        return len(self._messages)
+
     def messages(self, category_name: str | None = None) -> list[MemoryMessage]:
         """Every message (of a category, when given), in global order."""
         if category_name is None:

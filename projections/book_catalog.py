@@ -2,54 +2,53 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from domain import BookFactEvent, domain
-from worker import on
+from worker import ReadModel, on
 
 if TYPE_CHECKING:
     from worker import Context
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS book_catalog (
-    book_id   text PRIMARY KEY,
-    title     text NOT NULL,
-    author    text NOT NULL,
-    isbn      text,
-    price     numeric(12, 2) NOT NULL,
-    published boolean NOT NULL,
-    version   bigint NOT NULL
-)
-"""
 
-# A fact event carries the whole state: the newest version wins, an older one changes nothing.
-_UPSERT = """
-INSERT INTO book_catalog AS b (book_id, title, author, isbn, price, published, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (book_id) DO UPDATE
-SET title = EXCLUDED.title, author = EXCLUDED.author, isbn = EXCLUDED.isbn,
-    price = EXCLUDED.price, published = EXCLUDED.published, version = EXCLUDED.version
-WHERE b.version < EXCLUDED.version
-"""
+class BookCatalog(ReadModel):
+    """One book as it stands after its latest save."""
+
+    __table__ = "book_catalog"
+    __key__ = "book_id"
+
+    book_id: str
+    title: str
+    author: str
+    isbn: str | None = None
+    price: float
+    published: bool
+    version: int  # the book's version: its fact event's stream position + 1
 
 
-@domain.projector(name="book_catalog", stream_categories=["book:fact"])
+@domain.projector(name="book_catalog", stream_categories=["book:fact"], read_models=[BookCatalog])
 class BookCatalogProjector:
-    """Upserts each book's latest state; it never needs the book's domain events."""
+    """Keeps each book's latest state; it never needs the book's domain events.
 
-    async def setup(self, conn: Any) -> None:
-        """Create the table (the worker calls this once before consuming)."""
-        await conn.execute(SCHEMA)
+    A fact event carries the whole state, so the newest version wins and an older one (a fact
+    stream replayed, or read out of order after a reset) changes nothing.
+    """
 
     @on(BookFactEvent)
-    async def saved(self, event: Any, ctx: Context) -> None:
-        await ctx.conn.execute(
-            _UPSERT,
-            event.id,
-            event.title,
-            event.author,
-            event.isbn,
-            event.price,
-            event.published,
-            ctx.message.position + 1,  # fact stream position = version - 1
+    async def saved(self, event: BookFactEvent, ctx: Context) -> None:
+        version = ctx.message.position + 1
+        books = ctx.table(BookCatalog)
+        current = await books.get(event.id)
+        if current is not None and current.version >= version:
+            return
+        books.put(
+            BookCatalog(
+                book_id=event.id,
+                title=event.title,
+                author=event.author,
+                isbn=event.isbn,
+                price=event.price,
+                published=event.published,
+                version=version,
+            )
         )

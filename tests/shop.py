@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from worker import MessageStore
+    from worker.testing import MemoryMessageStore
 
 
 @dataclass
@@ -28,8 +29,9 @@ class Fold:
         return {s: counts.get(s, 0) for s in ("PENDING", "CONFIRMED", "SHIPPED")}
 
 
-async def write_orders(store: MessageStore, count: int, seed: int = 1) -> Fold:
-    """``count`` orders, placed, mostly confirmed and often shipped, interleaved in time."""
+async def write_orders(store: MessageStore | MemoryMessageStore, count: int, seed: int = 1) -> Fold:
+    """``count`` orders, placed, mostly confirmed and often shipped, interleaved in time (in
+    MessageDB or in memory)."""
     rng = random.Random(seed)
     fold = Fold()
     pending: list[tuple[str, list[Any]]] = []
@@ -55,17 +57,13 @@ async def write_orders(store: MessageStore, count: int, seed: int = 1) -> Fold:
         fold.orders[order_id] = (status, sum(i.quantity for i in items), total, len(events))
         pending.append((order_id, events))
     # Interleave streams: write each order's events in rounds, so batches mix orders.
-    async with _connection(store) as conn, conn.transaction():
+    async with store.transaction() as conn:
         for round_ in range(3):
             for order_id, events in pending:
                 if round_ < len(events):
                     message = events[round_].to_message()
                     await store.write(f"order-{order_id}", message, conn=conn)
     return fold
-
-
-def _connection(store: MessageStore) -> Any:
-    return store.executor.acquire()  # type: ignore[union-attr]
 
 
 async def read_summary(conn: Any) -> dict[str, tuple[str, int, Decimal, int]]:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pydantic import ValidationError
-
 from worker.engine.subscriber import Kind, StartFrom, Subscriber, build_subscriber
 from worker.errors import RegistrationError
 from worker.model.aggregate import BaseAggregate
 from worker.model.entity import BaseEntity
-from worker.model.event import BaseEvent, malformed
+from worker.model.event import BaseEvent, Upcaster, decode
+from worker.model.registration import configure_aggregate, snake_case
 from worker.model.repository import EventSourcedRepository
-from worker.model.state import StateRepository, fact_event_class
+from worker.model.state import StateRepository
 from worker.store.stream_name import check_category
 
 if TYPE_CHECKING:
@@ -48,20 +47,6 @@ class Configuration(Protocol):
 
     @property
     def domain(self) -> DomainSection: ...
-
-
-def snake_case(name: str) -> str:
-    """``OrderItem`` -> ``order_item``: the default stream category of an aggregate."""
-    out: list[str] = []
-    for i, char in enumerate(name):
-        if (
-            char.isupper()
-            and i
-            and (not name[i - 1].isupper() or (i + 1 < len(name) and name[i + 1].islower()))
-        ):
-            out.append("_")
-        out.append(char.lower())
-    return "".join(out)
 
 
 class Domain:
@@ -105,8 +90,9 @@ class Domain:
         """
 
         def register(aggregate_cls: type[AggregateT]) -> type[AggregateT]:
-            self._configure_aggregate(
+            configure_aggregate(
                 aggregate_cls,
+                self,
                 is_event_sourced=is_event_sourced,
                 stream_category=stream_category,
                 snapshot_threshold=snapshot_threshold,
@@ -117,41 +103,6 @@ class Domain:
             return aggregate_cls
 
         return register(cls) if cls is not None else register
-
-    def _configure_aggregate(
-        self,
-        cls: type[BaseAggregate],
-        *,
-        is_event_sourced: bool,
-        stream_category: str | None,
-        snapshot_threshold: int | None,
-        fact_events: bool,
-    ) -> None:
-        """Configure ``cls`` as an aggregate of this domain (what ``@domain.aggregate`` does)."""
-        if not (isinstance(cls, type) and issubclass(cls, BaseAggregate)):
-            raise RegistrationError(
-                f"{cls!r} must subclass worker.BaseAggregate to be an aggregate"
-            )
-        if is_event_sourced and fact_events:
-            raise RegistrationError(
-                f"{cls.__qualname__}: fact_events are for aggregates that are not event-sourced"
-            )
-        if snapshot_threshold is not None and (not is_event_sourced or snapshot_threshold < 1):
-            raise RegistrationError(
-                f"{cls.__qualname__}: snapshot_threshold must be at least 1, on an event-sourced "
-                "aggregate"
-            )
-        cls.__stream_category__ = check_category(stream_category or snake_case(cls.__name__))
-        cls.__is_event_sourced__ = is_event_sourced
-        cls.__fact_events__ = fact_events
-        cls.__snapshot_threshold__ = snapshot_threshold
-        cls.__domain__ = self
-        cls.__appliers__ = None
-        if fact_events:
-            cls.FactEvent = fact_event_class(cls)
-            self.register_event(
-                cls.FactEvent, part_of=cls, category=f"{cls.__stream_category__}:fact"
-            )
 
     def entity(self, cls: EntityT | None = None, /, *, part_of: type[Any] | None = None) -> Any:
         """Register a child entity (an item of an aggregate's typed list field)."""
@@ -196,12 +147,14 @@ class Domain:
         type_name: str | None = None,
         aliases: Iterable[str] = (),
         category: str | None = None,
+        version: int | None = None,
     ) -> Any:
         """Register an event class: ``@domain.event(part_of=Order, aliases=["Placed.v1"])``.
 
         ``type_name`` overrides the MessageDB type (default: the class name); every alias also
         decodes into this class. ``part_of`` (an aggregate) or ``category`` says which stream
-        category the event belongs to.
+        category the event belongs to. ``version`` is its schema version (default 1, or the
+        class's ``__version__``); older stored payloads are upcast (``upcaster``).
         """
 
         def register(event_cls: E) -> E:
@@ -211,6 +164,7 @@ class Domain:
                 type_name=type_name,
                 aliases=aliases,
                 category=category,
+                version=version,
             )
             return event_cls
 
@@ -224,10 +178,15 @@ class Domain:
         type_name: str | None = None,
         aliases: Iterable[str] = (),
         category: str | None = None,
+        version: int | None = None,
     ) -> None:
         """Register ``cls`` under its type name and aliases (see ``event``)."""
         if not (isinstance(cls, type) and issubclass(cls, BaseEvent)):
             raise RegistrationError(f"{cls!r} must subclass worker.BaseEvent to be an event")
+        if version is not None:
+            if not isinstance(version, int) or version < 1:
+                raise RegistrationError(f"{cls.__qualname__}: version must be 1 or more")
+            cls.__version__ = version
         if type_name is not None:
             cls.__type_name__ = type_name
         cls.__aliases__ = tuple(aliases)
@@ -247,6 +206,41 @@ class Domain:
         if cls not in self._event_classes:
             self._event_classes.append(cls)
 
+    def upcaster(
+        self, event: type[BaseEvent], *, from_version: int
+    ) -> Callable[[Upcaster], Upcaster]:
+        """Register a function that turns a stored payload of ``event`` at ``from_version`` into
+        the payload of ``from_version + 1``: ``@domain.upcaster(OrderPlaced, from_version=1)``.
+        Every version of the class below its own needs one (``check`` says which is missing)."""
+
+        def register(upcast: Upcaster) -> Upcaster:
+            name = f"upcaster {getattr(upcast, '__qualname__', upcast)!s} of {event.__qualname__}"
+            if not 1 <= from_version < event.__version__:
+                raise RegistrationError(
+                    f"{name} from version {from_version}: {event.__qualname__} is at version "
+                    f"{event.__version__}, so its upcasters start at 1 .. {event.__version__ - 1}"
+                )
+            steps = dict(event.__dict__.get("__upcasters__", {}))
+            if from_version in steps:
+                raise RegistrationError(f"{name}: version {from_version} has an upcaster already")
+            steps[from_version] = upcast
+            event.__upcasters__ = steps
+            return upcast
+
+        return register
+
+    def check(self) -> None:
+        """Raise one ``RegistrationError`` for an event whose upcaster chain has a gap."""
+        for cls in self._event_classes:
+            steps = cls.__dict__.get("__upcasters__", {})
+            missing = [v for v in range(1, cls.__version__) if v not in steps]
+            if missing:
+                raise RegistrationError(
+                    f"{cls.__qualname__} is at version {cls.__version__} but has no upcaster "
+                    f"from version {', '.join(map(str, missing))}: register "
+                    f"@domain.upcaster({cls.__name__}, from_version={missing[0]})"
+                )
+
     @property
     def events(self) -> tuple[type[BaseEvent], ...]:
         """Every registered event class."""
@@ -264,10 +258,7 @@ class Domain:
         cls = self._events.get(message.type)
         if cls is None:
             return None
-        try:
-            return cls.model_validate_json(message.data_json)
-        except ValidationError as error:
-            raise malformed(message, error) from None
+        return decode(cls, message)
 
     # -- read side: projectors and event handlers --------------------------------------------
 

@@ -86,6 +86,12 @@ class ReplayFailedError(WorkerError):
         self.replayed = replayed
 
 
+class InMemorySQLError(WorkerError):
+    """Code under test ran SQL on a connection of the in-memory testing kit (a handler using
+    ``ctx.conn``): it needs PostgreSQL. Use ``ctx.table`` and ``ctx.write``, or test it against
+    a database."""
+
+
 class RegistrationError(WorkerError):
     """A domain element (event, aggregate, projector, handler) is declared inconsistently."""
 

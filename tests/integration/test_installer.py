@@ -7,22 +7,22 @@ import subprocess
 import sys
 import uuid
 from importlib.metadata import version
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import anyio
 import asyncpg
 import pytest
 
 from tests.cli import as_user
-from tests.conftest import ROOT, admin
+from tests.conftest import admin
 from worker import InstallError
 from worker.ops.settings import MessageDBSettings
 from worker.store.database import with_database
 from worker.store.installer import install
 from worker.store.package import locate_package
 
-if TYPE_CHECKING:
-    from pathlib import Path
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.anyio
 

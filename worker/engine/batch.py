@@ -23,18 +23,20 @@ from worker.engine.retry import Park, RetryAfter, Stop, is_transient
 from worker.engine.stats import ConsumerStats
 from worker.errors import ConsumerStoppedError, LeaseLostError
 from worker.model.event import malformed
+from worker.read.table import Table
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
-    import asyncpg
-
+    from worker.engine.dead_letters import ParkedMessages
     from worker.engine.lease import Lease
     from worker.engine.positions import PositionStore
     from worker.engine.retry import RetryPolicy
     from worker.engine.routes import Handlers
+    from worker.read.table import TableFactory
     from worker.store.message import Message
     from worker.store.message_store import MessageStore
+    from worker.store.transactions import Transactions
     from worker.store.types import Connection
 
 
@@ -65,25 +67,34 @@ class FlushFailed(Exception):
 
 
 class Batches:
-    """Applies one consumer's batches (see the module doc)."""
+    """Applies one consumer's batches (see the module doc).
+
+    Its transactions, parked messages and read-model tables come from outside (PostgreSQL in
+    the worker, the in-memory stand-ins of ``worker.testing`` in tests), so the same code
+    applies batches on both.
+    """
 
     def __init__(
         self,
         name: str,
         *,
         routes: dict[str, Handlers],
-        pool: asyncpg.Pool[Any],
+        transactions: Transactions,
         store: MessageStore,
         positions: PositionStore,
+        parked: ParkedMessages,
         lease: Lease,
         policy: RetryPolicy,
         cursor: Cursor,
         log: Any,
+        tables: TableFactory = Table,
     ) -> None:
         self.name = name
         self.routes = routes
-        self._pool = pool
+        self._transactions = transactions
         self._store = store
+        self._parked = parked
+        self._tables = tables
         self._positions = positions
         self._lease = lease
         self._policy = policy
@@ -150,7 +161,7 @@ class Batches:
     async def apply(self, batch: Sequence[Message]) -> None:
         """One transaction: every message's handlers, the read-model changes, the position."""
         cursor = self.cursor
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._transactions.transaction() as conn:
             started = time.perf_counter()
             ctx = self.context(conn, batch[0])
             behind = await self._handle_all(conn, ctx, batch)
@@ -179,11 +190,15 @@ class Batches:
                 if route is None:
                     continue
                 if parked and message[1] in parked:
-                    await dead_letters.park(conn, self.name, message, None)
+                    await self._parked.park(conn, self.name, message, None)
                     behind += 1
                     continue
                 try:
-                    event = route.validate(message[5] or "{}")
+                    event = (
+                        route.validate(message[5] or "{}")
+                        if route.upcast is None
+                        else route.upcast(message)
+                    )
                     ctx.message = message
                     if route.single is not None:
                         await route.single(event, ctx)
@@ -226,6 +241,7 @@ class Batches:
             self._store,
             generation=self.cursor.generation,
             exact=first.global_position <= self.cursor.high_water,
+            tables=self._tables,
         )
 
     async def _settle(self, message: Message, error: BaseException) -> None:
@@ -267,8 +283,8 @@ class Batches:
 
     async def _park(self, message: Message, failure: dead_letters.Failure) -> None:
         cursor = self.cursor
-        async with self._pool.acquire() as conn, conn.transaction():
-            await dead_letters.park(conn, self.name, message, failure)
+        async with self._transactions.transaction() as conn:
+            await self._parked.park(conn, self.name, message, failure)
             self.check_lease()
             await self._positions.commit(
                 conn, self.name, message.global_position, self._lease.epoch, cursor.position

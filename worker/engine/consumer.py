@@ -20,6 +20,7 @@ import structlog
 from worker.engine import pauses
 from worker.engine import queries as q
 from worker.engine.batch import Batches, Cursor
+from worker.engine.dead_letters import PostgresParkedMessages
 from worker.engine.lease import DEFAULT_TTL, Lease
 from worker.engine.positions import seed_from_former_slots
 from worker.engine.replays import Replays
@@ -30,6 +31,7 @@ from worker.engine.subscriber import Slot
 from worker.errors import ConsumerStoppedError, LeaseLostError, PositionMovedError
 from worker.read import generations
 from worker.store import backoff
+from worker.store.transactions import PoolTransactions
 
 if TYPE_CHECKING:
     import asyncpg
@@ -100,9 +102,10 @@ class Consumer:
         self.batches = Batches(
             self.name,
             routes=route_table(subscriber, self.instance),
-            pool=pool,
+            transactions=PoolTransactions(pool),
             store=store,
             positions=positions,
+            parked=PostgresParkedMessages(pool),
             lease=self.lease,
             policy=options.policy,
             cursor=self.cursor,

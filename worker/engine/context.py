@@ -18,6 +18,7 @@ from worker.store.metadata import follow
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
 
+    from worker.read.table import TableFactory
     from worker.store.message import Message
     from worker.store.message_store import MessageStore
     from worker.store.types import Connection
@@ -40,6 +41,7 @@ class Context:
         "_emitted_for",
         "_followed",
         "_store",
+        "_table_factory",
         "_tables",
         "conn",
         "consumer",
@@ -56,6 +58,7 @@ class Context:
         *,
         generation: int = 1,
         exact: bool = False,
+        tables: TableFactory = Table,
     ) -> None:
         self.consumer = consumer
         self.conn = conn
@@ -65,6 +68,7 @@ class Context:
         self._emitted_for: Message | None = None
         self._followed: dict[str, Any] = {}
         self._tables: dict[type[ReadModel], Table] = {}
+        self._table_factory = tables
         self.generation = generation
         self.exact = exact
 
@@ -72,7 +76,7 @@ class Context:
         """The batch's unit of work on a read model: changes are flushed before the commit."""
         table = self._tables.get(model)
         if table is None:
-            table = self._tables[model] = Table(
+            table = self._tables[model] = self._table_factory(
                 model, self.generation, self.conn, self._global_position, exact=self.exact
             )
         return table

@@ -8,15 +8,15 @@ later messages are parked behind it until it is replayed or discarded.
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from worker.engine import queries as q
 
 if TYPE_CHECKING:
     from worker.store.message import Message
-    from worker.store.types import Connection
+    from worker.store.types import Connection, Executor
 
 
 @dataclass(frozen=True)
@@ -136,3 +136,88 @@ async def discard(
 async def counts(executor: Any) -> dict[str, int]:
     """Parked messages per consumer."""
     return {row[0]: row[1] for row in await executor.fetch(q.PARKED_COUNTS)}
+
+
+@dataclass(frozen=True)
+class ParkedMessage:
+    """One parked message, as listed; ``blocked_by`` is the id of the stream's first parked
+    message when this one was parked behind it."""
+
+    id: int
+    consumer: str
+    stream_name: str
+    position: int
+    global_position: int
+    type: str
+    error_type: str | None
+    error: str | None
+    attempts: int
+    blocked_by: int | None
+    replay_requested: bool
+    parked_at: datetime | None = field(default=None, compare=False)
+
+
+class ParkedMessages(Protocol):
+    """Where a consumer's parked messages are kept (the engine's view of them)."""
+
+    async def park(
+        self, conn: Connection, consumer: str, message: Message, failure: Failure | None
+    ) -> None:
+        """Park ``message`` in the caller's transaction; ``failure`` is None when it is parked
+        behind an earlier message of its stream. Parking a message twice keeps the first."""
+        ...
+
+    async def parked_streams(self, consumer: str) -> dict[str, bool]:
+        """Streams with parked messages -> whether a replay was requested for them."""
+        ...
+
+    async def parked_of_stream(self, consumer: str, stream_name: str) -> list[tuple[int, int]]:
+        """(id, global position) of a stream's parked messages, in order."""
+        ...
+
+    async def parked(
+        self, consumer: str | None = None, stream_name: str | None = None
+    ) -> list[ParkedMessage]:
+        """Parked messages, in global order per consumer."""
+        ...
+
+    async def request_replay(self, consumer: str, stream_name: str) -> int:
+        """Mark a stream's parked messages for replay; how many were marked."""
+        ...
+
+    async def discard(self, consumer: str, stream_name: str) -> int:
+        """Drop a stream's parked messages; how many were dropped."""
+        ...
+
+
+class PostgresParkedMessages:
+    """Parked messages in ``worker.dead_letters`` (the functions above, on one executor)."""
+
+    __slots__ = ("_executor",)
+
+    def __init__(self, executor: Executor) -> None:
+        self._executor = executor
+
+    async def park(
+        self, conn: Connection, consumer: str, message: Message, failure: Failure | None
+    ) -> None:
+        await park(conn, consumer, message, failure)
+
+    async def parked_streams(self, consumer: str) -> dict[str, bool]:
+        return await parked_streams(self._executor, consumer)
+
+    async def parked_of_stream(self, consumer: str, stream_name: str) -> list[tuple[int, int]]:
+        return await parked_of_stream(self._executor, consumer, stream_name)
+
+    async def parked(
+        self, consumer: str | None = None, stream_name: str | None = None
+    ) -> list[ParkedMessage]:
+        rows = await list_parked(self._executor, consumer, stream_name, limit=1_000_000)
+        names = ParkedMessage.__dataclass_fields__
+        return [ParkedMessage(**{k: v for k, v in row.items() if k in names}) for row in rows]
+
+    async def request_replay(self, consumer: str, stream_name: str) -> int:
+        return await request_replay(self._executor, consumer, stream_name)
+
+    async def discard(self, consumer: str, stream_name: str) -> int:
+        return await discard(self._executor, consumer=consumer, stream_name=stream_name)

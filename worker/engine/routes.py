@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from pydantic import ValidationError
-
-from worker.model.event import malformed
+from worker.model.event import decode, needs_upcasting
 
 if TYPE_CHECKING:
     from worker.engine.context import Context
@@ -28,6 +27,9 @@ class Handlers:
     validate: Callable[[str], BaseEvent]
     single: Callable[..., Any] | None  # the one handler, when it is async
     single_sync: Callable[..., Any] | None  # the one handler, when it is a plain function
+    # For a class past version 1: decodes a whole message, upcasting older payloads
+    # (``validate`` then only serves messages known to be current).
+    upcast: Callable[[Message], BaseEvent] | None = None
 
     @classmethod
     def of(cls, event_class: type[BaseEvent], calls: tuple[Call, ...]) -> Handlers:
@@ -38,6 +40,7 @@ class Handlers:
             event_class.__pydantic_validator__.validate_json,
             one[0] if one is not None and one[1] else None,
             one[0] if one is not None and not one[1] else None,
+            partial(decode, event_class) if needs_upcasting(event_class) else None,
         )
 
     async def call_all(self, event: BaseEvent, ctx: Context) -> None:
@@ -49,11 +52,8 @@ class Handlers:
                 call(event, ctx)
 
     async def dispatch(self, message: Message, ctx: Context) -> None:
-        """Decode and handle one message (the slow path: replays)."""
-        try:
-            event = self.validate(message.data_json)
-        except ValidationError as error:
-            raise malformed(message, error) from None
+        """Decode (and upcast) and handle one message (the slow path: replays)."""
+        event = decode(self.event_class, message)
         ctx.message = message
         await self.call_all(event, ctx)
 

@@ -1,17 +1,24 @@
-"""Events: pydantic models with a MessageDB type name and aliases."""
+"""Events: pydantic models with a MessageDB type name, aliases and a schema version.
+
+An event class has a schema version (``__version__``, 1 unless declared). A message records the
+version its data was written at in metadata ``schemaVersion`` (MessageDB/Eventide's key; left
+out for version 1). Upcasters (``@domain.upcaster(Event, from_version=n)``) turn a stored
+payload of version n into n+1; ``decode`` runs the chain from the message's version to the
+class's wherever a stored message becomes an event. Stored messages are never rewritten.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from worker.errors import MalformedMessageError
 from worker.store.message import NewMessage
-from worker.store.metadata import follow
+from worker.store.metadata import SCHEMA_VERSION, follow
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from worker.store.message import Message
 
@@ -30,6 +37,8 @@ class BaseEvent(BaseModel):
     __type_name__: ClassVar[str] = ""
     __aliases__: ClassVar[tuple[str, ...]] = ()
     __category__: ClassVar[str | None] = None
+    __version__: ClassVar[int] = 1
+    __upcasters__: ClassVar[dict[int, Upcaster]] = {}  # from version n to n + 1
 
     @classmethod
     def type_name(cls) -> str:
@@ -37,12 +46,58 @@ class BaseEvent(BaseModel):
         return cls.__type_name__ or cls.__name__
 
     def to_message(self, metadata: Mapping[str, Any] | None = None) -> NewMessage:
-        """This event as a message to write, data in JSON form."""
-        return NewMessage(
-            type=self.type_name(),
-            data=self.model_dump(mode="json"),
-            metadata=dict(metadata) if metadata else None,
-        )
+        """This event as a message to write, data in JSON form (and its schema version)."""
+        meta = dict(metadata) if metadata else {}
+        if self.__version__ != 1:
+            meta[SCHEMA_VERSION] = self.__version__
+        data = self.model_dump(mode="json")
+        return NewMessage(type=self.type_name(), data=data, metadata=meta or None)
+
+
+Upcaster: TypeAlias = "Callable[[dict[str, Any]], dict[str, Any]]"
+
+
+def schema_version(message: Message) -> int:
+    """The schema version a message's data was written at: metadata ``schemaVersion``, else 1."""
+    metadata = message.metadata
+    value = metadata.get(SCHEMA_VERSION, 1) if metadata else 1
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 1
+
+
+def needs_upcasting(cls: type[BaseEvent]) -> bool:
+    """True when stored messages of ``cls`` may be at an older schema version."""
+    return cls.__version__ > 1
+
+
+def decode(cls: type[BaseEvent], message: Message) -> BaseEvent:
+    """The message's data as an instance of ``cls``, upcast from the version it was written at.
+
+    Data that does not validate, a version newer than the class's, or a missing upcaster raise
+    ``MalformedMessageError`` (permanent for that message).
+    """
+    version = schema_version(message)
+    try:
+        if version == cls.__version__:
+            return cls.model_validate_json(message.data_json)
+        if version > cls.__version__:
+            detail = f"written at schema version {version}, newer than {cls.__qualname__}'s"
+            raise _malformed(message, f"{detail} ({cls.__version__})")
+        data = message.data
+        for step in range(version, cls.__version__):
+            upcast = cls.__upcasters__.get(step)
+            if upcast is None:
+                raise _malformed(message, f"no upcaster of {cls.__qualname__} from version {step}")
+            data = upcast(data)
+        return cls.model_validate(data)
+    except ValidationError as error:
+        raise malformed(message, error) from None
+
+
+def _malformed(message: Message, detail: str) -> MalformedMessageError:
+    return MalformedMessageError(message.stream_name, message.position, message.type, detail)
 
 
 class EventRegistry(Protocol):

@@ -45,4 +45,5 @@ def load_domain(settings: Settings) -> Domain:
             )
         domain = found[0]
     domain.configure(settings)
+    domain.check()
     return domain

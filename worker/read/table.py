@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+import orjson
 from pydantic import BaseModel
 
 from worker.read.merge import Pending, apply, merge, patch_changes, step
@@ -21,6 +22,21 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from worker.store.types import Connection
+
+
+class TableFactory(Protocol):
+    """Makes a batch's unit of work on one read model: ``Table`` itself, or an in-memory
+    stand-in with the same constructor (``worker.testing``)."""
+
+    def __call__(
+        self,
+        model: type[ReadModel],
+        generation: int,
+        conn: Connection,
+        position: Callable[[], int],
+        *,
+        exact: bool = False,
+    ) -> Table: ...
 
 
 class Table:
@@ -157,14 +173,19 @@ class Table:
         ]
         if not wanted:
             return
+        found = await self._fetch(wanted)
+        for key in wanted:
+            self._loaded(key, *found.get(key, (None, 0)))
+
+    async def _fetch(self, keys: list[Any]) -> dict[Any, tuple[ReadModel, int]]:
+        """The stored rows of ``keys`` that exist, with their stored positions."""
         found: dict[Any, tuple[ReadModel, int]] = {}
-        for record in await self._conn.fetch(*self._select(wanted)):
+        for record in await self._conn.fetch(*self._select(keys)):
             values = dict(record)
             stored = values.pop(POSITION_COLUMN)
             row = self.model.model_validate(values)
             found[row.key()] = (row, stored)
-        for key in wanted:
-            self._loaded(key, *found.get(key, (None, 0)))
+        return found
 
     def _select(self, keys: list[Any]) -> tuple[Any, ...]:
         key_cols = list(self.model.key_columns())
@@ -229,10 +250,14 @@ class Table:
             await self._patch_rows(shape, items)
 
     def _array_args(self, names: list[str]) -> str:
-        def pg_type(name: str) -> str:
-            return "bigint" if name == POSITION_COLUMN else self._columns[name].pg_type
+        def array(index: int, name: str) -> str:
+            if name == POSITION_COLUMN:
+                return f"${index}::bigint[]"
+            pg_type = self._columns[name].pg_type
+            # JSON goes as text (see _column): a list value would be read as an array dimension.
+            return f"${index}::text[]::jsonb[]" if pg_type == "jsonb" else f"${index}::{pg_type}[]"
 
-        return ", ".join(f"${i + 1}::{pg_type(n)}[]" for i, n in enumerate(names))
+        return ", ".join(array(i + 1, n) for i, n in enumerate(names))
 
     async def _delete(self, keys: list[Any]) -> None:
         key_cols = list(self.model.key_columns())
@@ -259,9 +284,9 @@ class Table:
         await self._conn.execute(sql, *columns)
 
     def _column(self, name: str, values: list[Any]) -> list[Any]:
-        """A column's values as PostgreSQL takes them (JSON-ready, enums by value)."""
+        """A column's values as PostgreSQL takes them (JSON as text, enums by value)."""
         if self._columns[name].pg_type == "jsonb":
-            return [_jsonable(v) for v in values]
+            return [None if v is None else orjson.dumps(_jsonable(v)).decode() for v in values]
         if name in self._enum_columns:
             return [v.value if isinstance(v, enum.Enum) else v for v in values]
         return values

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import asyncpg
 import orjson
@@ -13,62 +13,65 @@ if TYPE_CHECKING:
     from datetime import datetime
 
 
-class Message(asyncpg.Record):
-    """One row of ``message_store.messages``, in MessageDB's column order.
+class _Row(Protocol):
+    def __getitem__(self, index: int, /) -> Any: ...
 
-    Rows are built by asyncpg itself (``record_class=Message``): no Python object per row.
-    ``data`` and ``metadata`` arrive as JSON text and are decoded when read (each access
-    decodes again: keep the result); typed events are validated straight from the text.
-    ``time`` is timezone-aware UTC (MessageDB stores UTC without a zone).
+
+class MessageFields:
+    """The named fields of a stored message, read from a row in MessageDB's column order
+    (id, stream_name, type, position, global_position, data, metadata, time).
+
+    Shared by ``Message`` (an asyncpg record) and the in-memory stand-in of
+    ``worker.testing`` (a tuple), so code that reads messages cannot tell them apart.
     """
 
     __slots__ = ()
 
     @property
-    def id(self) -> str:
+    def id(self: _Row) -> str:
         value: str = self[0]
         return value
 
     @property
-    def stream_name(self) -> str:
+    def stream_name(self: _Row) -> str:
         value: str = self[1]
         return value
 
     @property
-    def type(self) -> str:
+    def type(self: _Row) -> str:
         value: str = self[2]
         return value
 
     @property
-    def position(self) -> int:
+    def position(self: _Row) -> int:
         value: int = self[3]
         return value
 
     @property
-    def global_position(self) -> int:
+    def global_position(self: _Row) -> int:
         value: int = self[4]
         return value
 
     @property
-    def data_json(self) -> str:
+    def data_json(self: _Row) -> str:
         """The data as stored (JSON text); ``{}`` when MessageDB holds NULL."""
         value: str | None = self[5]
         return value or "{}"
 
     @property
-    def data(self) -> dict[str, Any]:
+    def data(self: _Message) -> dict[str, Any]:
         """The data, decoded."""
         value: dict[str, Any] = orjson.loads(self.data_json)
         return value
 
     @property
-    def metadata_json(self) -> str | None:
+    def metadata_json(self: _Row) -> str | None:
         """The metadata as stored (JSON text), or ``None``."""
         value: str | None = self[6]
         return value
 
     @property
-    def metadata(self) -> dict[str, Any] | None:
+    def metadata(self: _Message) -> dict[str, Any] | None:
         """The metadata, decoded; ``None`` when there is none or it is not a JSON object.
 
         MessageDB stores any JSON value there; other writers may leave an array, a string or
@@ -81,17 +84,44 @@ class Message(asyncpg.Record):
         return value if isinstance(value, dict) else None
 
     @property
-    def time(self) -> datetime:
+    def time(self: _Row) -> datetime:
         value: datetime = self[7]
         return value
 
     @property
-    def category(self) -> str:
+    def category(self: _Message) -> str:
         """The stream's category: the text before the first ``-``."""
         return self.stream_name.split("-", 1)[0]
 
-    def __repr__(self) -> str:
+    def __repr__(self: _Message) -> str:
         return f"<Message {self.stream_name}@{self.position} #{self.global_position} {self.type}>"
+
+
+class _Message(_Row, Protocol):
+    @property
+    def stream_name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def position(self) -> int: ...
+    @property
+    def global_position(self) -> int: ...
+    @property
+    def data_json(self) -> str: ...
+    @property
+    def metadata_json(self) -> str | None: ...
+
+
+class Message(MessageFields, asyncpg.Record):
+    """One row of ``message_store.messages``, in MessageDB's column order.
+
+    Rows are built by asyncpg itself (``record_class=Message``): no Python object per row.
+    ``data`` and ``metadata`` arrive as JSON text and are decoded when read (each access
+    decodes again: keep the result); typed events are validated straight from the text.
+    ``time`` is timezone-aware UTC (MessageDB stores UTC without a zone).
+    """
+
+    __slots__ = ()
 
 
 @dataclass(frozen=True, slots=True)

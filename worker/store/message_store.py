@@ -211,6 +211,26 @@ class MessageStore:
         )
         return rows
 
+    async def global_head(self) -> int | None:
+        """The newest global position of the whole store, or ``None`` when it is empty."""
+        head: int | None = await self._executor.fetchval(q.GLOBAL_HEAD)
+        return head
+
+    async def read_all(
+        self, position: int = 1, batch_size: int = 1000, *, types: Sequence[str] | None = None
+    ) -> list[Message]:
+        """Up to ``batch_size`` messages of every stream from global ``position``, in global
+        order; only those of ``types`` when given."""
+        _check_batch_size(batch_size)
+        rows: list[Message] = await self._executor.fetch(
+            q.READ_ALL,
+            position,
+            batch_size,
+            None if types is None else list(types),
+            record_class=Message,
+        )
+        return rows
+
     async def last_message(self, stream_name: str, type: str | None = None) -> Message | None:
         """The newest message of a stream (of ``type``, when given), or ``None``."""
         check_stream_name(stream_name)

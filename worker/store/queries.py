@@ -40,6 +40,17 @@ ORDER BY global_position
 LIMIT $3
 """
 
+GLOBAL_HEAD: LiteralString = "SELECT max(global_position) FROM message_store.messages"
+
+# Every category in global order (a check of the whole store); only the types of $3 when given.
+READ_ALL: LiteralString = f"""
+SELECT {_COLUMNS}
+FROM message_store.messages
+WHERE global_position >= $1 AND ($3::text[] IS NULL OR type = ANY($3))
+ORDER BY global_position
+LIMIT $2
+"""
+
 LAST_MESSAGE: LiteralString = f"""
 SELECT {_COLUMNS}
 FROM message_store.messages

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from worker.errors import MalformedMessageError
-from worker.store.message import NewMessage
+from worker.store.conventions import EVENTIDE, Outgoing
 from worker.store.metadata import follow
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from worker.store.message import Message
+    from worker.store.conventions import Conventions
+    from worker.store.message import Message, NewMessage
 
 
 class BaseEvent(BaseModel):
@@ -22,7 +24,8 @@ class BaseEvent(BaseModel):
     ``__type_name__`` is the MessageDB ``type`` written for this class (the class name unless the
     ``@domain.event`` decorator says otherwise); ``__aliases__`` are other type names that decode
     into this class (names written by Eventide, Protean's ``Domain.Event.v1`` form, or older
-    versions of the class).
+    versions of the class). ``__conventions__`` are those of the domain that registered it: they
+    lay out the metadata of the messages it is written as.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -30,19 +33,43 @@ class BaseEvent(BaseModel):
     __type_name__: ClassVar[str] = ""
     __aliases__: ClassVar[tuple[str, ...]] = ()
     __category__: ClassVar[str | None] = None
+    __conventions__: ClassVar[Conventions | None] = None
 
     @classmethod
     def type_name(cls) -> str:
         """The MessageDB type this class is written as."""
         return cls.__type_name__ or cls.__name__
 
-    def to_message(self, metadata: Mapping[str, Any] | None = None) -> NewMessage:
-        """This event as a message to write, data in JSON form."""
-        return NewMessage(
-            type=self.type_name(),
-            data=self.model_dump(mode="json"),
-            metadata=dict(metadata) if metadata else None,
+    def to_message(
+        self,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        stream_name: str | None = None,
+        cause: Message | None = None,
+        id: str | None = None,
+        position: int | None = None,
+        sequence: str | None = None,
+        expected_version: int | None = None,
+    ) -> NewMessage:
+        """This event as a message to write (to ``stream_name``), data in JSON form.
+
+        ``metadata`` holds Eventide's keys following ``cause`` and the caller's own; the
+        conventions of the class's domain lay it out (see ``Conventions.message``).
+        """
+        cls = type(self)
+        layout = cls.__conventions__ or EVENTIDE
+        out = Outgoing(
+            cls.type_name(),
+            self.model_dump(mode="json"),
+            stream_name,
+            f"{cls.__module__}.{cls.__qualname__}",
+            getattr(cls, "__version__", 1),
+            id or str(uuid.uuid4()),
+            position,
+            sequence,
+            expected_version,
         )
+        return layout.message(out, metadata, cause)
 
 
 class EventRegistry(Protocol):
@@ -59,11 +86,6 @@ def event_metadata(
     merged = follow(cause) if cause is not None else {}
     merged.update(metadata or {})
     return merged or None
-
-
-def to_messages(events: tuple[BaseEvent, ...], metadata: dict[str, Any] | None) -> list[NewMessage]:
-    """The events as messages to write, each with the same metadata."""
-    return [event.to_message(metadata) for event in events]
 
 
 def malformed(message: Message, error: ValidationError) -> MalformedMessageError:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 from pydantic import Field
 
 from worker import BaseAggregate, BaseEvent, Domain, apply, open_store
-from worker.errors import InstallError
+from worker.errors import InstallError, PrivilegeError
 from worker.store.conventions import PROTEAN
 
 if TYPE_CHECKING:
@@ -80,3 +82,45 @@ async def test_the_file_alone_names_the_database(
 async def test_a_database_without_message_db_is_refused_clearly(server_dsn: str) -> None:
     with pytest.raises(InstallError, match="MessageDB is not installed"):
         await open_store(event_store={"database_uri": server_dsn})
+
+
+@notes.aggregate(fact_events=True)
+class Label(BaseAggregate):
+    name: str = ""
+
+
+async def test_the_seeds_message_store_login_needs_grants_only_for_state_rows(
+    database_dsn: str,
+) -> None:
+    """The role MessageDB's install creates (the seed's ``message_store`` user) holds every right
+    an event-sourced application needs; state rows need the worker schema's grants on top."""
+    parts = urlsplit(database_dsn)
+    as_message_store = urlunsplit(
+        parts._replace(netloc=f"message_store@{parts.hostname}:{parts.port}")
+    )
+    try:
+        await (await asyncpg.connect(as_message_store)).close()
+    except asyncpg.InvalidAuthorizationSpecificationError as error:
+        pytest.skip(f"the server does not let message_store log in without a password: {error}")
+    event_sourced = Domain("diary")
+
+    @event_sourced.aggregate(is_event_sourced=True)
+    class Entry(BaseAggregate):
+        text: str = ""
+
+        @apply
+        def when_noted(self, event: Noted) -> None:
+            self.text = event.text
+
+    @event_sourced.event(part_of=Entry)
+    class Noted(BaseEvent):
+        text: str
+
+    settings = {"event_store": {"database_uri": as_message_store}}
+    async with open_store(domain=event_sourced, **settings) as store:
+        entry = Entry()
+        entry.raise_(Noted(text="dear diary"))
+        await event_sourced.repository_for(Entry, store).add(entry)
+        assert (await event_sourced.repository_for(Entry, store).get(entry.id)).text == "dear diary"
+    with pytest.raises(PrivilegeError, match=r'role "message_store" lacks USAGE on schema worker'):
+        await open_store(domain=notes, **settings)

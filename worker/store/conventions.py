@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard, get_args
 
 from worker.store.message import NewMessage
+from worker.store.metadata import SCHEMA_VERSION
 from worker.store.stream_name import category as category_of
 from worker.store.stream_name import stream, stream_id
 
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
 
 ConventionsName = Literal["eventide", "protean"]
 NAMES: tuple[str, ...] = get_args(ConventionsName)
-
-SCHEMA_VERSION = "schemaVersion"  # Eventide's metadata key of a message's schema version
 
 
 class SnapshotLayoutError(ValueError):

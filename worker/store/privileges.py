@@ -3,6 +3,8 @@
 ``README.md``, section "Database roles", says the same in prose. Reading (``worker status``)
 needs the ``READ`` rights; running consumers, replaying, resetting and rebuilding need
 ``WRITE`` too, plus CREATE in the read-model schema (checked by ``worker.read_schema``).
+Application code (``worker.open_store``) needs ``MESSAGES``, and ``STATE`` when it saves
+aggregates that are not event-sourced.
 """
 
 from __future__ import annotations
@@ -30,6 +32,34 @@ READ: tuple[Right, ...] = (
     ("schema", "worker", "USAGE"),
     ("table", "worker.migrations", "SELECT"),
     *(("table", f"worker.{table}", "SELECT") for table in _WORKER_TABLES),
+)
+
+# Reading and writing MessageDB: what a MessageStore (and event-sourced aggregates) need; the
+# ``message_store`` role that MessageDB's install creates holds them all.
+MESSAGES: tuple[Right, ...] = (
+    ("schema", "message_store", "USAGE"),
+    ("table", "message_store.messages", "SELECT"),
+    ("table", "message_store.messages", "INSERT"),
+    ("sequence", "message_store.messages_global_position_seq", "USAGE"),
+    (
+        "function",
+        "message_store.write_message(varchar, varchar, varchar, jsonb, jsonb, bigint)",
+        "EXECUTE",
+    ),
+    ("function", "message_store.stream_version(varchar)", "EXECUTE"),
+    ("function", "message_store.acquire_lock(varchar)", "EXECUTE"),
+    ("function", "message_store.is_category(varchar)", "EXECUTE"),
+    ("function", "message_store.category(varchar)", "EXECUTE"),
+    ("function", "message_store.hash_64(varchar)", "EXECUTE"),
+    ("function", "message_store.cardinal_id(varchar)", "EXECUTE"),
+    ("function", "message_store.message_store_version()", "EXECUTE"),
+)
+
+# The state rows of aggregates that are not event-sourced, in the worker schema.
+STATE: tuple[Right, ...] = (
+    ("schema", "worker", "USAGE"),
+    ("table", "worker.migrations", "SELECT"),
+    *(("table", "worker.aggregate_state", right) for right in ("SELECT", "INSERT", "UPDATE")),
 )
 
 WRITE: tuple[Right, ...] = (

@@ -24,7 +24,7 @@ from tests.interop.worker_app import (
 )
 from worker import NewMessage
 from worker.errors import MalformedMessageError
-from worker.store.conventions import checksum
+from worker.store.protean import checksum
 
 if TYPE_CHECKING:
     import asyncpg

@@ -23,7 +23,7 @@ import anyio
 import pytest
 
 from tests.interop.worker_app import Book, BookRow, Order, OrderRow, ShipOrder, shop
-from worker.store.conventions import camel_case_name, checksum, normalized_name, underscore
+from worker.store.protean import camel_case_name, checksum, normalized_name, underscore
 
 if TYPE_CHECKING:
     import asyncpg

@@ -22,14 +22,11 @@ from worker.store.conventions import (
     Outgoing,
     ParsedType,
     SnapshotLayoutError,
-    camel_case_name,
-    checksum,
     conventions_named,
-    normalized_name,
-    underscore,
 )
 from worker.store.message import Message
 from worker.store.metadata import follow
+from worker.store.protean import camel_case_name, checksum, normalized_name, underscore
 
 DASHED = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from worker.errors import MalformedMessageError
+from worker.errors import MalformedMessageError, RegistrationError
 from worker.store.conventions import EVENTIDE, Outgoing
 from worker.store.metadata import follow
 
@@ -89,6 +89,29 @@ def schema_version(message: Message, cls: type[BaseEvent] | None = None) -> int:
     domain say (Eventide: metadata ``schemaVersion``; Protean: the type's ``.v<n>``), else 1."""
     layout = (cls.__conventions__ if cls is not None else None) or EVENTIDE
     return layout.schema_version(message.type, message.metadata) or 1
+
+
+def add_upcaster(event: type[BaseEvent], from_version: int, upcast: Upcaster) -> Upcaster:
+    """Give ``event`` the upcaster from ``from_version`` to the next (what
+    ``@domain.upcaster`` does); ``RegistrationError`` for a step it has not, or has already."""
+    name = f"upcaster {getattr(upcast, '__qualname__', upcast)!s} of {event.__qualname__}"
+    if not 1 <= from_version < event.__version__:
+        raise RegistrationError(
+            f"{name} from version {from_version}: {event.__qualname__} is at version "
+            f"{event.__version__}, so its upcasters start at 1 .. {event.__version__ - 1}"
+        )
+    steps = dict(event.__dict__.get("__upcasters__", {}))
+    if from_version in steps:
+        raise RegistrationError(f"{name}: version {from_version} has an upcaster already")
+    steps[from_version] = upcast
+    event.__upcasters__ = steps
+    return upcast
+
+
+def upcaster_gaps(cls: type[BaseEvent]) -> list[int]:
+    """The versions below the class's own that have no upcaster."""
+    steps = cls.__dict__.get("__upcasters__", {})
+    return [v for v in range(1, cls.__version__) if v not in steps]
 
 
 def needs_upcasting(cls: type[BaseEvent]) -> bool:

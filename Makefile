@@ -1,5 +1,6 @@
 # The two commands of the README: `make demo` and `make test`. Both set up what they need first
-# (a virtualenv in .venv with this package and its dev tools) and are safe to run again.
+# (a virtualenv in .venv with this package, its dev tools and the `protean` extra the interop
+# tests run against) and are safe to run again.
 # `make image` builds the container image with buildah (no daemon, no registry); `make image-test`
 # builds it and runs the worker inside it against PostgreSQL (deploy/image.sh says how).
 PYTHON ?= python3
@@ -14,7 +15,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,protean]'
 	touch $(STAMP)
 
 demo: $(STAMP)

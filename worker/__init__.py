@@ -11,6 +11,7 @@ from worker.errors import (
     ExpectedVersionError,
     InstallError,
     InvalidStreamNameError,
+    MalformedMessageError,
     MissingApplyError,
     VersionConflictError,
     WorkerError,
@@ -19,7 +20,7 @@ from worker.model.aggregate import BaseAggregate, apply
 from worker.model.entity import BaseEntity
 from worker.model.event import BaseEvent
 from worker.model.repository import Repository
-from worker.ops.app import resolve_dsn
+from worker.ops.app import open_store, resolve_dsn
 from worker.ops.runner import Runner
 from worker.ops.settings import Settings, load_settings
 from worker.read.model import Increment, ReadModel
@@ -42,6 +43,7 @@ __all__ = [
     "Increment",
     "InstallError",
     "InvalidStreamNameError",
+    "MalformedMessageError",
     "Message",
     "MessageStore",
     "MissingApplyError",
@@ -62,6 +64,7 @@ __all__ = [
     "install",
     "load_settings",
     "on",
+    "open_store",
     "redact",
     "resolve_dsn",
 ]

@@ -127,7 +127,14 @@ class Context:
             if existing is not None:
                 return existing
         if isinstance(event, BaseEvent):
-            new = NewMessage(event.type_name(), event.model_dump(mode="json"), meta, ident)
+            new = event.to_message(
+                meta,
+                stream_name=stream_name,
+                cause=self.message,
+                id=ident,
+                position=None if expected_version is None else expected_version + 1,
+                expected_version=expected_version,
+            )
         else:
             new = NewMessage(event.type, event.data, {**meta, **(event.metadata or {})}, ident)
         return await self._store.write(

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def new_id() -> str:
@@ -22,3 +26,13 @@ class BaseEntity(BaseModel):
     model_config = ConfigDict(validate_assignment=True, extra="forbid")
 
     id: str = Field(default_factory=new_id, min_length=1, max_length=200)
+
+
+def use_ids(cls: type[BaseEntity], factory: Callable[[], str] | None) -> None:
+    """Give new instances of ``cls`` ids made by ``factory`` (``None``: ``new_id``, the
+    default): the domain's conventions choose it (Protean's are dashed UUIDs)."""
+    target = factory or new_id
+    field = cls.model_fields["id"]
+    if field.default_factory is not target:
+        field.default_factory = target
+        cls.model_rebuild(force=True)

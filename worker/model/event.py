@@ -9,18 +9,20 @@ class's wherever a stored message becomes an event. Stored messages are never re
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from worker.errors import MalformedMessageError
-from worker.store.message import NewMessage
-from worker.store.metadata import SCHEMA_VERSION, follow
+from worker.errors import MalformedMessageError, RegistrationError
+from worker.store.conventions import EVENTIDE, Outgoing
+from worker.store.metadata import follow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from worker.store.message import Message
+    from worker.store.conventions import Conventions
+    from worker.store.message import Message, NewMessage
 
 
 class BaseEvent(BaseModel):
@@ -29,7 +31,8 @@ class BaseEvent(BaseModel):
     ``__type_name__`` is the MessageDB ``type`` written for this class (the class name unless the
     ``@domain.event`` decorator says otherwise); ``__aliases__`` are other type names that decode
     into this class (names written by Eventide, Protean's ``Domain.Event.v1`` form, or older
-    versions of the class).
+    versions of the class). ``__conventions__`` are those of the domain that registered it: they
+    lay out the metadata of the messages it is written as.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -39,32 +42,76 @@ class BaseEvent(BaseModel):
     __category__: ClassVar[str | None] = None
     __version__: ClassVar[int] = 1
     __upcasters__: ClassVar[dict[int, Upcaster]] = {}  # from version n to n + 1
+    __conventions__: ClassVar[Conventions | None] = None
 
     @classmethod
     def type_name(cls) -> str:
         """The MessageDB type this class is written as."""
         return cls.__type_name__ or cls.__name__
 
-    def to_message(self, metadata: Mapping[str, Any] | None = None) -> NewMessage:
-        """This event as a message to write, data in JSON form (and its schema version)."""
-        meta = dict(metadata) if metadata else {}
-        if self.__version__ != 1:
-            meta[SCHEMA_VERSION] = self.__version__
-        data = self.model_dump(mode="json")
-        return NewMessage(type=self.type_name(), data=data, metadata=meta or None)
+    def to_message(
+        self,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        stream_name: str | None = None,
+        cause: Message | None = None,
+        id: str | None = None,
+        position: int | None = None,
+        sequence: str | None = None,
+        expected_version: int | None = None,
+    ) -> NewMessage:
+        """This event as a message to write (to ``stream_name``), data in JSON form.
+
+        ``metadata`` holds Eventide's keys following ``cause`` and the caller's own; the
+        conventions of the class's domain lay it out (see ``Conventions.message``).
+        """
+        cls = type(self)
+        layout = cls.__conventions__ or EVENTIDE
+        out = Outgoing(
+            cls.type_name(),
+            self.model_dump(mode="json"),
+            stream_name,
+            f"{cls.__module__}.{cls.__qualname__}",
+            getattr(cls, "__version__", 1),
+            id or str(uuid.uuid4()),
+            position,
+            sequence,
+            expected_version,
+        )
+        return layout.message(out, metadata, cause)
 
 
 Upcaster: TypeAlias = "Callable[[dict[str, Any]], dict[str, Any]]"
 
 
-def schema_version(message: Message) -> int:
-    """The schema version a message's data was written at: metadata ``schemaVersion``, else 1."""
-    metadata = message.metadata
-    value = metadata.get(SCHEMA_VERSION, 1) if metadata else 1
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 1
+def schema_version(message: Message, cls: type[BaseEvent] | None = None) -> int:
+    """The schema version a message's data was written at, as the conventions of ``cls``'s
+    domain say (Eventide: metadata ``schemaVersion``; Protean: the type's ``.v<n>``), else 1."""
+    layout = (cls.__conventions__ if cls is not None else None) or EVENTIDE
+    return layout.schema_version(message.type, message.metadata) or 1
+
+
+def add_upcaster(event: type[BaseEvent], from_version: int, upcast: Upcaster) -> Upcaster:
+    """Give ``event`` the upcaster from ``from_version`` to the next (what
+    ``@domain.upcaster`` does); ``RegistrationError`` for a step it has not, or has already."""
+    name = f"upcaster {getattr(upcast, '__qualname__', upcast)!s} of {event.__qualname__}"
+    if not 1 <= from_version < event.__version__:
+        raise RegistrationError(
+            f"{name} from version {from_version}: {event.__qualname__} is at version "
+            f"{event.__version__}, so its upcasters start at 1 .. {event.__version__ - 1}"
+        )
+    steps = dict(event.__dict__.get("__upcasters__", {}))
+    if from_version in steps:
+        raise RegistrationError(f"{name}: version {from_version} has an upcaster already")
+    steps[from_version] = upcast
+    event.__upcasters__ = steps
+    return upcast
+
+
+def upcaster_gaps(cls: type[BaseEvent]) -> list[int]:
+    """The versions below the class's own that have no upcaster."""
+    steps = cls.__dict__.get("__upcasters__", {})
+    return [v for v in range(1, cls.__version__) if v not in steps]
 
 
 def needs_upcasting(cls: type[BaseEvent]) -> bool:
@@ -78,7 +125,7 @@ def decode(cls: type[BaseEvent], message: Message) -> BaseEvent:
     Data that does not validate, a version newer than the class's, or a missing upcaster raise
     ``MalformedMessageError`` (permanent for that message).
     """
-    version = schema_version(message)
+    version = schema_version(message, cls)
     try:
         if version == cls.__version__:
             return cls.model_validate_json(message.data_json)
@@ -114,11 +161,6 @@ def event_metadata(
     merged = follow(cause) if cause is not None else {}
     merged.update(metadata or {})
     return merged or None
-
-
-def to_messages(events: tuple[BaseEvent, ...], metadata: dict[str, Any] | None) -> list[NewMessage]:
-    """The events as messages to write, each with the same metadata."""
-    return [event.to_message(metadata) for event in events]
 
 
 def malformed(message: Message, error: ValidationError) -> MalformedMessageError:

@@ -3,7 +3,8 @@
 ``add`` writes an aggregate's pending events to ``{category}-{id}`` in one atomic MessageDB write
 whose expected version is the version the aggregate was loaded at, minus one (MessageDB counts
 stream positions from 0; ``-1`` means a new stream). A snapshot, when due, is written in the same
-transaction. ``get`` starts from the latest snapshot and replays the later events.
+transaction. ``get`` starts from the latest snapshot and replays the later events. The domain's
+conventions lay out the events' metadata and the snapshots.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 from worker.errors import (
     AggregateNotFoundError,
     ExpectedVersionError,
+    MalformedMessageError,
     MissingApplyError,
     VersionConflictError,
 )
 from worker.model.aggregate import BaseAggregate
-from worker.model.event import event_metadata, to_messages
+from worker.model.event import event_metadata
 from worker.model.snapshot import load_snapshot, snapshot_message, snapshot_stream
+from worker.store.conventions import EVENTIDE
 from worker.store.stream_name import stream
 
 if TYPE_CHECKING:
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from worker.model.event import BaseEvent
+    from worker.store.conventions import Conventions
     from worker.store.message import Message, NewMessage
     from worker.store.message_store import MessageStore
     from worker.store.types import Connection
@@ -68,12 +72,14 @@ class EventSourcedRepository(Generic[A]):
         decode: Callable[[Message], BaseEvent | None],
         snapshot_threshold: int,
         batch_size: int = 1000,
+        conventions: Conventions = EVENTIDE,
     ) -> None:
         self.cls = cls
         self.store = store
         self.decode = decode
         self.default_threshold = snapshot_threshold
         self.batch_size = batch_size
+        self.conventions = conventions
 
     def stream_name(self, ident: str) -> str:
         """``{category}-{id}``: where the aggregate's events live."""
@@ -96,13 +102,27 @@ class EventSourcedRepository(Generic[A]):
         events = aggregate.pending_events
         if not events:
             return
-        messages = to_messages(events, event_metadata(cause, metadata))
+        followed = event_metadata(cause, metadata)
+        name, first = self.stream_name(aggregate.id), aggregate.stored_version
+        messages = [
+            event.to_message(
+                followed,
+                stream_name=name,
+                cause=cause,
+                position=first + i,
+                expected_version=first + i - 1,
+            )
+            for i, event in enumerate(events)
+        ]
         snapshot = aggregate.version - aggregate._snapshot_version >= self.snapshot_threshold
         async with self.store.transaction(conn) as tx:
             await self._write(tx, aggregate, messages)
             if snapshot:
-                name = snapshot_stream(self.cls, aggregate.id)
-                await self.store.write(name, snapshot_message(aggregate), conn=tx)
+                await self.store.write(
+                    snapshot_stream(self.cls, aggregate.id, self.conventions),
+                    snapshot_message(aggregate, self.conventions),
+                    conn=tx,
+                )
         aggregate._saved(aggregate.version)
         if snapshot:
             aggregate._snapshot_version = aggregate.version
@@ -119,7 +139,9 @@ class EventSourcedRepository(Generic[A]):
 
     async def get(self, ident: str) -> A:
         """Latest snapshot (if any and valid) plus the events after it, through ``@apply``."""
-        aggregate = await load_snapshot(self.store, self.cls, ident) or self._blank(ident)
+        aggregate = await load_snapshot(
+            self.store, self.cls, ident, self.conventions
+        ) or self._blank(ident)
         name = self.stream_name(ident)
         async for message in self.store.iter_stream(name, aggregate.version, self.batch_size):
             aggregate._apply(self._decode(message))
@@ -147,6 +169,10 @@ class EventSourcedRepository(Generic[A]):
         return cast("A", self.cls.model_construct(id=ident))
 
     def _decode(self, message: Message) -> BaseEvent:
+        problem = self.conventions.check(message)
+        if problem is not None:
+            where = (message.stream_name, message.position, message.type)
+            raise MalformedMessageError(*where, problem)
         event = self.decode(message)
         if event is None:
             raise MissingApplyError(

@@ -1,11 +1,16 @@
-"""What the commands share: settings, the application's domain, the DSN, a ready database."""
+"""What the commands share: settings, the application's domain, the DSN, a ready database; and
+``open_store``, the same for application code."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from worker.ops.loader import load_domain
+from worker.ops.settings import load_settings
 from worker.store import privileges
 from worker.store.database import (
     ConnectOptions,
@@ -15,8 +20,12 @@ from worker.store.database import (
     start_embedded,
 )
 from worker.store.installer import check_installed
+from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
+    from collections.abc import Generator
+    from types import TracebackType
+
     import asyncpg
 
     from worker.domain import Domain
@@ -66,3 +75,81 @@ class App:
             await pool.close()
             raise
         return pool
+
+
+def open_store(
+    config: str | Path | None = None,
+    *,
+    domain: Domain | None = None,
+    max_size: int = 10,
+    **overrides: Any,
+) -> OpeningStore:
+    """A ``MessageStore`` on the database ``domain.toml`` names, found as the CLI finds it.
+
+    ``config`` (else ``$WORKER_CONFIG``, else ``./domain.toml``) overlaid by ``WORKER_*``
+    variables gives ``[event_store] database_uri`` (``embedded`` starts the embedded server) and
+    the connection options; ``domain``, when given, takes its ``[domain]`` settings
+    (``conventions``, ``snapshot_threshold``) as ``worker run`` applies them. The store's pool
+    (up to ``max_size`` connections) is checked once: MessageDB installed, the role's rights on
+    it, and, when ``domain`` has aggregates that are not event-sourced, the worker schema's
+    state rows. Await it, or enter it (the pool closes on leaving)::
+
+        async with open_store(domain=shop) as store:
+            orders = shop.repository_for(Order, store)
+
+    ``overrides`` set settings as ``worker.load_settings`` takes them.
+    """
+    return OpeningStore(None if config is None else Path(config), domain, max_size, overrides)
+
+
+class OpeningStore:
+    """What ``open_store`` returns: awaitable, and an async context manager."""
+
+    def __init__(
+        self,
+        config: Path | None,
+        domain: Domain | None,
+        max_size: int,
+        overrides: dict[str, Any],
+    ) -> None:
+        self._config = config
+        self._domain = domain
+        self._max_size = max_size
+        self._overrides = overrides
+        self._store: MessageStore | None = None
+
+    async def _open(self) -> MessageStore:
+        settings = load_settings(self._config, **self._overrides)
+        configure(connect_options(settings))
+        if self._domain is not None:
+            self._domain.configure(settings)
+        state = self._domain is not None and any(
+            not cls.__is_event_sourced__ for cls in self._domain.aggregates
+        )
+        rights = privileges.MESSAGES + (privileges.STATE if state else ())
+        dsn = await anyio.to_thread.run_sync(resolve_dsn, settings)  # may start the embedded one
+        pool = await create_pool(dsn, min_size=1, max_size=self._max_size)
+        try:
+            async with pool.acquire() as conn:
+                await check_installed(conn, rights, worker_schema=state)
+        except BaseException:
+            await pool.close()
+            raise
+        return MessageStore(pool)
+
+    def __await__(self) -> Generator[Any, None, MessageStore]:
+        return self._open().__await__()
+
+    async def __aenter__(self) -> MessageStore:
+        self._store = await self._open()
+        return self._store
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._store is not None:
+            await self._store.__aexit__(exc_type, exc, tb)
+            self._store = None

@@ -34,6 +34,7 @@ from pydantic_settings import (
 
 from worker.engine.settings import EngineSettings
 from worker.errors import ConfigurationError
+from worker.store.conventions import ConventionsName  # noqa: TC001  (pydantic needs it)
 from worker.store.database import redact
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ class DomainSettings(_Section):
     modules: list[str] = Field(default_factory=list)
     snapshot_threshold: int = Field(default=10, ge=1)
     instance: str | None = None
+    # How messages are named and laid out (worker.store.conventions); unset: the Domain's own.
+    conventions: ConventionsName | None = None
 
 
 class EventStoreSettings(_Section):

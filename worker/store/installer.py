@@ -303,12 +303,16 @@ async def install(
     return InstallReport(database_name(dsn), version, before is None, applied, release)
 
 
-async def check_installed(conn: Connection, rights: tuple[Right, ...] = privileges.WRITE) -> None:
-    """Raise one clear ``InstallError`` unless MessageDB and the current worker schema are there,
-    or one ``PrivilegeError`` when the role lacks any of ``rights``."""
+async def check_installed(
+    conn: Connection, rights: tuple[Right, ...] = privileges.WRITE, *, worker_schema: bool = True
+) -> None:
+    """Raise one clear ``InstallError`` unless MessageDB and (``worker_schema``) the current
+    worker schema are there, or one ``PrivilegeError`` when the role lacks any of ``rights``."""
     if not await conn.fetchval(q.MESSAGE_DB_PRESENT):
         raise InstallError("MessageDB is not installed in this database: run `worker db install`")
     await privileges.check(conn, rights)
+    if not worker_schema:
+        return
     latest = max(version for version, _, _ in migrations())
     current = await schema_version(conn)
     if current < latest:

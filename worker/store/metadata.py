@@ -22,7 +22,8 @@ SCHEMA_VERSION = "schemaVersion"
 def follow(cause: Message, **extra: Any) -> dict[str, Any]:
     """Metadata for a message caused by ``cause``, as Eventide's ``follow`` writes it.
 
-    Causation points at ``cause``; correlation and reply stream are carried over from it.
+    Causation points at ``cause``; correlation and reply stream are carried over from it (from
+    the top level of its metadata, or, in Protean's layout, from its ``extensions``).
     Metadata of ``cause`` that is valid JSON but no object counts as absent (with a warning).
     """
     metadata: dict[str, Any] = {
@@ -31,9 +32,12 @@ def follow(cause: Message, **extra: Any) -> dict[str, Any]:
         CAUSATION_GLOBAL_POSITION: cause.global_position,
     }
     previous = _previous(cause)
+    extensions = previous.get("extensions")
     for key in (CORRELATION_STREAM_NAME, REPLY_STREAM_NAME):
         if previous.get(key) is not None:
             metadata[key] = previous[key]
+        elif isinstance(extensions, dict) and extensions.get(key) is not None:
+            metadata[key] = extensions[key]
     metadata.update(extra)
     return metadata
 

@@ -5,6 +5,8 @@ owns what it creates (MessageDB, the worker schema, the read-model tables); the 
 that ``worker run`` uses gets exactly ``WRITE`` from ``worker db grant ROLE``: membership of
 MessageDB's ``message_store`` role, DML on the worker schema's tables, and DML on the relations
 of the read-model schemas. No CREATE anywhere. Reading (``worker status``) needs ``READ``.
+Application code (``worker.open_store``) needs ``MESSAGES``, and ``STATE`` when it saves
+aggregates that are not event-sourced.
 
 ``grant`` records the role in ``worker.grants``; ``worker db install`` grants every recorded
 role again after it migrated and created tables, and a rebuild grants them its new tables.
@@ -50,6 +52,34 @@ READ: tuple[Right, ...] = (
     ("schema", "worker", "USAGE"),
     ("table", "worker.migrations", "SELECT"),
     *(("table", f"worker.{table}", "SELECT") for table in _WORKER_TABLES),
+)
+
+# Reading and writing MessageDB: what a MessageStore (and event-sourced aggregates) need; the
+# ``message_store`` role that MessageDB's install creates holds them all.
+MESSAGES: tuple[Right, ...] = (
+    ("schema", "message_store", "USAGE"),
+    ("table", "message_store.messages", "SELECT"),
+    ("table", "message_store.messages", "INSERT"),
+    ("sequence", "message_store.messages_global_position_seq", "USAGE"),
+    (
+        "function",
+        "message_store.write_message(varchar, varchar, varchar, jsonb, jsonb, bigint)",
+        "EXECUTE",
+    ),
+    ("function", "message_store.stream_version(varchar)", "EXECUTE"),
+    ("function", "message_store.acquire_lock(varchar)", "EXECUTE"),
+    ("function", "message_store.is_category(varchar)", "EXECUTE"),
+    ("function", "message_store.category(varchar)", "EXECUTE"),
+    ("function", "message_store.hash_64(varchar)", "EXECUTE"),
+    ("function", "message_store.cardinal_id(varchar)", "EXECUTE"),
+    ("function", "message_store.message_store_version()", "EXECUTE"),
+)
+
+# The state rows of aggregates that are not event-sourced, in the worker schema.
+STATE: tuple[Right, ...] = (
+    ("schema", "worker", "USAGE"),
+    ("table", "worker.migrations", "SELECT"),
+    *(("table", "worker.aggregate_state", right) for right in ("SELECT", "INSERT", "UPDATE")),
 )
 
 # What `worker run` needs, and what `worker db grant` gives (with DML in the read-model schemas).

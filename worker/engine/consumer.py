@@ -9,7 +9,6 @@ woken or its poll interval has passed.
 from __future__ import annotations
 
 import contextlib
-import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -89,7 +88,7 @@ class Consumer:
         self.head: int | None = None  # the category head, when the position is beyond it
         self.pausable = pausable and generation is None  # rebuilds replay regardless
         self.paused = False  # an operator paused it (`worker pause`)
-        self._pause_checked_at = 0.0
+        self._pause = pauses.Switch(pool, self.name, options.refresh_interval)
         self._pool = pool
         self._store = store
         self._positions = positions
@@ -226,22 +225,14 @@ class Consumer:
     async def _check_pause(self, *, force: bool = False) -> bool:
         """Whether an operator paused this consumer (looked up at most once per refresh
         interval, or at once when a command said so on the control channel)."""
-        if not self.pausable:
-            return False
-        now = time.monotonic()
-        if force or now - self._pause_checked_at >= self.options.refresh_interval:
-            self._pause_checked_at = now
-            paused = await pauses.is_paused(self._pool, self.name)
-            if paused != self.paused:
-                self._log.info("consumer paused" if paused else "consumer resumed")
-                self.paused = paused
-                if not paused:
-                    self.state = (
-                        ConsumerState.RUNNING
-                        if self.refill_to is None
-                        else ConsumerState.REBUILDING
-                    )
-                    await self.lease.report(self.state)
+        if not self.pausable or (paused := await self._pause.changed(force=force)) is None:
+            return self.paused
+        self._log.info("consumer paused" if paused else "consumer resumed")
+        self.paused = paused
+        if not paused:
+            rebuilding = self.refill_to is not None
+            self.state = ConsumerState.REBUILDING if rebuilding else ConsumerState.RUNNING
+            await self.lease.report(self.state)
         return self.paused
 
     async def _wait_paused(self, mark: int) -> None:

@@ -9,6 +9,7 @@ notifications). Rebuilds are not paused: they replay what the operator asked for
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from worker.engine import queries as q
@@ -47,3 +48,27 @@ async def is_paused(conn: Executor, consumer: str) -> bool:
 async def paused(conn: Executor) -> dict[str, dict[str, Any]]:
     """Every paused consumer -> when, by whom and why."""
     return {row["consumer"]: dict(row) for row in await conn.fetch(q.PAUSED)}
+
+
+class Switch:
+    """Whether one consumer is paused, looked up at most once per ``interval`` (or at once)."""
+
+    def __init__(self, pool: Executor, consumer: str, interval: float) -> None:
+        self._pool = pool
+        self._consumer = consumer
+        self._interval = interval
+        self._checked_at = -interval
+        self._paused = False
+
+    async def changed(self, *, force: bool = False) -> bool | None:
+        """The new pause state when it changed since the last look; ``None`` otherwise (or
+        when it is too soon to look again)."""
+        now = time.monotonic()
+        if not force and now - self._checked_at < self._interval:
+            return None
+        self._checked_at = now
+        paused = await is_paused(self._pool, self._consumer)
+        if paused == self._paused:
+            return None
+        self._paused = paused
+        return paused

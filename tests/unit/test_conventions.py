@@ -219,7 +219,7 @@ def test_protean_types_parse_into_name_and_version() -> None:
     assert PROTEAN.parse_type("Shop.OrderPlaced.v12") == ParsedType("Shop.OrderPlaced", 12)
     assert PROTEAN.parse_type("OrderPlaced") == ParsedType("OrderPlaced", None)
     assert EVENTIDE.parse_type("Shop.OrderPlaced.v1") == ParsedType("Shop.OrderPlaced.v1", None)
-    assert PROTEAN.schema_version("Legacy", {"domain": {"version": 4}}) == 4
+    assert PROTEAN.schema_version("Legacy", '{"domain": {"version": 4}}') == 4
 
 
 # -- metadata ---------------------------------------------------------------------------------
@@ -379,3 +379,15 @@ def test_follow_carries_eventide_keys_kept_in_protean_extensions() -> None:
     )
     followed = follow(cause)
     assert (followed["correlationStreamName"], followed["replyStreamName"]) == ("c-1", "r-1")
+
+
+def test_a_schema_version_is_a_positive_integer_or_its_digits() -> None:
+    assert EVENTIDE.schema_version("Placed", '{"schemaVersion": 2}') == 2
+    assert EVENTIDE.schema_version("Placed", '{"schemaVersion": "3"}') == 3
+    assert EVENTIDE.schema_version("Placed", '{"a": 1, "schemaVersion": 4}') == 4
+    for absent in (None, "{}", "[1]", '"schemaVersion"', '{"correlationStreamName": "x"}'):
+        assert EVENTIDE.schema_version("Placed", absent) is None
+    for bad in ("true", "0", "-1", '"0"', '"v2"', "2.5", "null", "{}"):
+        assert EVENTIDE.schema_version("Placed", f'{{"schemaVersion": {bad}}}') is None
+    assert PROTEAN.schema_version("Legacy", '{"domain": {"version": "5"}}') == 5
+    assert PROTEAN.schema_version("Legacy", '{"domain": {"version": true}}') is None

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from worker.model.event import decode, needs_upcasting
+from worker.model.event import decode, decoder, needs_upcasting
 
 if TYPE_CHECKING:
     from worker.engine.context import Context
@@ -40,7 +39,7 @@ class Handlers:
             event_class.__pydantic_validator__.validate_json,
             one[0] if one is not None and one[1] else None,
             one[0] if one is not None and not one[1] else None,
-            partial(decode, event_class) if needs_upcasting(event_class) else None,
+            decoder(event_class) if needs_upcasting(event_class) else None,
         )
 
     async def call_all(self, event: BaseEvent, ctx: Context) -> None:

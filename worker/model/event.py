@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from worker.errors import MalformedMessageError, RegistrationError
 from worker.store.conventions import EVENTIDE, Outgoing
-from worker.store.metadata import SCHEMA_VERSION, follow
+from worker.store.metadata import follow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -89,7 +89,7 @@ def schema_version(message: Message, cls: type[BaseEvent] | None = None) -> int:
     """The schema version a message's data was written at, as the conventions of ``cls``'s
     domain say (Eventide: metadata ``schemaVersion``; Protean: the type's ``.v<n>``), else 1."""
     layout = (cls.__conventions__ if cls is not None else None) or EVENTIDE
-    return layout.schema_version(message.type, message.metadata) or 1
+    return layout.schema_version(message[2], message[6]) or 1
 
 
 def add_upcaster(event: type[BaseEvent], from_version: int, upcast: Upcaster) -> Upcaster:
@@ -126,33 +126,43 @@ def decode(cls: type[BaseEvent], message: Message) -> BaseEvent:
     Data that does not validate, a version newer than the class's, or a missing upcaster raise
     ``MalformedMessageError`` (permanent for that message).
     """
-    version = _version_of(message, cls)
     try:
-        if version == cls.__version__:
-            return cls.model_validate_json(message.data_json)
-        if version > cls.__version__:
-            detail = f"written at schema version {version}, newer than {cls.__qualname__}'s"
-            raise _malformed(message, f"{detail} ({cls.__version__})")
-        data = orjson.loads(message[5] or "{}")
-        for step in range(version, cls.__version__):
-            upcast = cls.__upcasters__.get(step)
-            if upcast is None:
-                raise _malformed(message, f"no upcaster of {cls.__qualname__} from version {step}")
-            data = upcast(data)
-        return cls.model_validate(data)
+        return decoder(cls)(message)
     except ValidationError as error:
         raise malformed(message, error) from None
 
 
-def _version_of(message: Message, cls: type[BaseEvent]) -> int:
-    """``schema_version``, without decoding metadata that cannot name a version (the hot path
-    of a class past version 1 under Eventide's conventions: most metadata names none)."""
-    layout = cls.__conventions__ or EVENTIDE
-    if layout is EVENTIDE:
-        metadata = message[6]
-        if metadata is None or SCHEMA_VERSION not in metadata:
-            return 1
-    return layout.schema_version(message.type, message.metadata) or 1
+def decoder(cls: type[BaseEvent]) -> Callable[[Message], BaseEvent]:
+    """``decode`` for one class, made once its domain is complete (its conventions and
+    upcasters are taken as they are now): the engine's path for a class past version 1, except
+    that data that does not validate raises pydantic's ``ValidationError`` (the engine
+    names the message itself). A current payload is validated straight from its JSON, an
+    upcast one as the Python objects its upcasters return.
+    """
+    validator = cls.__pydantic_validator__
+    from_json, from_python = validator.validate_json, validator.validate_python
+    current = cls.__version__
+    version_of = (cls.__conventions__ or EVENTIDE).schema_version
+    steps = cls.__upcasters__
+
+    def decode_one(message: Message) -> BaseEvent:
+        version = version_of(message[2], message[6]) or 1
+        if version == current:
+            event: BaseEvent = from_json(message[5] or "{}")
+            return event
+        if version > current:
+            detail = f"written at schema version {version}, newer than {cls.__qualname__}'s"
+            raise _malformed(message, f"{detail} ({current})")
+        data = orjson.loads(message[5] or "{}")
+        for step in range(version, current):
+            upcast = steps.get(step)
+            if upcast is None:
+                raise _malformed(message, f"no upcaster of {cls.__qualname__} from version {step}")
+            data = upcast(data)
+        event = from_python(data)
+        return event
+
+    return decode_one
 
 
 def _malformed(message: Message, detail: str) -> MalformedMessageError:

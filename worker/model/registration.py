@@ -70,7 +70,7 @@ class WriteSide:
     def schema_version(self, message: Message) -> int | None:
         """The schema version a message was written at: the ``.v<n>`` of its type in Protean's
         conventions, metadata ``schemaVersion`` in Eventide's; ``None`` when it says none."""
-        return self.conventions.schema_version(message.type, message.metadata)
+        return self.conventions.schema_version(message.type, message.metadata_json)
 
     # -- aggregates and entities (the write side) ---------------------------------------------
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import orjson
+
 from worker.store.message import NewMessage
 from worker.store.metadata import SCHEMA_VERSION
 from worker.store.stream_name import stream
@@ -45,6 +47,7 @@ from worker.store.layout import (
     _is_count,
     is_command_stream,
     snake_case,
+    version_number,
 )
 from worker.store.protean import ProteanConventions, camel_case_name, dashed_id, normalized_name
 
@@ -82,6 +85,14 @@ class EventideConventions(Conventions):
 
     def parse_type(self, type_name: str) -> ParsedType:
         return ParsedType(type_name, None)
+
+    def schema_version(self, type_name: str, metadata_json: str | None) -> int | None:
+        # Types name no version here: only metadata does, and most metadata names none (the
+        # hot path of every message of a class past version 1), so it is decoded only then.
+        if metadata_json is None or SCHEMA_VERSION not in metadata_json:
+            return None
+        metadata = orjson.loads(metadata_json)
+        return version_number(metadata.get(SCHEMA_VERSION)) if type(metadata) is dict else None
 
     def fact_category(self, category: str) -> str:
         return f"{category}:fact"

@@ -8,6 +8,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeGuard, get_args
 
+import orjson
+
 from worker.store.message import NewMessage
 from worker.store.metadata import SCHEMA_VERSION
 from worker.store.stream_name import category as category_of
@@ -91,14 +93,14 @@ class Conventions(ABC):
     def parse_type(self, type_name: str) -> ParsedType:
         """The registered name and the schema version a message type names."""
 
-    def schema_version(self, type_name: str, metadata: Mapping[str, Any] | None) -> int | None:
-        """The schema version of a message: from its type where the type names one, else from
-        metadata ``schemaVersion``; ``None`` when neither says."""
+    def schema_version(self, type_name: str, metadata_json: str | None) -> int | None:
+        """The schema version of a message (its type and its metadata as stored, JSON text):
+        from its type where the type names one, else from metadata ``schemaVersion``; ``None``
+        when neither says."""
         parsed = self.parse_type(type_name).version
         if parsed is not None:
             return parsed
-        value = (metadata or {}).get(SCHEMA_VERSION)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        return version_number(metadata_object(metadata_json).get(SCHEMA_VERSION))
 
     @property
     def id_factory(self) -> Callable[[], str] | None:
@@ -183,3 +185,19 @@ def snake_case(name: str) -> str:
             out.append("_")
         out.append(char.lower())
     return "".join(out)
+
+
+def metadata_object(metadata_json: str | None) -> dict[str, Any]:
+    """Stored metadata decoded; ``{}`` when there is none or it is not a JSON object."""
+    value = orjson.loads(metadata_json) if metadata_json is not None else None
+    return value if isinstance(value, dict) else {}
+
+
+def version_number(value: Any) -> int | None:
+    """A schema version as metadata holds it: a positive integer, or its digits as a string
+    (as some Eventide-style writers store it); ``None`` for anything else."""
+    if type(value) is int:  # not isinstance: a bool is no version
+        return value if value > 0 else None
+    if type(value) is str and value.isdigit():
+        return int(value) or None
+    return None

@@ -30,6 +30,8 @@ from worker.store.layout import (
     SnapshotLayoutError,
     _is_count,
     is_command_stream,
+    metadata_object,
+    version_number,
 )
 
 
@@ -57,13 +59,12 @@ class ProteanConventions(Conventions):
             return ParsedType(type_name, None)
         return ParsedType(match["name"], int(match["version"]))
 
-    def schema_version(self, type_name: str, metadata: Mapping[str, Any] | None) -> int | None:
+    def schema_version(self, type_name: str, metadata_json: str | None) -> int | None:
         parsed = self.parse_type(type_name).version
         if parsed is not None:
             return parsed
-        domain = (metadata or {}).get("domain")
-        value = domain.get("version") if isinstance(domain, dict) else None
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
+        domain = metadata_object(metadata_json).get("domain")
+        return version_number(domain.get("version")) if isinstance(domain, dict) else None
 
     @property
     def id_factory(self) -> Callable[[], str] | None:

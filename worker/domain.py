@@ -17,6 +17,7 @@ from worker.store.conventions import Conventions, ConventionsName, conventions_n
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from worker.engine.partitions import PartitionKey
     from worker.engine.retry import FailureAction
     from worker.read.model import ReadModel
 
@@ -101,6 +102,8 @@ class Domain(WriteSide):
         version: str | int | None = None,
         group_size: int = 1,
         start_from: StartFrom = "origin",
+        concurrency: int = 1,
+        partition_by: PartitionKey | None = None,
     ) -> Callable[[T], T]:
         """Register a projector class whose ``@on(Event)`` methods update read models.
 
@@ -113,7 +116,9 @@ class Domain(WriteSide):
         share the work. Its writes commit with the consumer's position: exactly once.
         ``start_from="head"``: the first time one of its consumers runs, it starts at its
         category's head rather than its first message; later runs resume from their position
-        (a rebuild or a reset still starts where it is told).
+        (a rebuild or a reset still starts where it is told). ``concurrency=n`` handles up to
+        n partitions of a batch at once (``partition_by(message)``, default the stream name),
+        each in order, for handlers that wait on I/O (see ``worker.engine.partitions``).
         """
         return self._subscriber(
             "projector",
@@ -127,6 +132,8 @@ class Domain(WriteSide):
             version=version,
             group_size=group_size,
             start_from=start_from,
+            concurrency=concurrency,
+            partition_by=partition_by,
         )
 
     def event_handler(
@@ -140,6 +147,8 @@ class Domain(WriteSide):
         batch_size: int | None = None,
         group_size: int = 1,
         start_from: StartFrom = "origin",
+        concurrency: int = 1,
+        partition_by: PartitionKey | None = None,
     ) -> Callable[[T], T]:
         """Register an event handler class whose ``@handle(Event)`` methods react to events.
 
@@ -147,6 +156,9 @@ class Domain(WriteSide):
         side effects are at-least-once and should use ``ctx.idempotency_key``.
         ``start_from="head"``: a new handler starts at its categories' heads the first time it
         runs (it reacts to what happens from now on); later runs resume from their position.
+        ``concurrency=n`` handles up to n partitions of a batch at once (``partition_by(message)``,
+        default the stream name), each in order: for handlers that wait on I/O (see
+        ``worker.engine.partitions``).
         """
         return self._subscriber(
             "handler",
@@ -158,6 +170,8 @@ class Domain(WriteSide):
             batch_size=batch_size,
             group_size=group_size,
             start_from=start_from,
+            concurrency=concurrency,
+            partition_by=partition_by,
         )
 
     def _subscriber(self, kind: Kind, **options: Any) -> Callable[[T], T]:

@@ -12,13 +12,14 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 from pydantic import ValidationError
 
 from worker.engine import dead_letters
 from worker.engine.context import Context, current_context
+from worker.engine.partitions import SerialConnection, partitions, run_partitions
 from worker.engine.retry import Park, RetryAfter, Stop, is_transient
 from worker.engine.stats import ConsumerStats
 from worker.errors import ConsumerStoppedError, LeaseLostError
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
     from worker.engine.dead_letters import ParkedMessages
     from worker.engine.lease import Lease
+    from worker.engine.partitions import Concurrency
     from worker.engine.positions import PositionStore
     from worker.engine.retry import RetryPolicy
     from worker.engine.routes import Handlers
@@ -88,8 +90,10 @@ class Batches:
         cursor: Cursor,
         log: Any,
         tables: TableFactory = Table,
+        concurrency: Concurrency | None = None,
     ) -> None:
         self.name = name
+        self._concurrency = concurrency
         self.routes = routes
         self._transactions = transactions
         self._store = store
@@ -164,7 +168,10 @@ class Batches:
         async with self._transactions.transaction() as conn:
             started = time.perf_counter()
             ctx = self.context(conn, batch[0])
-            behind = await self._handle_all(conn, ctx, batch)
+            if self._concurrency is None:
+                behind = await self._handle_all(conn, ctx, batch)
+            else:
+                behind = await self._handle_concurrently(conn, ctx, batch, self._concurrency)
             await self._flush(ctx, len(batch))
             handled = time.perf_counter()
             last = batch[-1].global_position
@@ -214,6 +221,36 @@ class Batches:
                     raise HandlerFailed(index, error) from error
         finally:
             current_context.reset(token)
+        return behind
+
+    async def _handle_concurrently(
+        self, conn: Connection, ctx: Context, batch: Sequence[Message], concurrency: Concurrency
+    ) -> int:
+        """``_handle_all`` for ``concurrency=n``: the batch's partitions handled up to n at once,
+        each in order (see ``worker.engine.partitions``); the first failure stops them all."""
+        routes, parked = self.routes, self.cursor.parked
+        handled: list[int] = []
+        behind = 0
+        for index, message in enumerate(batch):
+            if message[2] not in routes:
+                continue
+            if parked and message[1] in parked:
+                await self._parked.park(conn, self.name, message, None)
+                behind += 1
+                continue
+            handled.append(index)
+        shared = cast("Connection", SerialConnection(conn))
+
+        async def handle(group: list[int]) -> None:
+            view = ctx.partition(shared)
+            current_context.set(view)  # this task's own: its logs name its message
+            for index in group:
+                message = batch[index]
+                await _handle_one(routes[message[2]], message, index, view)
+
+        await run_partitions(
+            partitions(batch, handled, concurrency.partition_by), concurrency.limit, handle
+        )
         return behind
 
     @staticmethod
@@ -293,3 +330,18 @@ class Batches:
         cursor.position = message.global_position
         cursor.processed += 1
         cursor.parked_count += 1
+
+
+async def _handle_one(route: Handlers, message: Message, index: int, ctx: Context) -> None:
+    """Decode and handle one message (the hot loop of ``_handle_all``, for one message)."""
+    try:
+        upcast = route.upcast
+        event = route.validate(message[5] or "{}") if upcast is None else upcast(message)
+        ctx.message = message
+        await route.call_all(event, ctx)
+    except ValidationError as error:
+        raise HandlerFailed(index, malformed(message, error)) from None
+    except Exception as error:
+        if is_transient(error):
+            raise
+        raise HandlerFailed(index, error) from error

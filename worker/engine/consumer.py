@@ -109,6 +109,7 @@ class Consumer:
             policy=options.policy,
             cursor=self.cursor,
             log=self._log,
+            concurrency=subscriber.concurrent,
         )
         self.replays = Replays(
             self.batches,

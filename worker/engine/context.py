@@ -40,6 +40,7 @@ class Context:
         "_emitted",
         "_emitted_for",
         "_followed",
+        "_position",
         "_store",
         "_table_factory",
         "_tables",
@@ -71,13 +72,30 @@ class Context:
         self._table_factory = tables
         self.generation = generation
         self.exact = exact
+        self._position = self._global_position
+
+    def partition(self, conn: Connection) -> Context:
+        """A context for one partition of a concurrent batch (``concurrency=n``): a message and
+        emitted-message count of its own over the batch's read-model tables, on ``conn`` (the
+        batch's connection, shared one statement at a time)."""
+        view = Context(
+            self.consumer,
+            conn,
+            self._store,
+            generation=self.generation,
+            exact=self.exact,
+            tables=self._table_factory,
+        )
+        view._tables = self._tables
+        view._position = _task_position  # the tables are shared: whose change is it?
+        return view
 
     def table(self, model: type[M]) -> Table:
         """The batch's unit of work on a read model: changes are flushed before the commit."""
         table = self._tables.get(model)
         if table is None:
             table = self._tables[model] = self._table_factory(
-                model, self.generation, self.conn, self._global_position, exact=self.exact
+                model, self.generation, self.conn, self._position, exact=self.exact
             )
         return table
 
@@ -140,6 +158,12 @@ class Context:
         return await self._store.write(
             stream_name, new, expected_version=expected_version, conn=self.conn
         )
+
+
+def _task_position() -> int:
+    """The global position of the message the current task handles (concurrent batches)."""
+    position: int = current_context.get().message.global_position
+    return position
 
 
 # The handler context of the batch being applied in this task. A log processor reads the

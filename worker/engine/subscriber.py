@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from worker.engine.names import ConsumerName
+from worker.engine.partitions import Concurrency, by_stream
 from worker.errors import RegistrationError
 from worker.model.event import BaseEvent
 from worker.read.generations import Projection
@@ -21,6 +22,7 @@ from worker.store.stream_name import check_category
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from worker.engine.partitions import PartitionKey
     from worker.engine.retry import FailureAction
 
 F = TypeVar("F", bound="Callable[..., Any]")
@@ -78,7 +80,16 @@ class Subscriber:
     read_models: tuple[type[ReadModel], ...] = ()
     version: str | None = None
     start_from: StartFrom = "origin"  # where a consumer with no position yet starts
+    concurrency: int = 1  # partitions of a batch handled at once (see ``partitions``)
+    partition_by: PartitionKey | None = None  # a message's partition; None: its stream
     options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def concurrent(self) -> Concurrency | None:
+        """How its batches are handled concurrently; ``None``: one message at a time."""
+        if self.concurrency == 1:
+            return None
+        return Concurrency(self.concurrency, self.partition_by or by_stream)
 
     def consumer_name(self, category: str) -> str:
         """The stable name of the consumer of ``category``: ``{name}:{category}``."""
@@ -151,6 +162,8 @@ def build_subscriber(
     version: str | int | None = None,
     group_size: int = 1,
     start_from: StartFrom = "origin",
+    concurrency: int = 1,
+    partition_by: PartitionKey | None = None,
 ) -> Subscriber:
     """Validate a decorated class and describe it as a ``Subscriber``."""
     routes = routes_of(cls)
@@ -162,6 +175,17 @@ def build_subscriber(
         raise RegistrationError(f"group_size must be an integer in 1..1024, got {group_size!r}")
     if on_failure not in (None, "park", "stop"):
         raise RegistrationError(f"on_failure must be 'park' or 'stop', got {on_failure!r}")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise RegistrationError(f"{who}: concurrency must be an integer >= 1, got {concurrency!r}")
+    if partition_by is not None and not callable(partition_by):
+        raise RegistrationError(
+            f"{who}: partition_by must be a function of the message, got {partition_by!r}"
+        )
+    if partition_by is not None and concurrency == 1:
+        raise RegistrationError(
+            f"{who}: partition_by needs concurrency > 1 (with 1, every message is handled in "
+            "the order of the category)"
+        )
     if start_from not in ("origin", "head"):
         raise RegistrationError(f"start_from must be 'origin' or 'head', got {start_from!r}")
     for model in read_models:
@@ -181,6 +205,8 @@ def build_subscriber(
         version=None if version is None else str(version),
         group_size=group_size,
         start_from=start_from,
+        concurrency=concurrency,
+        partition_by=partition_by,
     )
 
 

@@ -41,7 +41,12 @@ class Pending:
 def step(
     state: Pending, kind: str, payload: Any, position: int, new: Callable[[Any], ReadModel]
 ) -> Pending:
-    """The key's state after one change (``new(changes)`` makes a row from the defaults)."""
+    """The key's state after one change (``new(changes)`` makes a row from the defaults).
+
+    The key's position is the newest message that changed it: handlers of a concurrent batch
+    (``concurrency=n``) may change one key out of global order.
+    """
+    position = max(position, state.position)
     if kind == "put":
         return Pending(row=payload, position=position, stored=state.stored, original=state.original)
     if kind == "delete":

@@ -115,11 +115,11 @@ class Table:
         elif patching and not self.exact and state.ops is None:
             if state.row is not None:  # a row already in this batch: change it in memory
                 apply(state.row, payload)
-                state.position = position
+                state.position = max(position, state.position)
                 return
             if state.is_patch and (kind == "update" or state.upsert):
                 merge(state, payload)
-                state.position = position
+                state.position = max(position, state.position)
                 return
         if state.ops is not None:  # unresolved until the row is loaded
             state.ops.append((position, kind, payload))

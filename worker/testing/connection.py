@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 
+from worker.engine.partitions import SerialConnection
 from worker.errors import InMemorySQLError
 
 if TYPE_CHECKING:
@@ -168,6 +169,8 @@ def joined(conn: object) -> MemoryConnection | None:
     when it runs on its own (committed at once)."""
     if conn is None:
         return None
+    if isinstance(conn, SerialConnection):  # a concurrent batch's (``concurrency=n``)
+        conn = conn.connection
     if not isinstance(conn, MemoryConnection):
         raise TypeError(
             "the in-memory stand-ins join in-memory transactions only (MemoryTransactions), "

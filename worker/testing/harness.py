@@ -223,6 +223,7 @@ async def _consumer(slot: Slot, instance: Any, result: Projected, policy: RetryP
         cursor=cursor,
         log=log.bind(consumer=name),
         tables=result.read_models,
+        concurrency=slot.subscriber.concurrent,
     )
     return _Consumer(slot, batches)
 

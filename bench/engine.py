@@ -59,15 +59,17 @@ CATEGORY = "order"
 BATCH = 1000
 EVENTS_PER_STREAM = 10
 WINDOW = 250  # streams written interleaved, as orders placed around the same time would be
-TARGET_NOOP = 0.70
-TARGET_SUMMARY = 0.60
+TARGET_NOOP = 0.75
+TARGET_SUMMARY = 0.85
 TARGET_P99_MS = 50.0
 
 WRITE = "SELECT message_store.write_message($1, $2, $3, $4, $5, $6)"
 
-# The engine's own column list (worker/_queries.py), as a plain SELECT by global position.
+# The engine's own column list (worker/store/queries.py), as a plain SELECT by global position.
+# Only the data is decoded (by the connection's jsonb codec, orjson), as the engine decodes only
+# the data a handler receives; the metadata stays text, as the engine leaves it until asked.
 READ = """
-SELECT id::text, stream_name, type, position, global_position, data, metadata,
+SELECT id::text, stream_name, type, position, global_position, data, metadata::text,
        time AT TIME ZONE 'UTC'
 FROM message_store.messages
 WHERE message_store.category(stream_name) = $1 AND global_position >= $2
@@ -247,7 +249,7 @@ async def write_events(dsn: str, streams: int) -> dict[str, float]:
 
 
 async def raw_read(dsn: str) -> tuple[int, float]:
-    """Read the whole category in 1,000-row batches (JSON decoded); (events, seconds)."""
+    """Read the whole category in 1,000-row batches (data decoded); (events, seconds)."""
     conn = await connect(dsn)
     try:
         started = time.perf_counter()
@@ -585,6 +587,8 @@ async def main(options: Options) -> dict[str, Any]:
     figures["order_summary_per_event_ratio"] = (
         figures["engine_order_summary"] / figures["raw_per_event"]
     )
+    if options.seconds <= 0:
+        return figures
     steady = {"rate": options.rate, "seconds": options.seconds}
     figures["latency_notify"] = await latency(dsn, settings, notify=True, **steady)
     figures["latency_polling"] = await latency(dsn, settings, notify=False, **steady)
@@ -594,7 +598,7 @@ async def main(options: Options) -> dict[str, Any]:
 
 def report(figures: dict[str, Any]) -> str:
     """The figures as a Markdown table."""
-    w, ln, lp = figures["write"], figures["latency_notify"], figures["latency_polling"]
+    w = figures["write"]
     mark = {True: "met", False: "MISSED"}
     lines = [
         f"{w['events']:,} events in {w['streams']:,} streams; "
@@ -618,12 +622,16 @@ def report(figures: dict[str, Any]) -> str:
         f"({_spread(figures['order_summary_ratios'])}; target >= "
         f"{TARGET_SUMMARY:.0%}: {mark[figures['order_summary_ratio'] >= TARGET_SUMMARY]}); "
         f"{figures['order_summary_per_event_ratio']:.0%} of raw per-event |",
-        f"| latency at {figures['latency_rate']:.0f}/s, NOTIFY | p50 {ln['p50_ms']:.1f} ms, "
-        f"p99 {ln['p99_ms']:.1f} ms (max {ln['max_ms']:.0f}) | p99 < {TARGET_P99_MS:.0f} ms: "
-        f"{mark[ln['p99_ms'] < TARGET_P99_MS]} |",
-        f"| latency at {figures['latency_rate']:.0f}/s, polling only | p50 {lp['p50_ms']:.1f} ms, "
-        f"p99 {lp['p99_ms']:.1f} ms (max {lp['max_ms']:.0f}) | |",
     ]
+    if "latency_notify" in figures:
+        ln, lp = figures["latency_notify"], figures["latency_polling"]
+        lines += [
+            f"| latency at {figures['latency_rate']:.0f}/s, NOTIFY | p50 {ln['p50_ms']:.1f} ms, "
+            f"p99 {ln['p99_ms']:.1f} ms (max {ln['max_ms']:.0f}) | p99 < {TARGET_P99_MS:.0f} ms: "
+            f"{mark[ln['p99_ms'] < TARGET_P99_MS]} |",
+            f"| latency at {figures['latency_rate']:.0f}/s, polling only | p50 "
+            f"{lp['p50_ms']:.1f} ms, p99 {lp['p99_ms']:.1f} ms (max {lp['max_ms']:.0f}) | |",
+        ]
     return "\n".join(lines)
 
 
@@ -643,7 +651,9 @@ def parse(argv: list[str] | None = None) -> Options:
         "--repeat", type=int, default=5, help="baseline/engine pairs per figure, run alternately"
     )
     parser.add_argument("--rate", type=float, default=200.0, help="latency: events per second")
-    parser.add_argument("--seconds", type=float, default=15.0, help="latency: seconds per mode")
+    parser.add_argument(
+        "--seconds", type=float, default=15.0, help="latency: seconds per mode (0: no latency)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         return Options(events=2_000, repeat=1, rate=args.rate, seconds=3.0)

@@ -1,0 +1,75 @@
+"""Where the engine's time goes: cProfile of one catch-up, per event.
+
+On the engine benchmark's scratch database (``--events`` Order events), the named projector
+(``noop`` or ``order_summary``) catches up once unprofiled (warm-up), then once under cProfile;
+prints the functions with the most own time, in microseconds per event.
+
+    .venv/bin/python -m bench.profile [--projector noop|order_summary] [--events N] [--top K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+from typing import Any
+
+import anyio
+
+from bench.engine import (
+    EVENTS_PER_STREAM,
+    engine_catch_up,
+    fresh_database,
+    noop_domain,
+    server_dsn,
+    summary_domain,
+    write_events,
+)
+from worker.ops.log import configure_logging
+from worker.ops.settings import load_settings
+
+
+async def main(projector: str, events: int) -> tuple[cProfile.Profile, int, float]:
+    configure_logging("warning")
+    settings = load_settings().worker
+    dsn = await fresh_database(server_dsn())
+    await write_events(dsn, events // EVENTS_PER_STREAM)
+    domain = noop_domain() if projector == "noop" else summary_domain()
+    await engine_catch_up(dsn, settings, domain, projector)  # warm-up
+    profile = cProfile.Profile()
+    profile.enable()
+    count, seconds = await engine_catch_up(dsn, settings, domain, projector)
+    profile.disable()
+    return profile, count, seconds
+
+
+def report(profile: cProfile.Profile, count: int, seconds: float, top: int) -> str:
+    stats: Any = pstats.Stats(profile)
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
+    lines = [
+        f"{count:,} events in {seconds:.2f} s profiled ({seconds / count * 1e6:.2f} µs/event)",
+        "",
+        "| own µs/event | cum µs/event | calls/event | function |",
+        "|---:|---:|---:|---|",
+    ]
+    for (path, line, name), (_, calls, own, cumulative, _) in rows:
+        where = path.rsplit("/site-packages/", 1)[-1].rsplit("/work/main/", 1)[-1]
+        lines.append(
+            f"| {own / count * 1e6:.2f} | {cumulative / count * 1e6:.2f} | "
+            f"{calls / count:.3f} | `{name}` ({where}:{line}) |"
+        )
+    return "\n".join(lines)
+
+
+def run() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projector", choices=["noop", "order_summary"], default="noop")
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--top", type=int, default=15)
+    options = parser.parse_args()
+    profile, count, seconds = anyio.run(main, options.projector, options.events)
+    print(report(profile, count, seconds, options.top))
+
+
+if __name__ == "__main__":
+    run()

@@ -179,7 +179,7 @@ class Batches:
             await self._positions.commit(
                 conn, self.name, last, self._lease.epoch, expected=cursor.position
             )
-        cursor.stats.batch(started, handled, time.perf_counter(), batch[0][7].timestamp())
+        cursor.stats.batch(started, handled, time.perf_counter(), batch[0].time.timestamp())
         cursor.position = last
         cursor.processed += len(batch)
         cursor.parked_count += behind
@@ -335,8 +335,7 @@ class Batches:
 async def _handle_one(route: Handlers, message: Message, index: int, ctx: Context) -> None:
     """Decode and handle one message (the hot loop of ``_handle_all``, for one message)."""
     try:
-        upcast = route.upcast
-        event = route.validate(message[5] or "{}") if upcast is None else upcast(message)
+        event = route.decode(message)
         ctx.message = message
         await route.call_all(event, ctx)
     except ValidationError as error:

@@ -42,6 +42,11 @@ class Handlers:
             decoder(event_class) if needs_upcasting(event_class) else None,
         )
 
+    def decode(self, message: Message) -> BaseEvent:
+        """The message's event (pydantic's ``ValidationError`` when its data does not fit)."""
+        upcast = self.upcast
+        return self.validate(message[5] or "{}") if upcast is None else upcast(message)
+
     async def call_all(self, event: BaseEvent, ctx: Context) -> None:
         """Call every handler of the type, in registration order."""
         for call, is_async in self.calls:

@@ -202,6 +202,7 @@ def server_settings(
     settings = {
         "search_path": search_path(read_model_schema),
         "application_name": APPLICATION_NAME,
+        "DateStyle": "ISO",  # message times are read as text (worker.store.message.utc_time)
         **KEEPALIVE.server_settings(),
     }
     if idle_in_transaction_timeout is not None:

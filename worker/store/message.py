@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
 import asyncpg
 import orjson
-
-if TYPE_CHECKING:
-    from datetime import datetime
 
 
 class _Row(Protocol):
@@ -85,8 +83,13 @@ class MessageFields:
 
     @property
     def time(self: _Row) -> datetime:
-        value: datetime = self[7]
-        return value
+        """When the message was written (UTC).
+
+        Rows carry it as MessageDB's ISO text (``2025-01-01 00:05:00.123456``), turned into a
+        ``datetime`` only when asked: decoding a timestamp costs a row more than its text.
+        """
+        value: datetime | str = self[7]
+        return value if isinstance(value, datetime) else utc_time(value)
 
     @property
     def category(self: _Message) -> str:
@@ -95,6 +98,17 @@ class MessageFields:
 
     def __repr__(self: _Message) -> str:
         return f"<Message {self.stream_name}@{self.position} #{self.global_position} {self.type}>"
+
+
+def utc_time(text: str) -> datetime:
+    """A stored message's time, as the text of PostgreSQL's ISO date style, in UTC."""
+    try:
+        return datetime.fromisoformat(text + "+00:00")  # 5x faster than .replace(tzinfo=)
+    except ValueError:
+        raise ValueError(
+            f"message time {text!r} is not in ISO form: the connection's DateStyle must be "
+            "ISO (PostgreSQL's default; the worker's own connections set it)"
+        ) from None
 
 
 class _Message(_Row, Protocol):

@@ -111,3 +111,27 @@ async def test_idle_in_transaction_timeout_ends_a_stuck_session(database_dsn: st
     finally:
         await monitor.close()
         await pool.close()
+
+
+async def test_a_connection_back_in_the_pool_has_its_transaction_rolled_back(
+    database_dsn: str,
+) -> None:
+    """A connection returned with a transaction open (a handler's batch cut short) comes back
+    out of the pool outside any transaction, the transaction's writes undone, the session's
+    settings still the worker's own."""
+    pool = await create_pool(database_dsn, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute("CREATE TABLE returned (n int)")
+            pid = conn.get_server_pid()
+            tx = conn.transaction()
+            await tx.start()
+            await conn.execute("INSERT INTO returned VALUES (1)")
+        async with pool.acquire() as conn:
+            assert conn.get_server_pid() == pid  # the same session
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT count(*) FROM returned") == 0
+            assert await conn.fetchval("SHOW DateStyle") == "ISO, MDY"
+            assert await conn.fetchval("SHOW application_name") == "worker"
+    finally:
+        await pool.close()

@@ -12,7 +12,7 @@ import pytest
 from worker import BaseEvent, Context, Domain, Increment, ReadModel, handle, on
 from worker.engine.partitions import SerialConnection, partitions, run_partitions
 from worker.errors import RegistrationError
-from worker.testing import in_stream, project
+from worker.testing import MemoryTable, in_stream, project
 
 pytestmark = pytest.mark.anyio
 
@@ -171,6 +171,34 @@ async def test_partition_by_keeps_one_customers_orders_in_order() -> None:
     }
     sequential = await project(CustomerTotals, orders(9, 4), domain=domain, batch_size=1)
     assert sequential.rows(Totals) == result.rows(Totals)
+
+
+class SlowReads(MemoryTable):
+    """A table whose reads wait, as on PostgreSQL: other handlers run meanwhile."""
+
+    async def _fetch(self, keys: list[Any]) -> dict[Any, tuple[ReadModel, int]]:
+        await anyio.lowlevel.checkpoint()
+        return await super()._fetch(keys)
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["fast", "exact"])
+async def test_handlers_reading_one_row_at_once_each_see_the_others_changes(exact: bool) -> None:
+    """Partitions share a batch's tables: handlers that read the same row while another one's
+    read of it is under way, then change it, each see the changes made before theirs (a read
+    that ends later does not replace the row with what it fetched)."""
+    table = SlowReads(Totals, position=lambda: 1, exact=exact)
+
+    async def count(n: int) -> None:
+        if await table.get("c1") is None:
+            table.put(Totals(customer="c1", orders=1, last=n))
+        else:
+            table.update("c1", orders=Increment(1), last=n)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(5):
+            tg.start_soon(count, n)
+    await table.flush()
+    assert [(r.customer, r.orders) for r in table.rows()] == [("c1", 5)]
 
 
 def test_partitions_group_a_batch_in_order() -> None:

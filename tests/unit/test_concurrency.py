@@ -221,30 +221,61 @@ async def test_the_first_failure_stops_every_partition_and_is_raised_as_it_is() 
     assert started == [0, 1, 2]
 
 
-async def test_statements_on_a_shared_connection_take_turns() -> None:
-    class Conn:
-        def __init__(self) -> None:
-            self.busy = False
+STATEMENTS = [
+    "execute",
+    "executemany",
+    "fetch",
+    "fetchrow",
+    "fetchval",
+    "fetchmany",
+    "copy_from_query",
+    "copy_from_table",
+    "copy_to_table",
+    "copy_records_to_table",
+]
 
-        async def fetchval(self, query: str) -> str:
+
+class OneAtATime:
+    """A connection that, like asyncpg's, cannot run two operations at once."""
+
+    def __init__(self) -> None:
+        self.busy = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in STATEMENTS:
+            raise AttributeError(name)
+
+        async def run(query: str, *args: Any) -> str:
             assert not self.busy, "two statements at once"
             self.busy = True
             await anyio.sleep(0.001)
             self.busy = False
             return query
 
-    shared = SerialConnection(Conn())  # type: ignore[arg-type]
+        return run
+
+
+@pytest.mark.parametrize("method", STATEMENTS)
+async def test_statements_on_a_shared_connection_take_turns(method: str) -> None:
+    shared = SerialConnection(OneAtATime())  # type: ignore[arg-type]
     results: list[str] = []
 
     async def query(n: int) -> None:
-        results.append(await shared.fetchval(str(n)))
+        results.append(await getattr(shared, method)(str(n)))
 
     async with anyio.create_task_group() as tg:
         for n in range(10):
             tg.start_soon(query, n)
     assert sorted(results) == [str(n) for n in range(10)]
-    with pytest.raises(RuntimeError, match="cannot open a transaction"):
-        shared.transaction()
+
+
+@pytest.mark.parametrize("method", ["transaction", "prepare", "cursor"])
+def test_what_would_run_outside_the_turns_is_refused_on_a_shared_connection(method: str) -> None:
+    """A transaction is the batch's; a prepared statement or a cursor runs its statements
+    later, outside the turns the partitions take."""
+    shared = SerialConnection(OneAtATime())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match=f"cannot (open a transaction|use {method})"):
+        getattr(shared, method)("SELECT 1")
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 APP_CONFIG = Path(__file__).resolve().parent / "app" / "domain.toml"
 CATEGORY = "counter"
 CONSUMER = "balances:counter"
+RECEIPTS = "receipts:counter"  # the handler writing a receipt per deposit (COUNTER_RECEIPTS)
 
 # Our own monitoring connections are named apart from the worker's ("worker"), so terminating
 # the worker's backends never hits them.
@@ -118,12 +119,62 @@ async def fold_upto(conn: asyncpg.Connection[Any], position: int) -> dict[str, R
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
 
-async def position(conn: asyncpg.Connection[Any]) -> int:
+async def position(conn: asyncpg.Connection[Any], consumer: str = CONSUMER) -> int:
     """The consumer's committed position (0 before its first commit)."""
     value = await conn.fetchval(
-        "SELECT position FROM worker.positions WHERE consumer = $1", CONSUMER
+        "SELECT position FROM worker.positions WHERE consumer = $1", consumer
     )
     return int(value or 0)
+
+
+_DEPOSITS_UPTO = """
+SELECT data->>'account_id', count(*) FROM message_store.messages
+WHERE message_store.category(stream_name) = $1 AND global_position <= $2
+GROUP BY 1
+"""
+
+_RECEIPTS = """
+SELECT data->>'account_id', array_agg((data->>'seq')::int ORDER BY position)
+FROM message_store.messages WHERE message_store.category(stream_name) = 'receipt'
+GROUP BY 1
+"""
+
+
+async def receipts(conn: asyncpg.Connection[Any]) -> dict[str, list[int]]:
+    """account -> the seqs of the deposits its receipts were written for, in stream order."""
+    return {r[0]: list(r[1]) for r in await conn.fetch(_RECEIPTS)}
+
+
+async def assert_receipts_consistent(conn: asyncpg.Connection[Any], *logs: WorkerProcess) -> int:
+    """The receipts are exactly one per deposit up to the receipts' committed position, each
+    account's in order of its deposits."""
+    at = await position(conn, RECEIPTS)
+    want = {r[0]: list(range(r[1])) for r in await conn.fetch(_DEPOSITS_UPTO, CATEGORY, at)}
+    got = await receipts(conn)
+    assert got == want, (
+        f"receipts differ from the deposits up to {at}: " + _diff_lists(got, want) + tails(*logs)
+    )
+    return at
+
+
+async def assert_receipts_exact(
+    conn: asyncpg.Connection[Any], ledger: Ledger, *logs: WorkerProcess
+) -> None:
+    """One receipt per written deposit, in order; the receipts' position is the head."""
+    want = {account: list(range(row[1])) for account, row in ledger.accounts.items()}
+    got = await receipts(conn)
+    assert got == want, (
+        "receipts differ from the deposits: " + _diff_lists(got, want) + tails(*logs)
+    )
+    at, top = await position(conn, RECEIPTS), await head(conn)
+    assert at == top, f"receipts position {at} != category head {top}" + tails(*logs)
+
+
+def _diff_lists(got: dict[str, list[int]], want: dict[str, list[int]], limit: int = 5) -> str:
+    keys = sorted(set(got) | set(want))
+    bad = [(k, got.get(k), want.get(k)) for k in keys if got.get(k) != want.get(k)]
+    shown = "; ".join(f"{k}: got {g} want {w}" for k, g, w in bad[:limit])
+    return f"{len(bad)} of {len(keys)} accounts differ: {shown}"
 
 
 async def head(conn: asyncpg.Connection[Any]) -> int:

@@ -46,8 +46,10 @@ def ledger_domain(
     on_failure: str | None = None,
     max_attempts: int | None = None,
     group_size: int = 1,
+    concurrency: int = 1,
 ) -> Domain:
-    """A domain whose projector appends every deposit to `ledger` in handling order."""
+    """A domain whose projector appends every deposit to `ledger` in handling order (with
+    ``concurrency`` > 1, after a simulated I/O wait, so the partitions interleave)."""
     domain = Domain("test")
     domain.register_event(Deposited, category="acct")
     domain.register_event(Closed, category="acct")
@@ -58,6 +60,7 @@ def ledger_domain(
         on_failure=on_failure,  # type: ignore[arg-type]
         max_attempts=max_attempts,
         group_size=group_size,
+        concurrency=concurrency,
     )
     class Ledger:
         async def setup(self, conn: Any) -> None:
@@ -68,6 +71,8 @@ def ledger_domain(
 
         @on(Deposited)
         async def deposited(self, event: Deposited, ctx: Context) -> None:
+            if concurrency > 1:
+                await anyio.sleep(0.001)
             if fails(event):
                 raise RuntimeError(f"cannot handle {event.account}/{event.n}")
             await ctx.conn.execute(
@@ -142,13 +147,17 @@ async def test_a_rerun_applies_nothing_twice(
     assert await pool.fetchval("SELECT count(*) FROM ledger") == 16
 
 
+@pytest.mark.parametrize("concurrency", [1, 4], ids=["sequential", "concurrent"])
 async def test_poison_message_is_parked_with_its_stream_behind_it_then_replayed(
-    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str, concurrency: int
 ) -> None:
     """After max_attempts the message parks; its stream's later messages park behind it;
-    other streams are fully projected; replay after the fix completes the stream in order."""
+    other streams are fully projected; replay after the fix completes the stream in order.
+    The same with the streams handled concurrently (the poison fails while others run)."""
     await deposit(store, accounts=4, per_account=6)
-    poison = ledger_domain(lambda e: e.account == "a2" and e.n == 3, max_attempts=3)
+    poison = ledger_domain(
+        lambda e: e.account == "a2" and e.n == 3, max_attempts=3, concurrency=concurrency
+    )
     with capture_logs() as logs:
         await catch_up(poison, database_dsn)
     projected = await ledger(pool)
@@ -171,7 +180,7 @@ async def test_poison_message_is_parked_with_its_stream_behind_it_then_replayed(
     await catch_up(poison, database_dsn)
     assert (await ledger(pool))["a2"] == [0, 1, 2]
 
-    fixed = ledger_domain()
+    fixed = ledger_domain(concurrency=concurrency)
     consumer = Consumer(
         fixed.subscribers[0],
         "acct",

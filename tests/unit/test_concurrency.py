@@ -12,7 +12,7 @@ import pytest
 from worker import BaseEvent, Context, Domain, Increment, ReadModel, handle, on
 from worker.engine.partitions import SerialConnection, partitions, run_partitions
 from worker.errors import RegistrationError
-from worker.testing import in_stream, project
+from worker.testing import MemoryTable, in_stream, project
 
 pytestmark = pytest.mark.anyio
 
@@ -173,6 +173,34 @@ async def test_partition_by_keeps_one_customers_orders_in_order() -> None:
     assert sequential.rows(Totals) == result.rows(Totals)
 
 
+class SlowReads(MemoryTable):
+    """A table whose reads wait, as on PostgreSQL: other handlers run meanwhile."""
+
+    async def _fetch(self, keys: list[Any]) -> dict[Any, tuple[ReadModel, int]]:
+        await anyio.lowlevel.checkpoint()
+        return await super()._fetch(keys)
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["fast", "exact"])
+async def test_handlers_reading_one_row_at_once_each_see_the_others_changes(exact: bool) -> None:
+    """Partitions share a batch's tables: handlers that read the same row while another one's
+    read of it is under way, then change it, each see the changes made before theirs (a read
+    that ends later does not replace the row with what it fetched)."""
+    table = SlowReads(Totals, position=lambda: 1, exact=exact)
+
+    async def count(n: int) -> None:
+        if await table.get("c1") is None:
+            table.put(Totals(customer="c1", orders=1, last=n))
+        else:
+            table.update("c1", orders=Increment(1), last=n)
+
+    async with anyio.create_task_group() as tg:
+        for n in range(5):
+            tg.start_soon(count, n)
+    await table.flush()
+    assert [(r.customer, r.orders) for r in table.rows()] == [("c1", 5)]
+
+
 def test_partitions_group_a_batch_in_order() -> None:
     batch: list[Any] = [(None, s) for s in ["a", "b", "a", "c", "b", "a"]]
     assert partitions(batch, range(6), lambda m: m[1]) == [[0, 2, 5], [1, 4], [3]]
@@ -193,30 +221,61 @@ async def test_the_first_failure_stops_every_partition_and_is_raised_as_it_is() 
     assert started == [0, 1, 2]
 
 
-async def test_statements_on_a_shared_connection_take_turns() -> None:
-    class Conn:
-        def __init__(self) -> None:
-            self.busy = False
+STATEMENTS = [
+    "execute",
+    "executemany",
+    "fetch",
+    "fetchrow",
+    "fetchval",
+    "fetchmany",
+    "copy_from_query",
+    "copy_from_table",
+    "copy_to_table",
+    "copy_records_to_table",
+]
 
-        async def fetchval(self, query: str) -> str:
+
+class OneAtATime:
+    """A connection that, like asyncpg's, cannot run two operations at once."""
+
+    def __init__(self) -> None:
+        self.busy = False
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in STATEMENTS:
+            raise AttributeError(name)
+
+        async def run(query: str, *args: Any) -> str:
             assert not self.busy, "two statements at once"
             self.busy = True
             await anyio.sleep(0.001)
             self.busy = False
             return query
 
-    shared = SerialConnection(Conn())  # type: ignore[arg-type]
+        return run
+
+
+@pytest.mark.parametrize("method", STATEMENTS)
+async def test_statements_on_a_shared_connection_take_turns(method: str) -> None:
+    shared = SerialConnection(OneAtATime())  # type: ignore[arg-type]
     results: list[str] = []
 
     async def query(n: int) -> None:
-        results.append(await shared.fetchval(str(n)))
+        results.append(await getattr(shared, method)(str(n)))
 
     async with anyio.create_task_group() as tg:
         for n in range(10):
             tg.start_soon(query, n)
     assert sorted(results) == [str(n) for n in range(10)]
-    with pytest.raises(RuntimeError, match="cannot open a transaction"):
-        shared.transaction()
+
+
+@pytest.mark.parametrize("method", ["transaction", "prepare", "cursor"])
+def test_what_would_run_outside_the_turns_is_refused_on_a_shared_connection(method: str) -> None:
+    """A transaction is the batch's; a prepared statement or a cursor runs its statements
+    later, outside the turns the partitions take."""
+    shared = SerialConnection(OneAtATime())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match=f"cannot (open a transaction|use {method})"):
+        getattr(shared, method)("SELECT 1")
 
 
 @pytest.mark.parametrize(

@@ -87,11 +87,18 @@ async def run_partitions(
         raise failed[0]
 
 
+_OUTSIDE_THE_TURNS = (
+    "a handler with concurrency > 1 cannot use {} on ctx.conn: the partitions take turns on "
+    "the batch's connection one statement at a time, and its statements would run outside them"
+)
+
+
 class SerialConnection:
     """The batch's connection, shared by concurrent handlers: one statement at a time.
 
     asyncpg runs one statement per connection; handlers of different partitions take turns.
-    Opening a transaction or savepoint on it is refused: the batch's transaction is shared.
+    Opening a transaction or savepoint on it is refused: the batch's transaction is shared. So
+    are ``prepare`` and ``cursor``, whose statements would run outside the turns.
     """
 
     __slots__ = ("_conn", "_lock")
@@ -125,15 +132,40 @@ class SerialConnection:
         async with self._lock:
             return await self._conn.fetchval(*args, **kwargs)
 
+    async def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._lock:
+            return await self._conn.fetchmany(*args, **kwargs)
+
     async def copy_records_to_table(self, *args: Any, **kwargs: Any) -> Any:
         async with self._lock:
             return await self._conn.copy_records_to_table(*args, **kwargs)
+
+    async def copy_to_table(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._lock:
+            return await self._conn.copy_to_table(*args, **kwargs)
+
+    async def copy_from_table(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._lock:
+            return await self._conn.copy_from_table(*args, **kwargs)
+
+    async def copy_from_query(self, *args: Any, **kwargs: Any) -> Any:
+        async with self._lock:
+            return await self._conn.copy_from_query(*args, **kwargs)
 
     def transaction(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(
             "a handler with concurrency > 1 cannot open a transaction on ctx.conn: the "
             "partitions share the batch's transaction (its statements commit with the position)"
         )
+
+    # A prepared statement or a cursor runs its statements later, outside the turns: another
+    # partition's statement would meet asyncpg's "another operation is in progress" (taken for
+    # a lost connection, so the batch would be retried over and over).
+    def prepare(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(_OUTSIDE_THE_TURNS.format("prepare"))
+
+    def cursor(self, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(_OUTSIDE_THE_TURNS.format("cursor"))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._conn, name)

@@ -158,24 +158,26 @@ class Table:
 
     async def get(self, key: Any) -> ReadModel | None:
         """The row as of this batch's changes (loaded once per batch), or ``None``."""
-        state = self._rows.get(key)
-        if state is None or state.is_patch or (self.exact and state.stored is None):
+        if self._unresolved(key):
             await self.load([key])
-            state = self._rows[key]
-        return state.row
+        return self._rows[key].row
 
     async def load(self, keys: list[Any]) -> None:
         """Load many rows into the batch's identity map in one round trip."""
-        wanted = [
-            k
-            for k in keys
-            if (s := self._rows.get(k)) is None or s.is_patch or (self.exact and s.stored is None)
-        ]
+        wanted = [k for k in keys if self._unresolved(k)]
         if not wanted:
             return
         found = await self._fetch(wanted)
         for key in wanted:
-            self._loaded(key, *found.get(key, (None, 0)))
+            # Handlers of a concurrent batch share the table: another one may have loaded the
+            # key (and changed the row) while this fetch ran; its row is the newer.
+            if self._unresolved(key):
+                self._loaded(key, *found.get(key, (None, 0)))
+
+    def _unresolved(self, key: Any) -> bool:
+        """Whether the key's row must be read before it is known."""
+        s = self._rows.get(key)
+        return s is None or s.is_patch or (self.exact and s.stored is None)
 
     async def _fetch(self, keys: list[Any]) -> dict[Any, tuple[ReadModel, int]]:
         """The stored rows of ``keys`` that exist, with their stored positions."""

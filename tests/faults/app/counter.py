@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from worker import BaseEvent, Domain, handle, on
 
 if TYPE_CHECKING:
@@ -49,20 +51,50 @@ ON CONFLICT (account_id) DO UPDATE SET
 """
 
 
+# With COUNTER_CONCURRENCY > 1, the projector and the receipts handle that many accounts'
+# streams of a batch at once, each handler first waiting on a simulated call to some service.
+CONCURRENCY = int(os.environ.get("COUNTER_CONCURRENCY", "1"))
+
+
+class InFlight:
+    """How many handlers wait at once; each new most is logged ("handlers in flight")."""
+
+    def __init__(self) -> None:
+        self.now = self.most = 0
+
+    async def wait(self, ctx: Context) -> None:
+        """The simulated I/O of a concurrent handler (nothing with concurrency 1)."""
+        if CONCURRENCY == 1:
+            return
+        self.now += 1
+        if self.now > self.most:
+            self.most = self.now
+            ctx.log.info("handlers in flight", count=self.most)
+        try:
+            await anyio.sleep(0.001)
+        finally:
+            self.now -= 1
+
+
 # The consumer-group test runs the projector as a group (COUNTER_GROUP_SIZE); 1 otherwise.
 @domain.projector(
     name="balances",
     stream_categories=["counter"],
     group_size=int(os.environ.get("COUNTER_GROUP_SIZE", "1")),
+    concurrency=CONCURRENCY,
 )
 class BalancesProjector:
     """Per account: the sum of its deposits, how many were applied, and the last one's seq."""
+
+    def __init__(self) -> None:
+        self.in_flight = InFlight()
 
     async def setup(self, conn: Any) -> None:
         await conn.execute(SCHEMA)
 
     @on(Deposited)
     async def deposited(self, event: Deposited, ctx: Context) -> None:
+        await self.in_flight.wait(ctx)
         await ctx.conn.execute(_DEPOSIT, event.account_id, event.amount, event.seq)
 
 
@@ -76,12 +108,16 @@ class Receipt(BaseEvent):
 if os.environ.get("COUNTER_RECEIPTS"):
     domain.register_event(Receipt, category="receipt")
 
-    @domain.event_handler(name="receipts", stream_categories=["counter"])
+    @domain.event_handler(name="receipts", stream_categories=["counter"], concurrency=CONCURRENCY)
     class ReceiptWriter:
         """Emits a receipt per deposit with ``ctx.write`` (exactly once with its position)."""
 
+        def __init__(self) -> None:
+            self.in_flight = InFlight()
+
         @handle(Deposited)
         async def deposited(self, event: Deposited, ctx: Context) -> None:
+            await self.in_flight.wait(ctx)
             await ctx.write(
                 f"receipt-{event.account_id}", Receipt(account_id=event.account_id, seq=event.seq)
             )

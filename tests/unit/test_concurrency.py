@@ -232,6 +232,9 @@ STATEMENTS = [
     "copy_from_table",
     "copy_to_table",
     "copy_records_to_table",
+    # Not named by SerialConnection: every other coroutine method takes turns too.
+    "add_listener",
+    "set_type_codec",
 ]
 
 

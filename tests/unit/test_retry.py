@@ -67,6 +67,14 @@ def test_unique_violation_is_not_transient() -> None:
     assert not is_transient(asyncpg.UniqueViolationError("dup"))
 
 
+def test_a_second_statement_on_a_busy_connection_is_not_transient() -> None:
+    """A handler running two statements at once on one connection is a bug no retry fixes
+    (retrying would loop forever); a closed connection is worth retrying."""
+    busy = asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
+    assert not is_transient(busy)
+    assert is_transient(asyncpg.InterfaceError("cannot perform operation: connection is closed"))
+
+
 def test_an_error_while_cleaning_up_after_a_lost_connection_is_transient() -> None:
     """A rollback failing on a connection that was just lost retries like the loss itself."""
     try:

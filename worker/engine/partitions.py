@@ -14,6 +14,7 @@ others run. It cannot speed up pure-Python work, which holds the one thread eith
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -168,4 +169,13 @@ class SerialConnection:
         raise RuntimeError(_OUTSIDE_THE_TURNS.format("cursor"))
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
+        attribute = getattr(self._conn, name)
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute
+        lock = self._lock
+
+        async def in_turn(*args: Any, **kwargs: Any) -> Any:  # any other statement takes turns
+            async with lock:
+                return await attribute(*args, **kwargs)
+
+        return in_turn

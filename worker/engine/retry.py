@@ -42,6 +42,7 @@ class Stop:
 Decision = RetryAfter | Park | Stop
 
 _TRANSIENT_SQLSTATE_CLASSES = ("08", "53", "57")  # connection, resources, operator intervention
+_MISUSE = "another operation is in progress"
 
 
 def is_transient(error: BaseException) -> bool:
@@ -63,6 +64,8 @@ def is_transient(error: BaseException) -> bool:
 
 
 def _transient(error: BaseException) -> bool:
+    if isinstance(error, asyncpg.InterfaceError) and _MISUSE in str(error):
+        return False  # a second statement on a busy connection: the code's doing, not the wire's
     if isinstance(
         error,
         (

@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import sys
 from typing import Any
 
 import anyio
 
 from bench.engine import (
+    ROOT,
     EVENTS_PER_STREAM,
     engine_catch_up,
     fresh_database,
@@ -53,12 +55,22 @@ def report(profile: cProfile.Profile, count: int, seconds: float, top: int) -> s
         "|---:|---:|---:|---|",
     ]
     for (path, line, name), (_, calls, own, cumulative, _) in rows:
-        where = path.rsplit("/site-packages/", 1)[-1].rsplit("/work/main/", 1)[-1]
+        where = _short(path)
         lines.append(
             f"| {own / count * 1e6:.2f} | {cumulative / count * 1e6:.2f} | "
             f"{calls / count:.3f} | `{name}` ({where}:{line}) |"
         )
     return "\n".join(lines)
+
+
+def _short(path: str) -> str:
+    """A profiled file's path from the checkout, site-packages or the standard library."""
+    if path.startswith(f"{ROOT}/"):
+        return path[len(str(ROOT)) + 1 :]
+    for marker in ("/site-packages/", f"/python{sys.version_info[0]}.{sys.version_info[1]}/"):
+        if marker in path:
+            return path.rsplit(marker, 1)[-1]
+    return path
 
 
 def run() -> None:

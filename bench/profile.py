@@ -18,8 +18,8 @@ from typing import Any
 import anyio
 
 from bench.engine import (
-    ROOT,
     EVENTS_PER_STREAM,
+    ROOT,
     engine_catch_up,
     fresh_database,
     noop_domain,

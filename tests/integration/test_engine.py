@@ -200,6 +200,46 @@ async def test_poison_message_is_parked_with_its_stream_behind_it_then_replayed(
     assert await pool.fetchval("SELECT count(*) FROM worker.dead_letters") == 0
 
 
+async def test_a_batch_its_commit_refuses_is_isolated_and_the_culprit_parked(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """A deferred constraint breaks only at COMMIT: the batch is applied again one message at
+    a time, the message whose writes break it is retried and parked, the others land once."""
+    domain = Domain("test")
+    domain.register_event(Deposited, category="acct")
+
+    @domain.projector(name="receipts", stream_categories=["acct"], max_attempts=2)
+    class Receipts:
+        async def setup(self, conn: Any) -> None:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS receipts (amount int"
+                " UNIQUE DEFERRABLE INITIALLY DEFERRED, account text)"
+            )
+
+        @on(Deposited)
+        async def deposited(self, event: Deposited, ctx: Context) -> None:
+            await ctx.conn.execute(
+                "INSERT INTO receipts (amount, account) VALUES ($1, $2)",
+                event.amount,
+                event.account,
+            )
+
+    for account, amount in (("a1", 10), ("a2", 20), ("a3", 10), ("a4", 30)):
+        await store.write(
+            f"acct-{account}", Deposited(account=account, n=0, amount=amount).to_message()
+        )
+    with capture_logs() as logs:
+        await catch_up(domain, database_dsn)
+    rows = await pool.fetch("SELECT account, amount FROM receipts ORDER BY amount")
+    assert [(r["account"], r["amount"]) for r in rows] == [("a1", 10), ("a2", 20), ("a4", 30)]
+    parked = await pool.fetch("SELECT stream_name, attempts, error_type FROM worker.dead_letters")
+    assert [(r["stream_name"], r["attempts"], r["error_type"]) for r in parked] == [
+        ("acct-a3", 2, "UniqueViolationError")
+    ]
+    assert await position(pool, "receipts:acct") == await store.category_head("acct")
+    assert any(e["event"] == "message parked" for e in logs)
+
+
 def replayer(domain: Domain, pool: asyncpg.Pool[Any], store: MessageStore, dsn: str) -> Consumer:
     """The ledger consumer of ``domain``, as `dlq replay` builds it to replay inline."""
     return Consumer(

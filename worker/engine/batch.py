@@ -165,20 +165,31 @@ class Batches:
     async def apply(self, batch: Sequence[Message]) -> None:
         """One transaction: every message's handlers, the read-model changes, the position."""
         cursor = self.cursor
-        async with self._transactions.transaction() as conn:
-            started = time.perf_counter()
-            ctx = self.context(conn, batch[0])
-            if self._concurrency is None:
-                behind = await self._handle_all(conn, ctx, batch)
-            else:
-                behind = await self._handle_concurrently(conn, ctx, batch, self._concurrency)
-            await self._flush(ctx, len(batch))
-            handled = time.perf_counter()
-            last = batch[-1].global_position
-            self.check_lease()
-            await self._positions.commit(
-                conn, self.name, last, self._lease.epoch, expected=cursor.position
-            )
+        committing = False
+        try:
+            async with self._transactions.transaction() as conn:
+                started = time.perf_counter()
+                ctx = self.context(conn, batch[0])
+                if self._concurrency is None:
+                    behind = await self._handle_all(conn, ctx, batch)
+                else:
+                    behind = await self._handle_concurrently(conn, ctx, batch, self._concurrency)
+                await self._flush(ctx, len(batch))
+                handled = time.perf_counter()
+                last = batch[-1].global_position
+                self.check_lease()
+                await self._positions.commit(
+                    conn, self.name, last, self._lease.epoch, expected=cursor.position
+                )
+                committing = True
+        except Exception as error:
+            if not committing or is_transient(error):
+                raise
+            # COMMIT itself refused the batch (a deferred constraint a handler's writes
+            # broke): like a failed flush, which message did it is found one at a time.
+            if len(batch) == 1:
+                raise HandlerFailed(0, error) from error
+            raise FlushFailed(str(error)) from error
         cursor.stats.batch(started, handled, time.perf_counter(), batch[0].time.timestamp())
         cursor.position = last
         cursor.processed += len(batch)

@@ -374,3 +374,23 @@ async def test_handlers_that_feed_themselves_are_stopped() -> None:
 
     with pytest.raises(RuntimeError, match="more than 50 messages"):
         await project(Echo, deposits(1, 1), batch_size=10, max_emitted=50)
+
+
+async def test_a_batch_no_handler_takes_moves_the_position_in_one_statement() -> None:
+    """Batches of types nobody handles commit only the position, each in one statement of its
+    own (no transaction); the batch holding the one handled message is a transaction."""
+    seen: list[str] = []
+
+    class Audits:
+        @on(Audited)
+        def audited(self, event: Audited, ctx: Context) -> None:
+            seen.append(event.account)
+
+    noise = [("audit-noise", NewMessage("Unrelated", {"n": n})) for n in range(40)]
+    noise_after = [("audit-noise", NewMessage("Unrelated", {"n": n})) for n in range(9)]
+    events = [*noise, *in_stream("audit-1", Audited(account="1")), *noise_after]
+    result = await project(Audits, events, batch_size=10)
+    assert seen == ["1"]
+    assert result.positions == {"Audits:audit": 50}
+    assert result.transactions.committed == 1
+    assert result.transactions.statements == 4

@@ -164,6 +164,10 @@ class Batches:
 
     async def apply(self, batch: Sequence[Message]) -> None:
         """One transaction: every message's handlers, the read-model changes, the position."""
+        routes = self.routes
+        if not any(message[2] in routes for message in batch):
+            await self._pass(batch)
+            return
         cursor = self.cursor
         committing = False
         try:
@@ -195,6 +199,23 @@ class Batches:
         cursor.processed += len(batch)
         cursor.parked_count += behind
         self._log.debug("batch applied", messages=len(batch), position=last)
+
+    async def _pass(self, batch: Sequence[Message]) -> None:
+        """A batch no handler takes: only the position moves, in one statement of its own
+        (the compare-and-set with the lease epoch is atomic without BEGIN and COMMIT)."""
+        cursor = self.cursor
+        started = time.perf_counter()
+        last = batch[-1].global_position
+        async with self._transactions.statement() as conn:
+            self.check_lease()
+            await self._positions.commit(
+                conn, self.name, last, self._lease.epoch, expected=cursor.position
+            )
+        now = time.perf_counter()
+        cursor.stats.batch(started, started, now, batch[0].time.timestamp())
+        cursor.position = last
+        cursor.processed += len(batch)
+        self._log.debug("batch passed", messages=len(batch), position=last)
 
     async def _handle_all(self, conn: Connection, ctx: Context, batch: Sequence[Message]) -> int:
         """Every message's handlers; returns how many were parked behind a parked stream."""

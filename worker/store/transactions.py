@@ -21,9 +21,12 @@ if TYPE_CHECKING:
 
 class Transactions(Protocol):
     """Opens transactions: ``async with transactions.transaction() as conn`` commits on
-    success and rolls back on any error (or cancellation)."""
+    success and rolls back on any error (or cancellation); ``statement()`` gives a connection
+    whose one statement commits on its own (no BEGIN/COMMIT round trips)."""
 
     def transaction(self) -> AbstractAsyncContextManager[Connection]: ...
+
+    def statement(self) -> AbstractAsyncContextManager[Connection]: ...
 
 
 class PoolTransactions:
@@ -37,4 +40,9 @@ class PoolTransactions:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def statement(self) -> AsyncIterator[Connection]:
+        async with self.pool.acquire() as conn:
             yield conn

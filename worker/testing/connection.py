@@ -137,13 +137,26 @@ class MemoryTransactions:
     """Opens in-memory transactions (the ``Transactions`` the engine's batches run in).
 
     ``committed`` and ``rolled_back`` count the transactions that ended each way; ``refused``
-    is the first ``InMemorySQLError`` any of them raised (a handler that ran SQL).
+    is the first ``InMemorySQLError`` any of them raised (a handler that ran SQL);
+    ``statements`` counts the single statements run on their own (``statement()``).
     """
 
     def __init__(self) -> None:
         self.committed = 0
         self.rolled_back = 0
+        self.statements = 0
         self.refused: InMemorySQLError | None = None
+
+    @contextlib.asynccontextmanager
+    async def statement(self) -> AsyncIterator[Connection]:
+        conn = MemoryConnection(self)
+        try:
+            yield cast("Connection", conn)
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+        self.statements += 1
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:

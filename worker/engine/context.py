@@ -100,7 +100,8 @@ class Context:
         return table
 
     def _global_position(self) -> int:
-        return self.message.global_position
+        position: int = self.message[4]  # (global_position, without the property's call)
+        return position
 
     async def flush(self) -> None:
         """Write the batch's read-model changes (the consumer calls this before committing)."""

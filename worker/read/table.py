@@ -84,12 +84,14 @@ class Table:
 
     def update(self, key: Any, **changes: Any) -> None:
         """Change some columns of an existing row (no effect when the row does not exist)."""
-        self._check(changes)
+        if not changes.keys() <= self._column_names:  # (inline: a projector's hot path)
+            self._check(changes)
         self._change(key, "update", changes)
 
     def add(self, key: Any, **changes: Any) -> None:
         """Like ``update``, but creates the row (other columns at their defaults) if missing."""
-        self._check(changes)
+        if not changes.keys() <= self._column_names:
+            self._check(changes)
         self._change(key, "add", changes)
 
     def delete(self, key: Any) -> None:
@@ -115,11 +117,13 @@ class Table:
         elif patching and not self.exact and state.ops is None:
             if state.row is not None:  # a row already in this batch: change it in memory
                 apply(state.row, payload)
-                state.position = max(position, state.position)
+                if position > state.position:  # (concurrent partitions: out of order)
+                    state.position = position
                 return
-            if state.is_patch and (kind == "update" or state.upsert):
-                merge(state, payload)
-                state.position = max(position, state.position)
+            if not state.absent and not state.deleted and (kind == "update" or state.upsert):
+                merge(state, payload)  # a patch (no row known) that this change extends
+                if position > state.position:
+                    state.position = position
                 return
         if state.ops is not None:  # unresolved until the row is loaded
             state.ops.append((position, kind, payload))

@@ -239,10 +239,12 @@ STATEMENTS = [
 
 
 class OneAtATime:
-    """A connection that, like asyncpg's, cannot run two operations at once."""
+    """A connection that, like asyncpg's, cannot run two operations at once; ``proxied``: its
+    methods are plain functions returning coroutines, as a pool's connection proxy has them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, proxied: bool = False) -> None:
         self.busy = False
+        self.proxied = proxied
 
     def __getattr__(self, name: str) -> Any:
         if name not in STATEMENTS:
@@ -255,12 +257,15 @@ class OneAtATime:
             self.busy = False
             return query
 
+        if self.proxied:
+            return lambda *args: run(*args)
         return run
 
 
+@pytest.mark.parametrize("proxied", [False, True], ids=["connection", "pool-proxy"])
 @pytest.mark.parametrize("method", STATEMENTS)
-async def test_statements_on_a_shared_connection_take_turns(method: str) -> None:
-    shared = SerialConnection(OneAtATime())  # type: ignore[arg-type]
+async def test_statements_on_a_shared_connection_take_turns(method: str, proxied: bool) -> None:
+    shared = SerialConnection(OneAtATime(proxied=proxied))  # type: ignore[arg-type]
     results: list[str] = []
 
     async def query(n: int) -> None:

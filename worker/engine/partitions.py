@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anyio
+import asyncpg
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -97,9 +98,11 @@ _OUTSIDE_THE_TURNS = (
 class SerialConnection:
     """The batch's connection, shared by concurrent handlers: one statement at a time.
 
-    asyncpg runs one statement per connection; handlers of different partitions take turns.
-    Opening a transaction or savepoint on it is refused: the batch's transaction is shared. So
-    are ``prepare`` and ``cursor``, whose statements would run outside the turns.
+    asyncpg runs one statement per connection; handlers of different partitions take turns:
+    every coroutine method of the connection (``execute``, ``fetch``, ``copy_*``, ...) waits for
+    the one before to end. Opening a transaction or savepoint on it is refused: the batch's
+    transaction is shared. So are ``prepare`` and ``cursor``, whose statements would run
+    outside the turns.
     """
 
     __slots__ = ("_conn", "_lock")
@@ -112,46 +115,6 @@ class SerialConnection:
     def connection(self) -> Connection:
         """The connection it shares."""
         return self._conn
-
-    async def execute(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._conn.execute(*args, **kwargs)
-
-    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._conn.executemany(*args, **kwargs)
-
-    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._conn.fetch(*args, **kwargs)
-
-    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._conn.fetchrow(*args, **kwargs)
-
-    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._conn.fetchval(*args, **kwargs)
-
-    async def fetchmany(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._conn.fetchmany(*args, **kwargs)
-
-    async def copy_records_to_table(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._conn.copy_records_to_table(*args, **kwargs)
-
-    async def copy_to_table(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._conn.copy_to_table(*args, **kwargs)
-
-    async def copy_from_table(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._conn.copy_from_table(*args, **kwargs)
-
-    async def copy_from_query(self, *args: Any, **kwargs: Any) -> Any:
-        async with self._lock:
-            return await self._conn.copy_from_query(*args, **kwargs)
 
     def transaction(self, *args: Any, **kwargs: Any) -> Any:
         raise RuntimeError(
@@ -170,11 +133,14 @@ class SerialConnection:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._conn, name)
-        if not inspect.iscoroutinefunction(attribute):
+        # A pool's connection proxy wraps asyncpg's coroutine methods in plain functions: the
+        # class of the connection says which are statements.
+        reference = getattr(asyncpg.Connection, name, None)
+        if not (inspect.iscoroutinefunction(reference) or inspect.iscoroutinefunction(attribute)):
             return attribute
         lock = self._lock
 
-        async def in_turn(*args: Any, **kwargs: Any) -> Any:  # any other statement takes turns
+        async def in_turn(*args: Any, **kwargs: Any) -> Any:
             async with lock:
                 return await attribute(*args, **kwargs)
 

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from worker import Increment, ReadModel
 from worker.read.model import POSITION_COLUMN, create_table_sql, physical
@@ -315,21 +315,46 @@ async def test_composite_keys_json_and_enum_columns(backend: Backend) -> None:
     ]
 
 
-async def test_a_column_whose_default_the_table_cannot_hold_has_none(backend: Backend) -> None:
-    """The table's DDL carries only plain literal defaults: a list default is not one, so an
-    add that does not name that column fails, whether or not the row exists (INSERT ... ON
-    CONFLICT checks the row it proposes first). Today's behaviour, on both."""
-    with pytest.raises(asyncpg.NotNullViolationError):
-        async with backend.batch(Tag) as t:
-            t.add(("cy", "y"), uses=Increment(1))
+async def test_a_new_row_takes_the_models_defaults_even_those_the_table_cannot_hold(
+    backend: Backend,
+) -> None:
+    """The table's DDL carries only plain literal defaults (a list is not one), but a row an
+    ``add`` creates takes the model's defaults for every column it does not name; an existing
+    row keeps what it holds."""
     async with backend.batch(Tag) as t:
-        t.add(("cy", "y"), uses=Increment(1), labels=[])
-    with pytest.raises(asyncpg.NotNullViolationError):
-        async with backend.batch(Tag) as t:
-            t.add(("cy", "y"), uses=Increment(1))
+        t.add(("cy", "y"), uses=Increment(1))
+    assert [r for r, _ in await backend.rows(Tag)] == [Tag(owner="cy", name="y", uses=1)]
     async with backend.batch(Tag) as t:
-        t.update(("cy", "y"), uses=Increment(1))
-    assert [r for r, _ in await backend.rows(Tag)] == [Tag(owner="cy", name="y", uses=2)]
+        t.update(("cy", "y"), labels=["kept"])
+    async with backend.batch(Tag) as t:
+        t.add(("cy", "y"), uses=Increment(1))
+        t.add(("di", "z"), level=Level.HIGH)
+    assert [r for r, _ in await backend.rows(Tag)] == [
+        Tag(owner="cy", name="y", uses=2, labels=["kept"]),
+        Tag(owner="di", name="z", level=Level.HIGH),
+    ]
+
+
+class Stamped(ReadModel):
+    __table__ = "contract_stamped"
+    __key__ = "id"
+
+    id: str
+    seen: int = 0
+    tags: list[str] = Field(default_factory=lambda: ["new"])
+
+
+async def test_a_default_factory_gives_a_new_row_its_value(backend: Backend) -> None:
+    async with backend.batch(Stamped) as t:
+        t.add("s1", seen=Increment(1))
+    async with backend.batch(Stamped) as t:
+        t.add("s1", seen=Increment(1))
+        t.delete("s2")
+        t.add("s2", seen=Increment(3))
+    assert [r for r, _ in await backend.rows(Stamped)] == [
+        Stamped(id="s1", seen=2, tags=["new"]),
+        Stamped(id="s2", seen=3, tags=["new"]),
+    ]
 
 
 async def test_unknown_columns_are_refused(backend: Backend) -> None:

@@ -15,6 +15,7 @@ named like one of MessageDB's objects is refused: MessageDB's functions would us
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import decimal
 import enum
@@ -116,6 +117,18 @@ class ReadModel(BaseModel):
             )
             cls._columns_cache = cached  # type: ignore[attr-defined]
         return cached
+
+    @classmethod
+    def new_row_defaults(cls) -> dict[str, Any]:
+        """The values a new row takes for the columns it is not given: each field's default,
+        or its ``default_factory`` called (the table's DDL can hold only plain literals)."""
+        defaults: dict[str, Any] = {}
+        for name, f in cls.model_fields.items():
+            if f.is_required():
+                continue
+            value = f.get_default(call_default_factory=True)
+            defaults[name] = copy.deepcopy(value) if isinstance(value, (list, dict, set)) else value
+        return defaults
 
     @classmethod
     def check(cls) -> None:

@@ -151,7 +151,7 @@ class Table:
         self._rows[key] = step(state, kind, payload, position, partial(self._new, key))
 
     def _new(self, key: Any, changes: dict[str, Any]) -> ReadModel:
-        values = {c.name: c.default for c in self.model.columns() if c.default is not None}
+        values = self.model.new_row_defaults()
         keys = self.model.key_columns()
         values.update(zip(keys, (key,) if len(keys) == 1 else key, strict=True))
         row = self.model.model_validate(values)
@@ -302,10 +302,16 @@ class Table:
     ) -> None:
         upsert, sets, increments = shape
         key_cols = list(self.model.key_columns())
-        names = [*key_cols, *sets, *increments, POSITION_COLUMN]
+        # A row the upsert creates takes the model's defaults for the columns it is not given
+        # (not the table's: its DDL holds plain literals only, no list nor factory).
+        defaults = self.model.new_row_defaults() if upsert else {}
+        named = {*key_cols, *sets, *increments}
+        rest = [n for n in defaults if n not in named]
+        names = [*key_cols, *sets, *increments, *rest, POSITION_COLUMN]
         columns = self._key_columns([key for key, _ in items])
         columns += [self._column(n, [s.sets[n] for _, s in items]) for n in sets]
         columns += [[s.increments[n] for _, s in items] for n in increments]
+        columns += [self._column(n, [defaults[n]] * len(items)) for n in rest]
         columns.append([s.position for _, s in items])
         quoted = [quote(n) for n in names]
         keys = ", ".join(quote(k) for k in key_cols)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import asyncpg
 import orjson
 
-from worker.read.model import ReadModel, _literal
+from worker.read.model import ReadModel
 from worker.read.table import Table
 from worker.testing.connection import failed, joined, undo_on
 
@@ -159,9 +159,10 @@ class MemoryTable(Table):
         return converted
 
     def _defaults(self) -> dict[str, Any]:
-        """A new row's columns: the table's defaults (the model's, where the DDL has them)."""
+        """A new row's columns: the model's defaults (as ``Table`` sends them), else NULL."""
+        defaults = self.model.new_row_defaults()
         return {
-            c.name: c.default if c.default is not None and _literal(c.default) else None
+            c.name: self._value(c.name, defaults[c.name]) if c.name in defaults else None
             for c in self.model.columns()
         }
 

@@ -201,6 +201,40 @@ async def test_handlers_reading_one_row_at_once_each_see_the_others_changes(exac
     assert [(r.customer, r.orders) for r in table.rows()] == [("c1", 5)]
 
 
+async def test_a_message_partition_by_fails_for_is_parked_and_the_others_go_on() -> None:
+    """``partition_by`` raising for one message (or giving something unhashable) fails that
+    message as a handler would: retried, then parked with its stream behind it."""
+    other = Domain("partitioned")
+    other.register_event(Placed, category="order")
+    seen: list[tuple[str, int]] = []
+
+    @other.event_handler(
+        name="by_region", concurrency=4, partition_by=lambda m: m.metadata["region"]
+    )
+    class ByRegion:
+        @handle(Placed)
+        async def placed(self, event: Placed, ctx: Context) -> None:
+            seen.append((event.order, event.n))
+
+    events = [
+        *in_stream("order-1", Placed(order="1", customer="c", n=0), metadata={"region": "eu"}),
+        *in_stream("order-2", Placed(order="2", customer="c", n=0)),  # no metadata at all
+        *in_stream("order-3", Placed(order="3", customer="c", n=0), metadata={"region": ["x"]}),
+        *in_stream("order-1", Placed(order="1", customer="c", n=1), metadata={"region": "eu"}),
+        *in_stream("order-2", Placed(order="2", customer="c", n=1), metadata={"region": "us"}),
+    ]
+    result = await project(ByRegion, events, domain=other, max_attempts=2)
+    assert sorted(set(seen)) == [("1", 0), ("1", 1)]
+    assert [(p.stream_name, p.position, p.blocked_by is not None) for p in result.parked] == [
+        ("order-2", 0, False),
+        ("order-3", 0, False),
+        ("order-2", 1, True),
+    ]
+    assert isinstance(result.parked[0].error, TypeError)  # metadata None is not subscriptable
+    assert "partition_by" in "".join(getattr(result.parked[1].error, "__notes__", []))
+    assert result.positions == {"by_region:order": 5}
+
+
 def test_partitions_group_a_batch_in_order() -> None:
     batch: list[Any] = [(None, s) for s in ["a", "b", "a", "c", "b", "a"]]
     assert partitions(batch, range(6), lambda m: m[1]) == [[0, 2, 5], [1, 4], [3]]

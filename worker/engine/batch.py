@@ -19,7 +19,12 @@ from pydantic import ValidationError
 
 from worker.engine import dead_letters
 from worker.engine.context import Context, current_context
-from worker.engine.partitions import SerialConnection, partitions, run_partitions
+from worker.engine.partitions import (
+    PartitionKeyError,
+    SerialConnection,
+    partitions,
+    run_partitions,
+)
 from worker.engine.retry import Park, RetryAfter, Stop, is_transient
 from worker.engine.stats import ConsumerStats
 from worker.errors import ConsumerStoppedError, LeaseLostError
@@ -280,9 +285,11 @@ class Batches:
                 message = batch[index]
                 await _handle_one(routes[message[2]], message, index, view)
 
-        await run_partitions(
-            partitions(batch, handled, concurrency.partition_by), concurrency.limit, handle
-        )
+        try:
+            groups = partitions(batch, handled, concurrency.partition_by)
+        except PartitionKeyError as failed:  # that message fails, as if its handler had
+            raise HandlerFailed(failed.index, failed.error) from failed.error
+        await run_partitions(groups, concurrency.limit, handle)
         return behind
 
     @staticmethod

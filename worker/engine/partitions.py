@@ -49,16 +49,30 @@ def partitions(
     batch: Sequence[Message], indices: Sequence[int], key: PartitionKey
 ) -> list[list[int]]:
     """The ``indices`` of ``batch`` grouped by partition, each group in batch order, the groups
-    in the order of their first message."""
+    in the order of their first message. ``PartitionKeyError`` when ``key`` fails for one
+    (raises, or gives something unhashable)."""
     groups: dict[Hashable, list[int]] = {}
     for index in indices:
-        part = key(batch[index])
-        group = groups.get(part)
+        try:
+            part = key(batch[index])
+            group = groups.get(part)
+        except Exception as error:
+            error.add_note(f"(raised by partition_by for {batch[index]!r})")
+            raise PartitionKeyError(index, error) from error
         if group is None:
             groups[part] = [index]
         else:
             group.append(index)
     return list(groups.values())
+
+
+class PartitionKeyError(Exception):
+    """``partition_by`` failed for the message at ``index`` of the batch."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(str(error))
+        self.index = index
+        self.error = error
 
 
 async def run_partitions(

@@ -44,6 +44,8 @@ class BaseEvent(BaseModel):
     __version__: ClassVar[int] = 1
     __upcasters__: ClassVar[dict[int, Upcaster]] = {}  # from version n to n + 1
     __conventions__: ClassVar[Conventions | None] = None
+    # ``decode``'s decoder, with the conventions and upcasters it was made from.
+    __decoder__: ClassVar[tuple[Any, Any, Callable[[Message], BaseEvent]] | None] = None
 
     @classmethod
     def type_name(cls) -> str:
@@ -127,9 +129,21 @@ def decode(cls: type[BaseEvent], message: Message) -> BaseEvent:
     ``MalformedMessageError`` (permanent for that message).
     """
     try:
-        return decoder(cls)(message)
+        return _decoder_of(cls)(message)
     except ValidationError as error:
         raise malformed(message, error) from None
+
+
+def _decoder_of(cls: type[BaseEvent]) -> Callable[[Message], BaseEvent]:
+    """The class's decoder, made again only when its conventions or upcasters changed (a
+    repository load decodes every event of a stream)."""
+    cached = cls.__dict__.get("__decoder__")
+    if cached is not None and cached[0] is cls.__conventions__ and cached[1] is cls.__upcasters__:
+        made: Callable[[Message], BaseEvent] = cached[2]
+        return made
+    made = decoder(cls)
+    cls.__decoder__ = (cls.__conventions__, cls.__upcasters__, made)
+    return made
 
 
 def decoder(cls: type[BaseEvent]) -> Callable[[Message], BaseEvent]:

@@ -199,28 +199,33 @@ class Batches:
             if len(batch) == 1:
                 raise HandlerFailed(0, error) from error
             raise FlushFailed(str(error)) from error
-        cursor.stats.batch(started, handled, time.perf_counter(), batch[0].time.timestamp())
-        cursor.position = last
-        cursor.processed += len(batch)
-        cursor.parked_count += behind
-        self._log.debug("batch applied", messages=len(batch), position=last)
+        self._committed(batch, started, handled, behind)
 
     async def _pass(self, batch: Sequence[Message]) -> None:
         """A batch no handler takes: only the position moves, in one statement of its own
         (the compare-and-set with the lease epoch is atomic without BEGIN and COMMIT)."""
-        cursor = self.cursor
         started = time.perf_counter()
-        last = batch[-1].global_position
         async with self._transactions.statement() as conn:
             self.check_lease()
             await self._positions.commit(
-                conn, self.name, last, self._lease.epoch, expected=cursor.position
+                conn,
+                self.name,
+                batch[-1].global_position,
+                self._lease.epoch,
+                expected=self.cursor.position,
             )
-        now = time.perf_counter()
-        cursor.stats.batch(started, started, now, batch[0].time.timestamp())
-        cursor.position = last
+        self._committed(batch, started, started, 0)
+
+    def _committed(
+        self, batch: Sequence[Message], started: float, handled: float, behind: int
+    ) -> None:
+        """The cursor after ``batch`` committed (``behind``: messages parked behind others)."""
+        cursor = self.cursor
+        cursor.stats.batch(started, handled, time.perf_counter(), batch[0].time.timestamp())
+        cursor.position = batch[-1].global_position
         cursor.processed += len(batch)
-        self._log.debug("batch passed", messages=len(batch), position=last)
+        cursor.parked_count += behind
+        self._log.debug("batch committed", messages=len(batch), position=cursor.position)
 
     async def _handle_all(self, conn: Connection, ctx: Context, batch: Sequence[Message]) -> int:
         """Every message's handlers; returns how many were parked behind a parked stream."""

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import orjson
-
 from worker.store.message import NewMessage
 from worker.store.metadata import SCHEMA_VERSION
 from worker.store.stream_name import stream
@@ -46,6 +44,7 @@ from worker.store.layout import (
     SnapshotLayoutError,
     _is_count,
     is_command_stream,
+    metadata_object,
     snake_case,
     version_number,
 )
@@ -91,8 +90,7 @@ class EventideConventions(Conventions):
         # hot path of every message of a class past version 1), so it is decoded only then.
         if metadata_json is None or SCHEMA_VERSION not in metadata_json:
             return None
-        metadata = orjson.loads(metadata_json)
-        return version_number(metadata.get(SCHEMA_VERSION)) if type(metadata) is dict else None
+        return version_number(metadata_object(metadata_json).get(SCHEMA_VERSION))
 
     def fact_category(self, category: str) -> str:
         return f"{category}:fact"

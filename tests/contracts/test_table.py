@@ -357,6 +357,38 @@ async def test_a_default_factory_gives_a_new_row_its_value(backend: Backend) -> 
     ]
 
 
+async def test_changes_out_of_global_order_keep_the_newest_position(backend: Backend) -> None:
+    """Partitions of a concurrent batch change rows out of global order: a row keeps the
+    newest change's position, so replaying the messages after a reset changes it no more."""
+
+    async def changes(table: Table) -> None:
+        backend.at = 7
+        table.add(1, n=Increment(1))  # a patch, then a change merged into it
+        table.put(Row(k=2, a=1))  # a whole row, then a change applied to it
+        backend.at = 5
+        table.add(1, n=Increment(1))
+        table.update(2, n=Increment(1))
+
+    async with backend.batch(Row) as t:
+        await changes(t)
+    expected = [(Row(k=1, n=2), 7), (Row(k=2, a=1, n=1), 7)]
+    assert await backend.rows(Row) == expected
+    async with backend.batch(Row, exact=True) as t:
+        await changes(t)
+    assert await backend.rows(Row) == expected
+
+    async def replayed(table: Table) -> None:  # exact mode: changes resolved once loaded
+        backend.at = 9
+        table.add(3, n=Increment(1))
+        backend.at = 8
+        table.add(3, n=Increment(1))
+
+    for _ in range(2):
+        async with backend.batch(Row, exact=True) as t:
+            await replayed(t)
+        assert (await backend.rows(Row))[2] == (Row(k=3, n=2), 9)
+
+
 async def test_unknown_columns_are_refused(backend: Backend) -> None:
     async with backend.batch(Row) as t:
         with pytest.raises(ValueError, match=r"no column\(s\) \['c'\]"):

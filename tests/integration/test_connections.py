@@ -135,3 +135,30 @@ async def test_a_connection_back_in_the_pool_has_its_transaction_rolled_back(
             assert await conn.fetchval("SHOW application_name") == "worker"
     finally:
         await pool.close()
+
+
+async def test_message_times_read_right_whatever_date_style_the_database_has(
+    database_dsn: str,
+) -> None:
+    """Message times travel as text: a database whose DateStyle is not ISO still gives the
+    worker's connections ISO, so every message's time reads back as written."""
+    from urllib.parse import urlsplit
+
+    from worker import MessageStore, NewMessage
+
+    admin = await asyncpg.connect(database_dsn)
+    try:
+        name = urlsplit(database_dsn).path.lstrip("/")
+        await admin.execute(f"ALTER DATABASE \"{name}\" SET DateStyle = 'SQL, DMY'")
+    finally:
+        await admin.close()
+    pool = await create_pool(database_dsn, min_size=1, max_size=1)
+    try:
+        store = MessageStore(pool)
+        await store.write("clock-1", NewMessage("Ticked", {"n": 1}))
+        (message,) = await store.read_stream("clock-1")
+        written = await pool.fetchval("SELECT time FROM message_store.messages")
+        assert message.time == written.replace(tzinfo=message.time.tzinfo)
+        assert message.time.utcoffset() is not None
+    finally:
+        await pool.close()

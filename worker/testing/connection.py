@@ -18,6 +18,7 @@ from worker.errors import InMemorySQLError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+    from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
     from worker.store.types import Connection
@@ -147,19 +148,15 @@ class MemoryTransactions:
         self.statements = 0
         self.refused: InMemorySQLError | None = None
 
-    @contextlib.asynccontextmanager
-    async def statement(self) -> AsyncIterator[Connection]:
-        conn = MemoryConnection(self)
-        try:
-            yield cast("Connection", conn)
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
-        self.statements += 1
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        return self._unit("committed")
+
+    def statement(self) -> AbstractAsyncContextManager[Connection]:
+        return self._unit("statements")
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Connection]:
+    async def _unit(self, counter: str) -> AsyncIterator[Connection]:
+        """A transaction or a statement on its own: either way, all of it or nothing."""
         conn = MemoryConnection(self)
         try:
             # The engine types its connections as asyncpg's; this one answers the calls the
@@ -174,7 +171,7 @@ class MemoryTransactions:
             self.rolled_back += 1
             return
         conn.commit()
-        self.committed += 1
+        setattr(self, counter, getattr(self, counter) + 1)
 
 
 def joined(conn: object) -> MemoryConnection | None:

@@ -5,9 +5,12 @@ On a fresh scratch database (``worker_bench_concurrency``) it writes ``--events`
 as busy streams interleave), then measures an event handler whose every call awaits
 ``--io-ms`` of simulated I/O (``anyio.sleep``):
 
-- one process at ``concurrency`` 1, 10 and 100 (partitioned by stream, the default);
-- a consumer group of 2 (``group_size=2``), one member per process, against one process
-  running the whole group, both at ``concurrency`` 1 and at 100.
+- one process at ``concurrency`` 10 and 100 (partitioned by stream, the default);
+- a consumer group of 2 (``group_size=2``) in one process, and one member per process (two
+  processes started together), both at ``concurrency`` 1 and at 100;
+
+each run alternating with the sequential one (``concurrency`` 1, one process), ``--pairs``
+times: the median rates and the median and range of the per-pair speed-ups.
 
 Each run starts from position 0 and stops once caught up or after ``--seconds``; its rate is
 the events handled over the time from the first to the last handler call. At the end of every
@@ -15,6 +18,7 @@ run each stream's events must have been handled in stream order, each once (the 
 of every stream is its positions 0, 1, 2, ...).
 
     .venv/bin/python -m bench.concurrency [--events N] [--streams S] [--io-ms MS] [--seconds T]
+                                          [--pairs P]
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +42,8 @@ from worker.ops.settings import load_settings
 from worker.store.database import connect
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from worker import Context
 
 DATABASE = "worker_bench_concurrency"
@@ -202,6 +209,7 @@ class Options:
     streams: int
     io_ms: float
     seconds: float
+    pairs: int = 3
 
 
 async def main(options: Options) -> None:
@@ -209,41 +217,47 @@ async def main(options: Options) -> None:
     dsn = await fresh_database(server_dsn(), DATABASE)
     await write_events(dsn, options.streams, options.events)
     n = options.events // options.streams * options.streams
+    io = options.io_ms / 1000
     print(
         f"{n:,} events in {options.streams:,} streams; handler awaits {options.io_ms:g} ms per "
-        f"event; runs stop when caught up or after {options.seconds:g} s"
+        f"event; runs stop when caught up or after {options.seconds:g} s; each run alternates "
+        f"with the sequential one (concurrency 1, one process), {options.pairs} pairs"
     )
     print()
-    print("| run | events handled | events/s | speed-up | per-stream order |")
-    print("|---|---:|---:|---:|---|")
-    sequential = 0.0
-    for concurrency in (1, 10, 100):
+    print("| run | events/s (median) | sequential (median) | speed-up: median (range) | order |")
+    print("|---|---:|---:|---|---|")
+
+    async def one_process(concurrency: int, group_size: int = 1) -> tuple[float, bool]:
         handled = await run_once(
-            dsn, io_seconds=options.io_ms / 1000, concurrency=concurrency, seconds=options.seconds
-        )
-        rate = handled.rate()
-        sequential = sequential or rate
-        print(
-            f"| one process, concurrency {concurrency} | {handled.count:,} | {rate:,.0f} | "
-            f"{rate / sequential:.1f}x | {'kept' if handled.in_order() else 'BROKEN'} |"
-        )
-    for concurrency in (1, 100):
-        one = await run_once(
             dsn,
-            io_seconds=options.io_ms / 1000,
+            io_seconds=io,
             concurrency=concurrency,
-            group_size=2,
+            group_size=group_size,
             seconds=options.seconds,
         )
-        rate, ordered = await group_of_two(dsn, options, concurrency)
+        return handled.rate(), handled.in_order()
+
+    candidates: list[tuple[str, Callable[[], Awaitable[tuple[float, bool]]]]] = [
+        ("one process, concurrency 10", partial(one_process, 10)),
+        ("one process, concurrency 100", partial(one_process, 100)),
+        ("group of 2 in one process, concurrency 1", partial(one_process, 1, 2)),
+        ("group of 2 in two processes, concurrency 1", partial(group_of_two, dsn, options, 1)),
+        ("group of 2 in one process, concurrency 100", partial(one_process, 100, 2)),
+        ("group of 2 in two processes, concurrency 100", partial(group_of_two, dsn, options, 100)),
+    ]
+    for label, candidate in candidates:
+        rates, bases, ordered = [], [], True
+        for _ in range(options.pairs):  # ABAB...: the sequential run, then the candidate
+            base, base_ordered = await one_process(1)
+            rate, candidate_ordered = await candidate()
+            bases.append(base)
+            rates.append(rate)
+            ordered = ordered and base_ordered and candidate_ordered
+        ratios = [r / b for r, b in zip(rates, bases, strict=True)]
         print(
-            f"| group of 2 in one process, concurrency {concurrency} | {one.count:,} | "
-            f"{one.rate():,.0f} | {one.rate() / sequential:.1f}x | "
-            f"{'kept' if one.in_order() else 'BROKEN'} |"
-        )
-        print(
-            f"| group of 2 in two processes, concurrency {concurrency} | | {rate:,.0f} | "
-            f"{rate / sequential:.1f}x | {'kept' if ordered else 'BROKEN'} |"
+            f"| {label} | {statistics.median(rates):,.0f} | {statistics.median(bases):,.0f} | "
+            f"{statistics.median(ratios):.1f}x ({min(ratios):.1f}-{max(ratios):.1f}x) | "
+            f"{'kept' if ordered else 'BROKEN'} |"
         )
 
 
@@ -252,12 +266,13 @@ def run() -> None:
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--streams", type=int, default=10_000)
     parser.add_argument("--io-ms", type=float, default=5.0)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--dsn", help=argparse.SUPPRESS)
     parser.add_argument("--member", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    options = Options(args.events, args.streams, args.io_ms, args.seconds)
+    options = Options(args.events, args.streams, args.io_ms, args.seconds, args.pairs)
     if args.member is not None:
         member_main(args.dsn, args.member, options, args.concurrency)
         return

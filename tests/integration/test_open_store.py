@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
@@ -12,6 +13,7 @@ from pydantic import Field
 from worker import BaseAggregate, BaseEvent, Domain, apply, open_store
 from worker.errors import InstallError, PrivilegeError
 from worker.store.conventions import PROTEAN
+from worker.store.database import with_database
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -80,8 +82,17 @@ async def test_the_file_alone_names_the_database(
 
 
 async def test_a_database_without_message_db_is_refused_clearly(server_dsn: str) -> None:
-    with pytest.raises(InstallError, match="MessageDB is not installed"):
-        await open_store(event_store={"database_uri": server_dsn})
+    empty = f"wn_{uuid.uuid4().hex[:12]}"  # a database of its own: the server's may hold one
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {empty}")
+        try:
+            with pytest.raises(InstallError, match="MessageDB is not installed"):
+                await open_store(event_store={"database_uri": with_database(server_dsn, empty)})
+        finally:
+            await admin.execute(f"DROP DATABASE {empty} WITH (FORCE)")
+    finally:
+        await admin.close()
 
 
 @notes.aggregate(fact_events=True)

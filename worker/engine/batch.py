@@ -4,6 +4,13 @@ Each batch is applied in one transaction together with the new position (exactly
 PostgreSQL read models). When a handler fails, the transaction is rolled back; the messages
 before the failing one are applied again as a batch, the failing one is retried on its own and,
 if it keeps failing, parked (or the consumer stops), and the rest continue as a batch.
+
+The transaction begins with the first statement a batch runs. A batch that ran none (its
+handlers wrote nothing in the database) has nothing to apply exactly once: while the consumer
+is behind, its position may wait for the next batch that writes, for the consumer to catch up,
+or for ``position_interval`` seconds, whichever comes first (``commit_position``). A crash in
+that window hands those messages to the handlers again, as the outside effects of every
+handler may be (at least once).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
+import anyio.lowlevel
 from pydantic import ValidationError
 
 from worker.engine import dead_letters
@@ -30,6 +38,7 @@ from worker.engine.stats import ConsumerStats
 from worker.errors import ConsumerStoppedError, LeaseLostError
 from worker.model.event import malformed
 from worker.read.table import Table
+from worker.store.transactions import begun, plain
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -51,7 +60,9 @@ if TYPE_CHECKING:
 class Cursor:
     """Where a consumer stands; shared by its lifecycle, its batches and its replays."""
 
-    position: int = 0  # the global position last committed
+    position: int = 0  # the global position last handled (committed, or about to be)
+    committed: int = 0  # the global position last committed
+    committed_at: float = 0.0  # when (``time.monotonic()``)
     high_water: int = 0  # the highest ever committed (above ``position`` after a reset)
     generation: int = 1  # the table generation its read models write to
     processed: int = 0  # messages this process handled (or parked)
@@ -96,8 +107,11 @@ class Batches:
         log: Any,
         tables: TableFactory = Table,
         concurrency: Concurrency | None = None,
+        position_interval: float = 0.0,
     ) -> None:
         self.name = name
+        self._position_interval = position_interval
+        self._behind = False  # the batch is full and more follow: its position may wait
         self._concurrency = concurrency
         self.routes = routes
         self._transactions = transactions
@@ -158,11 +172,15 @@ class Batches:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_ahead)
+            await anyio.lowlevel.checkpoint()  # the read is sent before the handlers start
+            self._behind = True
             try:
                 await self.process(batch)
             except Exception as error:
                 failure = error
                 tg.cancel_scope.cancel()
+            finally:
+                self._behind = False
         if failure is not None:
             raise failure
         return ahead[0] if ahead else None
@@ -173,10 +191,9 @@ class Batches:
         if not any(message[2] in routes for message in batch):
             await self._pass(batch)
             return
-        cursor = self.cursor
         committing = False
         try:
-            async with self._transactions.transaction() as conn:
+            async with self._transactions.lazy() as conn:
                 started = time.perf_counter()
                 ctx = self.context(conn, batch[0])
                 if self._concurrency is None:
@@ -185,10 +202,17 @@ class Batches:
                     behind = await self._handle_concurrently(conn, ctx, batch, self._concurrency)
                 await self._flush(ctx, len(batch))
                 handled = time.perf_counter()
-                last = batch[-1].global_position
+                if not begun(conn):  # nothing to commit but the position
+                    committed = await self._position_alone(plain(conn), batch)
+                    self._committed(batch, started, handled, behind, committed=committed)
+                    return
                 self.check_lease()
                 await self._positions.commit(
-                    conn, self.name, last, self._lease.epoch, expected=cursor.position
+                    conn,
+                    self.name,
+                    batch[-1].global_position,
+                    self._lease.epoch,
+                    expected=self.cursor.committed,
                 )
                 committing = True
         except Exception as error:
@@ -202,30 +226,70 @@ class Batches:
         self._committed(batch, started, handled, behind)
 
     async def _pass(self, batch: Sequence[Message]) -> None:
-        """A batch no handler takes: only the position moves, in one statement of its own
-        (the compare-and-set with the lease epoch is atomic without BEGIN and COMMIT)."""
+        """A batch no handler takes: only the position moves."""
         started = time.perf_counter()
+        if self._may_wait():
+            self._committed(batch, started, started, 0, committed=False)
+            return
+        async with self._transactions.statement() as conn:
+            committed = await self._position_alone(conn, batch)
+        self._committed(batch, started, started, 0, committed=committed)
+
+    def _may_wait(self) -> bool:
+        """Whether a batch that wrote nothing may leave its position for later (see the
+        module's doc)."""
+        return (
+            self._behind and time.monotonic() - self.cursor.committed_at < self._position_interval
+        )
+
+    async def _position_alone(self, conn: Connection, batch: Sequence[Message]) -> bool:
+        """The position of a batch that wrote nothing: in one statement of its own (the
+        compare-and-set with the lease epoch is atomic without BEGIN and COMMIT), or later
+        (``False``)."""
+        if self._may_wait():
+            return False
+        self.check_lease()
+        await self._positions.commit(
+            conn,
+            self.name,
+            batch[-1].global_position,
+            self._lease.epoch,
+            expected=self.cursor.committed,
+        )
+        return True
+
+    async def commit_position(self) -> None:
+        """Commit the position of batches that left it for later, if any (before the consumer
+        waits, pauses, stops or reports it)."""
+        cursor = self.cursor
+        if cursor.position == cursor.committed:
+            return
         async with self._transactions.statement() as conn:
             self.check_lease()
             await self._positions.commit(
-                conn,
-                self.name,
-                batch[-1].global_position,
-                self._lease.epoch,
-                expected=self.cursor.position,
+                conn, self.name, cursor.position, self._lease.epoch, expected=cursor.committed
             )
-        self._committed(batch, started, started, 0)
+        cursor.committed, cursor.committed_at = cursor.position, time.monotonic()
 
     def _committed(
-        self, batch: Sequence[Message], started: float, handled: float, behind: int
+        self,
+        batch: Sequence[Message],
+        started: float,
+        handled: float,
+        behind: int,
+        *,
+        committed: bool = True,
     ) -> None:
-        """The cursor after ``batch`` committed (``behind``: messages parked behind others)."""
+        """The cursor after ``batch`` (``behind``: messages parked behind others; ``committed``:
+        its position too, not left for later)."""
         cursor = self.cursor
         cursor.stats.batch(started, handled, time.perf_counter(), batch[0].time.timestamp())
         cursor.position = batch[-1].global_position
+        if committed:
+            cursor.committed, cursor.committed_at = cursor.position, time.monotonic()
         cursor.processed += len(batch)
         cursor.parked_count += behind
-        self._log.debug("batch committed", messages=len(batch), position=cursor.position)
+        self._log.debug("batch handled", messages=len(batch), position=cursor.position)
 
     async def _handle_all(self, conn: Connection, ctx: Context, batch: Sequence[Message]) -> int:
         """Every message's handlers; returns how many were parked behind a parked stream."""
@@ -368,10 +432,11 @@ class Batches:
             await self._parked.park(conn, self.name, message, failure)
             self.check_lease()
             await self._positions.commit(
-                conn, self.name, message.global_position, self._lease.epoch, cursor.position
+                conn, self.name, message.global_position, self._lease.epoch, cursor.committed
             )
         cursor.parked.setdefault(message.stream_name, False)
-        cursor.position = message.global_position
+        cursor.position = cursor.committed = message.global_position
+        cursor.committed_at = time.monotonic()
         cursor.processed += 1
         cursor.parked_count += 1
 

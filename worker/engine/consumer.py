@@ -9,6 +9,7 @@ woken or its poll interval has passed.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,7 @@ class ConsumerOptions:
     refresh_interval: float = 1.0
     lease_ttl: float = DEFAULT_TTL
     policy: RetryPolicy = field(default_factory=RetryPolicy)
+    position_interval: float = 1.0  # see ``Batches``: how long a position may wait
 
 
 class Consumer:
@@ -110,6 +112,7 @@ class Consumer:
             cursor=self.cursor,
             log=self._log,
             concurrency=subscriber.concurrent,
+            position_interval=options.position_interval,
         )
         self.replays = Replays(
             self.batches,
@@ -122,7 +125,7 @@ class Consumer:
 
     @property
     def position(self) -> int:
-        """The global position last committed."""
+        """The global position last handled (committed, or within ``position_interval``)."""
         return self.cursor.position
 
     @property
@@ -197,6 +200,7 @@ class Consumer:
             await self.replays.refresh()
             mark = self._waker.mark(self.category)
             if await self._check_pause():
+                await self.batches.commit_position()
                 if until_caught_up:
                     return
                 await self._wait_paused(mark)
@@ -211,6 +215,7 @@ class Consumer:
                     ahead = await self.batches.process_reading_ahead(batch, self._read)
                     continue
                 await self.batches.process(batch)
+            await self.batches.commit_position()
             await self._caught_up()
             if until_caught_up:
                 return
@@ -222,6 +227,7 @@ class Consumer:
             else:
                 quiet += 1
             self.state = ConsumerState.AHEAD if self.head is not None else ConsumerState.RUNNING
+        await self.batches.commit_position()  # stopping: what was handled stays handled
 
     async def _check_pause(self, *, force: bool = False) -> bool:
         """Whether an operator paused this consumer (looked up at most once per refresh
@@ -253,7 +259,8 @@ class Consumer:
         if self._fixed_generation is None:
             await self._seed()
         cursor = self.cursor
-        cursor.position = await self._positions.load(self.name)
+        cursor.position = cursor.committed = await self._positions.load(self.name)
+        cursor.committed_at = time.monotonic()
         cursor.high_water = await self._positions.high_water(self.name)
         self.refill_to = await self._pool.fetchval(q.LOAD_REFILL, self.name)
         if self._fixed_generation is None and self.subscriber.read_models:
@@ -324,9 +331,9 @@ class Consumer:
         await self.lease.renew()
         await self._check_pause(force=True)
         committed = await self._positions.load(self.name)
-        if committed != self.position:
+        if committed != self.cursor.committed:
             raise PositionMovedError(
-                f"consumer {self.name} was moved from {self.position} to {committed}"
+                f"consumer {self.name} was moved from {self.cursor.committed} to {committed}"
             )
 
     async def _read(self, after: int) -> list[Message]:

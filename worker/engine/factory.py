@@ -32,6 +32,7 @@ def consumer_options(settings: EngineSettings, subscriber: Subscriber) -> Consum
         poll_max=settings.poll_interval_max,
         lease_ttl=settings.lease_ttl,
         policy=policy,
+        position_interval=settings.position_interval,
     )
 
 

@@ -30,6 +30,9 @@ class EngineSettings(BaseModel):
     auto_rebuild: bool = False
     max_group_slots: int | None = Field(default=None, ge=1)
     lease_ttl: float = Field(default=15.0, ge=1.0, le=3600.0)
+    # While a consumer is behind, the position of batches that wrote nothing in the database
+    # may wait this long (seconds) to be committed; 0 commits it with every batch.
+    position_interval: float = Field(default=1.0, ge=0, le=60)
     read_model_schema: str = "public"
 
     @field_validator("read_model_schema")

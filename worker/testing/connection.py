@@ -154,6 +154,10 @@ class MemoryTransactions:
     def statement(self) -> AbstractAsyncContextManager[Connection]:
         return self._unit("statements")
 
+    def lazy(self) -> AbstractAsyncContextManager[Connection]:
+        """A transaction (in memory, beginning costs nothing: it begins at once)."""
+        return self._unit("committed")
+
     @contextlib.asynccontextmanager
     async def _unit(self, counter: str) -> AsyncIterator[Connection]:
         """A transaction or a statement on its own: either way, all of it or nothing."""

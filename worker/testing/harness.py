@@ -206,8 +206,9 @@ async def _consumer(slot: Slot, instance: Any, result: Projected, policy: RetryP
     positions = result.position_store
     handlers = instance if instance is not None else slot.subscriber.cls()
     result.instances[name] = handlers
+    position = await positions.load(name)
     cursor = Cursor(
-        position=await positions.load(name), high_water=await positions.high_water(name)
+        position=position, committed=position, high_water=await positions.high_water(name)
     )
     cursor.parked = await result.parked_messages.parked_streams(name)
     batches = Batches(

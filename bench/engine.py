@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 import asyncpg
 
 from domain import OrderConfirmed, OrderItem, OrderPlaced, OrderShipped
@@ -42,8 +43,10 @@ from worker import Domain, Runner, on
 from worker.ops.log import configure_logging
 from worker.ops.settings import MessageDBSettings, load_settings
 from worker.read.model import physical, view_name
+from worker.store import queries as store_queries
 from worker.store.database import connect, is_embedded, start_embedded, with_database
 from worker.store.installer import install, quote_identifier
+from worker.store.message import Message
 from worker.store.schema import set_notify_trigger
 
 if TYPE_CHECKING:
@@ -260,6 +263,56 @@ async def raw_read(dsn: str) -> tuple[int, float]:
         return count, time.perf_counter() - started
     finally:
         await conn.close()
+
+
+async def raw_validated(dsn: str) -> tuple[int, float]:
+    """What any engine that hands handlers validated events must do at least: the engine's
+    read (its columns, the next batch read on a second connection while this one is
+    validated) and each message validated into its event class; no positions, no handlers.
+    (events, seconds)."""
+    validate = {
+        cls.type_name(): cls.__pydantic_validator__.validate_json
+        for cls in (OrderPlaced, OrderConfirmed, OrderShipped)
+    }
+    conns = [await connect(dsn), await connect(dsn)]
+
+    async def read(conn: asyncpg.Connection[Any], after: int) -> list[Message]:
+        rows: list[Message] = await conn.fetch(
+            store_queries.READ_CATEGORY,
+            CATEGORY,
+            after + 1,
+            BATCH,
+            None,
+            None,
+            None,
+            record_class=Message,
+        )
+        return rows
+
+    try:
+        started = time.perf_counter()
+        count, turn = 0, 0
+        batch = await read(conns[0], 0)
+        while batch:
+            turn += 1
+            ahead: list[list[Message]] = []
+
+            async def read_ahead(
+                conn: asyncpg.Connection[Any], after: int, into: list[list[Message]]
+            ) -> None:
+                into.append(await read(conn, after))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_ahead, conns[turn % 2], batch[-1][4], ahead)
+                await anyio.lowlevel.checkpoint()
+                for message in batch:
+                    validate[message[2]](message[5])
+            count += len(batch)
+            batch = ahead[0]
+        return count, time.perf_counter() - started
+    finally:
+        for conn in conns:
+            await conn.close()
 
 
 def fold(rows: list[asyncpg.Record]) -> list[list[Any]]:
@@ -572,6 +625,10 @@ async def main(options: Options) -> dict[str, Any]:
     figures["raw_read"], figures["engine_noop"], figures["noop_ratios"] = await pairs(
         partial(raw_read, dsn), partial(engine_catch_up, dsn, settings, noop, "noop")
     )
+    _, figures["raw_validated"], figures["validated_ratios"] = await pairs(
+        partial(raw_read, dsn), partial(raw_validated, dsn)
+    )
+    figures["validated_ratio"] = statistics.median(figures["validated_ratios"])
     (
         figures["raw_set_based"],
         figures["engine_order_summary"],
@@ -614,6 +671,9 @@ def report(figures: dict[str, Any]) -> str:
         f"{figures['noop_ratio']:.0%} of raw read ({_spread(figures['noop_ratios'])}; "
         f"target >= {TARGET_NOOP:.0%}: "
         f"{mark[figures['noop_ratio'] >= TARGET_NOOP]}) |",
+        f"| raw read + validation into event classes, read ahead (no engine) | "
+        f"{figures['raw_validated']:,.0f} events/s | {figures['validated_ratio']:.0%} of raw read "
+        f"({_spread(figures['validated_ratios'])}): the most a validating engine can reach |",
         f"| raw read + set-based upsert per batch | {figures['raw_set_based']:,.0f} events/s | |",
         f"| raw read + one statement per event (INSERT/UPDATE) | {figures['raw_per_event']:,.0f} "
         "events/s | |",

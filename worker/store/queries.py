@@ -191,9 +191,12 @@ ORDER BY n
 # -- the read-model schema ------------------------------------------------------------------
 
 SCHEMA_SHADOWS: LiteralString = """
-SELECT relname FROM pg_class WHERE relnamespace = to_regnamespace($1) AND relname = ANY($2)
-UNION SELECT proname FROM pg_proc WHERE pronamespace = to_regnamespace($1) AND proname = ANY($2)
-UNION SELECT typname FROM pg_type WHERE typnamespace = to_regnamespace($1) AND typname = ANY($2)
+SELECT relname FROM pg_class
+WHERE relnamespace = to_regnamespace($1) AND relname = ANY($2::text[]::name[])
+UNION SELECT proname FROM pg_proc
+WHERE pronamespace = to_regnamespace($1) AND proname = ANY($2::text[]::name[])
+UNION SELECT typname FROM pg_type
+WHERE typnamespace = to_regnamespace($1) AND typname = ANY($2::text[]::name[])
 ORDER BY 1
 """
 
@@ -202,7 +205,7 @@ ORDER BY 1
 STRAY_TABLES: LiteralString = """
 SELECT relname FROM pg_class
 WHERE relnamespace = to_regnamespace('message_store') AND relkind IN ('r', 'v', 'm', 'p')
-  AND NOT relname = ANY($1)
+  AND NOT relname = ANY($1::text[]::name[])
 ORDER BY 1
 """
 

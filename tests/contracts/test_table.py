@@ -500,8 +500,8 @@ class Typed(ReadModel):
 
 async def test_every_column_type_reads_back_exactly_as_written(backend: Backend) -> None:
     """Whole rows (put) and patches (update, add) of every column type read back as written:
-    exact decimals, floats with NaN and infinities, microseconds and time zones (a naive
-    datetime is taken as UTC), dates, UUIDs, enums, JSON with nested decimals as text."""
+    exact decimals, floats with NaN and infinities, microseconds and time zones, dates, UUIDs,
+    enums, JSON with nested decimals as text."""
     one, two, three = uuid.UUID(int=1), uuid.UUID(int=2), uuid.UUID(int=3)
     paris = dt.timezone(dt.timedelta(hours=1))
     first = Typed(
@@ -519,7 +519,12 @@ async def test_every_column_type_reads_back_exactly_as_written(backend: Backend)
         t.put(first)
         t.put(Typed(id=two, ratio=float("nan")))
     async with backend.batch(Typed) as t:
-        t.update(two, ratio=float("inf"), amount=Decimal("-0.5"), at=dt.datetime(2025, 1, 1))
+        t.update(
+            two,
+            ratio=float("inf"),
+            amount=Decimal("-0.5"),
+            at=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+        )
         t.update(two, count=Increment(-3), level=Level.HIGH, day=dt.date(2000, 2, 29))
         t.add(three, ratio=float("-inf"), notes={"n": Decimal("1.10")}, count=Increment(1))
     rows = {r.id: r for r, _ in await backend.rows(Typed)}

@@ -9,7 +9,6 @@ reach PostgreSQL at the end of the batch in a few set-based statements (many row
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
@@ -74,9 +73,6 @@ class Table:
             if any(
                 isinstance(t, type) and issubclass(t, enum.Enum) for t in field_types(f.annotation)
             )
-        )
-        self._float_columns = tuple(
-            c.name for c in model.columns() if c.pg_type == "double precision"
         )
 
     # -- changes (no I/O) --------------------------------------------------------------------
@@ -279,34 +275,23 @@ class Table:
         )
         await self._conn.execute(sql, *self._key_columns(keys))
 
-    # Many rows go to PostgreSQL as one JSON document, unpacked by json_to_recordset: asyncpg
-    # encodes an array parameter value by value in Python (a few µs a row and column), orjson
-    # a whole batch in C, and the server (another core) parses it.
-
-    def _recordset(self, names: list[str]) -> str:
-        """The rows of the JSON parameter ``$1`` as a relation ``v`` with columns ``names``."""
-        columns = ", ".join(
-            f"{quote(n)} {'bigint' if n == POSITION_COLUMN else self._columns[n].pg_type}"
-            for n in names
+    async def _upsert_rows(self, rows: list[tuple[ReadModel, int]]) -> None:
+        names = [*self._names, POSITION_COLUMN]
+        key_cols = self.model.key_columns()
+        others = [n for n in names if n not in key_cols]
+        update = ", ".join(f"{quote(n)} = EXCLUDED.{quote(n)}" for n in others)
+        sql = (
+            f"INSERT INTO {self.name} ({', '.join(quote(n) for n in names)}) "
+            f"SELECT * FROM unnest({self._array_args(names)}) "
+            f"ON CONFLICT ({', '.join(quote(k) for k in key_cols)}) DO UPDATE SET {update}"
         )
-        return f"json_to_recordset($1::text::json) AS v({columns})"
-
-    def _document(self, rows: list[dict[str, Any]]) -> str:
-        """``rows`` (column name -> value) as ``_recordset``'s JSON: numbers exact (``Decimal``
-        and floats as their text, so ``NaN`` and infinities survive), naive datetimes as UTC,
-        enums by value, JSON columns as JSON."""
-        floats = self._float_columns
-        if floats:
-            for row in rows:
-                for name in floats:
-                    value = row.get(name)
-                    if type(value) is float:
-                        row[name] = repr(value)
-        return orjson.dumps(rows, default=_json_default, option=orjson.OPT_NAIVE_UTC).decode()
+        dumped = [row.__dict__ for row, _ in rows]
+        columns = [self._column(n, [d[n] for d in dumped]) for n in self._names]
+        columns.append([position for _, position in rows])
+        await self._conn.execute(sql, *columns)
 
     def _column(self, name: str, values: list[Any]) -> list[Any]:
-        """A column's values as ``_document`` writes them (JSON as its text, enums by value,
-        naive datetimes in UTC): what the in-memory stand-in keeps."""
+        """A column's values as PostgreSQL takes them (JSON as text, enums by value)."""
         if self._columns[name].pg_type == "jsonb":
             return [
                 None if v is None else orjson.dumps(v, default=_json_default).decode()
@@ -314,25 +299,7 @@ class Table:
             ]
         if name in self._enum_columns:
             return [v.value if isinstance(v, enum.Enum) else v for v in values]
-        if self._columns[name].pg_type == "timestamptz":  # naive: taken as UTC
-            return [
-                v.replace(tzinfo=UTC) if isinstance(v, datetime) and v.tzinfo is None else v
-                for v in values
-            ]
         return values
-
-    async def _upsert_rows(self, rows: list[tuple[ReadModel, int]]) -> None:
-        names = [*self._names, POSITION_COLUMN]
-        key_cols = self.model.key_columns()
-        others = [n for n in names if n not in key_cols]
-        update = ", ".join(f"{quote(n)} = EXCLUDED.{quote(n)}" for n in others)
-        quoted = ", ".join(quote(n) for n in names)
-        sql = (
-            f"INSERT INTO {self.name} ({quoted}) SELECT {quoted} FROM {self._recordset(names)} "
-            f"ON CONFLICT ({', '.join(quote(k) for k in key_cols)}) DO UPDATE SET {update}"
-        )
-        document = [{**row.__dict__, POSITION_COLUMN: position} for row, position in rows]
-        await self._conn.execute(sql, self._document(document))
 
     async def _patch_rows(
         self, shape: tuple[bool, tuple[str, ...], tuple[str, ...]], items: list[tuple[Any, Pending]]
@@ -343,16 +310,13 @@ class Table:
         # (not the table's: its DDL holds plain literals only, no list nor factory).
         defaults = self.model.new_row_defaults() if upsert else {}
         named = {*key_cols, *sets, *increments}
-        rest = {n: v for n, v in defaults.items() if n not in named}
+        rest = [n for n in defaults if n not in named]
         names = [*key_cols, *sets, *increments, *rest, POSITION_COLUMN]
-        document = []
-        for key, state in items:
-            row = dict(zip(key_cols, key, strict=True)) if len(key_cols) > 1 else {key_cols[0]: key}
-            row.update(state.sets)
-            row.update(state.increments)
-            row.update(rest)
-            row[POSITION_COLUMN] = state.position
-            document.append(row)
+        columns = self._key_columns([key for key, _ in items])
+        columns += [self._column(n, [s.sets[n] for _, s in items]) for n in sets]
+        columns += [[s.increments[n] for _, s in items] for n in increments]
+        columns += [self._column(n, [defaults[n]] * len(items)) for n in rest]
+        columns.append([s.position for _, s in items])
         quoted = [quote(n) for n in names]
         keys = ", ".join(quote(k) for k in key_cols)
         position = quote(POSITION_COLUMN)
@@ -363,7 +327,7 @@ class Table:
             assign.append(f"{position} = EXCLUDED.{position}")
             sql = (
                 f"INSERT INTO {self.name} AS t ({', '.join(quoted)}) "
-                f"SELECT {', '.join(quoted)} FROM {self._recordset(names)} "
+                f"SELECT * FROM unnest({self._array_args(names)}) "
                 f"ON CONFLICT ({keys}) DO UPDATE SET {', '.join(assign)}"
             )
         else:
@@ -374,15 +338,16 @@ class Table:
             match = " AND ".join(f"t.{quote(k)} = v.{quote(k)}" for k in key_cols)
             sql = (
                 f"UPDATE {self.name} AS t SET {', '.join(assign)} "
-                f"FROM {self._recordset(names)} WHERE {match}"
+                f"FROM unnest({self._array_args(names)}) AS v({', '.join(quoted)}) WHERE {match}"
             )
-        await self._conn.execute(sql, self._document(document))
+        await self._conn.execute(sql, *columns)
 
 
 def _json_default(value: Any) -> Any:
-    """What orjson cannot write itself: ``Decimal`` as its exact text, models as JSON."""
-    if isinstance(value, Decimal):
-        return str(value)
+    """What orjson cannot write itself, at any depth of a JSON column: models as JSON,
+    ``Decimal`` as its exact text."""
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
-    raise TypeError(f"{type(value).__name__} is not a column value the worker can write")
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} cannot go into a JSON column")

@@ -10,8 +10,8 @@ import anyio
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.test_engine import FAST, deposit, ledger_domain
-from worker import Runner
+from tests.integration.test_engine import FAST, Deposited, deposit, ledger_domain
+from worker import Context, Domain, Runner, handle
 from worker.ops.health import watchdog_interval
 
 if TYPE_CHECKING:
@@ -182,3 +182,42 @@ async def test_metrics_time_batches_and_count_failures_per_consumer(
     assert samples[("worker_consumer_paused", None)] == 0
     assert ("process_cpu_seconds_total", None) in samples
     assert ("python_info", None) in samples
+
+
+async def test_metrics_show_partitions_in_flight_and_the_committed_position(
+    store: MessageStore, database_dsn: str
+) -> None:
+    """While a concurrent handler's partitions wait, the gauge counts them (up to its
+    concurrency); once they are done it is 0, and the committed position is the handled one."""
+    domain = Domain("test")
+    domain.register_event(Deposited, category="acct")
+    waiting: list[int] = []
+    release = anyio.Event()
+
+    @domain.event_handler(name="notifier", stream_categories=["acct"], concurrency=4)
+    class Notifier:
+        @handle(Deposited)
+        async def deposited(self, event: Deposited, ctx: Context) -> None:
+            waiting.append(event.n)
+            await release.wait()
+
+    await deposit(store, accounts=6, per_account=1)
+    settings = FAST.model_copy(update={"http_port": 0, "http_host": "127.0.0.1"})
+    runner = Runner(domain, database_dsn, settings)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: runner.run(handle_signals=False))
+        with anyio.fail_after(10):
+            while runner.health is None or len(waiting) < 4:
+                await anyio.sleep(0.01)
+        _, during = await get(runner.health.port, "/metrics")
+        release.set()
+        with anyio.fail_after(10):
+            while runner.result.consumers[0].state != "caught_up":
+                await anyio.sleep(0.01)
+        _, after = await get(runner.health.port, "/metrics")
+        runner.request_stop()
+    head = await store.category_head("acct")
+    assert 'worker_partitions_in_flight{consumer="notifier:acct"} 4.0' in during
+    assert 'worker_partitions_in_flight{consumer="notifier:acct"} 0.0' in after
+    assert f'worker_consumer_committed_position{{consumer="notifier:acct"}} {head:.1f}' in after
+    assert f'worker_consumer_position{{consumer="notifier:acct"}} {head:.1f}' in after

@@ -346,13 +346,18 @@ class Batches:
                 continue
             handled.append(index)
         shared = cast("Connection", SerialConnection(conn))
+        stats = self.cursor.stats
 
         async def handle(group: list[int]) -> None:
             view = ctx.partition(shared)
             current_context.set(view)  # this task's own: its logs name its message
-            for index in group:
-                message = batch[index]
-                await _handle_one(routes[message[2]], message, index, view)
+            stats.in_flight += 1
+            try:
+                for index in group:
+                    message = batch[index]
+                    await _handle_one(routes[message[2]], message, index, view)
+            finally:
+                stats.in_flight -= 1
 
         try:
             groups = partitions(batch, handled, concurrency.partition_by)

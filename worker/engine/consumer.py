@@ -129,6 +129,11 @@ class Consumer:
         return self.cursor.position
 
     @property
+    def committed(self) -> int:
+        """The global position last committed."""
+        return self.cursor.committed
+
+    @property
     def processed(self) -> int:
         """Messages this process handled (or parked)."""
         return self.cursor.processed

@@ -72,6 +72,7 @@ class ConsumerStats:
     age: Histogram = field(default_factory=lambda: Histogram(AGE_BUCKETS))
     handler_failures: int = 0  # failed attempts of a message's handlers
     transient_errors: int = 0  # batches tried again after a transient error
+    in_flight: int = 0  # partitions being handled right now (concurrency > 1)
 
     def batch(self, started: float, handled: float, committed: float, oldest: float) -> None:
         """A batch applied: ``perf_counter`` times when its handlers started, when its writes

@@ -60,7 +60,14 @@ class ConsumerCollector:
             "worker_messages_parked", "Messages parked by this process", labels=["consumer"]
         )
         position = GaugeMetricFamily(
-            "worker_consumer_position", "Global position last committed", labels=["consumer"]
+            "worker_consumer_position",
+            "Global position last handled (committed, or within [worker] position_interval)",
+            labels=["consumer"],
+        )
+        committed = GaugeMetricFamily(
+            "worker_consumer_committed_position",
+            "Global position last committed",
+            labels=["consumer"],
         )
         lag = GaugeMetricFamily(
             "worker_consumer_lag",
@@ -84,12 +91,13 @@ class ConsumerCollector:
             handled.add_metric([c.name], c.processed)
             parked.add_metric([c.name], c.parked_count)
             position.add_metric([c.name], c.position)
+            committed.add_metric([c.name], c.committed)
             if c.category in self.heads:
                 lag.add_metric([c.name], max(self.heads[c.category] - c.position, 0))
             up.add_metric([c.name], 1 if c.state in UP else 0)
             paused.add_metric([c.name], 1 if c.paused else 0)
             takeovers.add_metric([c.name], lease.takeovers[c.name])
-        yield from (handled, parked, position, lag, up, paused, takeovers)
+        yield from (handled, parked, position, committed, lag, up, paused, takeovers)
         yield from self._batches()
 
     def _batches(self) -> Iterator[Any]:
@@ -120,8 +128,14 @@ class ConsumerCollector:
             "failure, deadlock, timeout)",
             labels=["consumer"],
         )
+        in_flight = GaugeMetricFamily(
+            "worker_partitions_in_flight",
+            "Partitions of a batch being handled at once (concurrency > 1)",
+            labels=["consumer"],
+        )
         for c in self._consumers:
             stats = c.stats
+            in_flight.add_metric([c.name], stats.in_flight)
             for family, histogram in (
                 (handle, stats.handle),
                 (commit, stats.commit),
@@ -130,7 +144,7 @@ class ConsumerCollector:
                 family.add_metric([c.name], histogram.cumulative(), histogram.total)
             failures.add_metric([c.name], stats.handler_failures)
             transient.add_metric([c.name], stats.transient_errors)
-        yield from (handle, commit, age, failures, transient)
+        yield from (handle, commit, age, failures, transient, in_flight)
 
 
 class HealthServer:

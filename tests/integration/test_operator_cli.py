@@ -350,3 +350,19 @@ def test_start_from_takes_origin_or_head() -> None:
         class Ringer:
             @handle(Rang)
             async def rang(self, event: Rang, ctx: Context) -> None: ...
+
+
+async def test_status_shows_a_subscribers_concurrency(database_dsn: str) -> None:
+    """`worker status` says how many partitions a consumer handles at once, when more than one:
+    a field of the JSON, and beside the state in the table."""
+    concurrent = {"COUNTER_CONCURRENCY": "8"}
+    result = await worker(database_dsn, "status", "--json", config=FAULTS_APP, **concurrent)
+    assert result.code == 0, result
+    (row,) = json.loads(result.stdout)
+    assert (row["consumer"], row["concurrency"]) == ("balances:counter", 8)
+    table = await worker(database_dsn, "status", config=FAULTS_APP, **concurrent)
+    assert table.code == 0 and "(x8)" in table.stdout, table
+    plain = await worker(database_dsn, "status", config=FAULTS_APP)
+    assert plain.code == 0 and "(x" not in plain.stdout, plain
+    (row,) = json.loads((await worker(database_dsn, "status", "--json")).stdout)
+    assert row["concurrency"] == 1

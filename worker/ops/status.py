@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from worker.domain import Domain
     from worker.engine.names import ConsumerName
+    from worker.engine.subscriber import Subscriber
 
 
 @dataclass(frozen=True)
@@ -37,18 +38,21 @@ class ConsumerStatus:
     leaseholder: str | None
     parked: int
     pause_reason: str | None = None  # given to `worker pause --reason`
+    concurrency: int = 1  # partitions of a batch its subscriber handles at once
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _known_consumers(domain: Domain, building: dict[str, int]) -> list[ConsumerName]:
+def _known_consumers(
+    domain: Domain, building: dict[str, int]
+) -> list[tuple[ConsumerName, Subscriber]]:
     found = []
     for subscriber in domain.subscribers:
         for slot in subscriber.slots():
-            found.append(slot.consumer)
+            found.append((slot.consumer, subscriber))
             if subscriber.name in building:
-                found.append(slot.consumer.building(building[subscriber.name]))
+                found.append((slot.consumer.building(building[subscriber.name]), subscriber))
     return found
 
 
@@ -78,7 +82,7 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
     paused = await pauses.paused(pool)
     now = datetime.now(UTC)
     report = []
-    for consumer in _known_consumers(domain, building):
+    for consumer, subscriber in _known_consumers(domain, building):
         name = str(consumer)
         position, refill_to = positions.get(name, (0, None))
         head = await store.category_head(consumer.category) or 0
@@ -105,6 +109,7 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
                 leaseholder=lease["owner"] if held and lease else None,
                 parked=parked.get(name, 0),
                 pause_reason=paused[name]["reason"] if name in paused else None,
+                concurrency=subscriber.concurrency,
             )
         )
     return report

@@ -99,7 +99,8 @@ def _status_table(rows: list[dict[str, Any]], rates: bool = False) -> Table:
         cells.append(f"{r['lag_seconds']:.1f}")
         if rates:
             cells.append("-" if r["rate"] is None else f"{r['rate']:.1f}")
-        cells += [r["state"], r["leaseholder"] or "-", str(r["parked"])]
+        state = r["state"] if r["concurrency"] == 1 else f"{r['state']} (x{r['concurrency']})"
+        cells += [state, r["leaseholder"] or "-", str(r["parked"])]
         table.add_row(*cells)
     return table
 

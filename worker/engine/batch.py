@@ -206,14 +206,7 @@ class Batches:
                     committed = await self._position_alone(plain(conn), batch)
                     self._committed(batch, started, handled, behind, committed=committed)
                     return
-                self.check_lease()
-                await self._positions.commit(
-                    conn,
-                    self.name,
-                    batch[-1].global_position,
-                    self._lease.epoch,
-                    expected=self.cursor.committed,
-                )
+                await self._commit_position(conn, batch[-1].global_position)
                 committing = True
         except Exception as error:
             if not committing or is_transient(error):
@@ -248,15 +241,16 @@ class Batches:
         (``False``)."""
         if self._may_wait():
             return False
+        await self._commit_position(conn, batch[-1].global_position)
+        return True
+
+    async def _commit_position(self, conn: Connection, position: int) -> None:
+        """Move the committed position to ``position`` on ``conn`` (a compare-and-set with the
+        position last committed and the lease's epoch), unless the lease could have run out."""
         self.check_lease()
         await self._positions.commit(
-            conn,
-            self.name,
-            batch[-1].global_position,
-            self._lease.epoch,
-            expected=self.cursor.committed,
+            conn, self.name, position, self._lease.epoch, expected=self.cursor.committed
         )
-        return True
 
     async def commit_position(self) -> None:
         """Commit the position of batches that left it for later, if any (before the consumer
@@ -265,10 +259,7 @@ class Batches:
         if cursor.position == cursor.committed:
             return
         async with self._transactions.statement() as conn:
-            self.check_lease()
-            await self._positions.commit(
-                conn, self.name, cursor.position, self._lease.epoch, expected=cursor.committed
-            )
+            await self._commit_position(conn, cursor.position)
         cursor.committed, cursor.committed_at = cursor.position, time.monotonic()
 
     def _committed(
@@ -435,10 +426,7 @@ class Batches:
         cursor = self.cursor
         async with self._transactions.transaction() as conn:
             await self._parked.park(conn, self.name, message, failure)
-            self.check_lease()
-            await self._positions.commit(
-                conn, self.name, message.global_position, self._lease.epoch, cursor.committed
-            )
+            await self._commit_position(conn, message.global_position)
         cursor.parked.setdefault(message.stream_name, False)
         cursor.position = cursor.committed = message.global_position
         cursor.committed_at = time.monotonic()

@@ -14,13 +14,13 @@ others run. It cannot speed up pure-Python work, which holds the one thread eith
 
 from __future__ import annotations
 
-import inspect
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anyio
-import asyncpg
+
+from worker.store.transactions import statement_method
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -146,11 +146,8 @@ class SerialConnection:
         raise RuntimeError(_OUTSIDE_THE_TURNS.format("cursor"))
 
     def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._conn, name)
-        # A pool's connection proxy wraps asyncpg's coroutine methods in plain functions: the
-        # class of the connection says which are statements.
-        reference = getattr(asyncpg.Connection, name, None)
-        if not (inspect.iscoroutinefunction(reference) or inspect.iscoroutinefunction(attribute)):
+        attribute, runs_statements = statement_method(self._conn, name)
+        if not runs_statements:
             return attribute
         lock = self._lock
 

@@ -65,6 +65,17 @@ class PoolTransactions:
             await lazy.end(commit=True)
 
 
+def statement_method(conn: object, name: str) -> tuple[Any, bool]:
+    """``conn``'s attribute ``name``, and whether it runs statements (a coroutine method of
+    asyncpg's connection: ``execute``, ``fetch``, ``copy_*``, ``prepare``, ...). A pool's
+    connection proxy wraps those in plain functions, so the connection class says which are."""
+    attribute = getattr(conn, name)
+    reference = getattr(asyncpg.Connection, name, None)
+    return attribute, inspect.iscoroutinefunction(reference) or inspect.iscoroutinefunction(
+        attribute
+    )
+
+
 def begun(conn: object) -> bool:
     """Whether a statement ran in ``conn``'s transaction (always, but for a ``lazy()`` one)."""
     return conn.begun if isinstance(conn, LazyTransaction) else True
@@ -128,11 +139,8 @@ class LazyTransaction:
         return _Cursor(self, self._conn.cursor(*args, **kwargs))
 
     def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._conn, name)
-        # A pool's connection proxy wraps asyncpg's coroutine methods in plain functions: the
-        # class of the connection says which are statements.
-        reference = getattr(asyncpg.Connection, name, None)
-        if not (inspect.iscoroutinefunction(reference) or inspect.iscoroutinefunction(attribute)):
+        attribute, runs_statements = statement_method(self._conn, name)
+        if not runs_statements:
             return attribute
         begin = self.begin
 

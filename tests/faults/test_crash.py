@@ -24,6 +24,7 @@ from tests.faults._support import (
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     import asyncpg
 
@@ -132,3 +133,49 @@ async def test_kill_9_while_many_partitions_are_in_flight_loses_and_repeats_noth
         default=0,
     )
     assert most == CONCURRENCY, f"at most {most} handlers in flight" + tails(*workers.started)
+
+
+async def test_kill_9_of_a_handler_whose_positions_wait_loses_nothing(
+    monitor: asyncpg.Connection[Any],
+    workers: Workers,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A handler that writes nothing in the database (its effect is a line in a file) commits
+    its position only every ``position_interval`` while it catches up; killed -9 at random
+    moments, it hands messages over again after a restart but never skips one: in the end every
+    deposit has its line, and the position is the head."""
+    notices = tmp_path / "notices"
+    monkeypatch.setenv("COUNTER_NOTICES", str(notices))
+    rng = fault_rng()
+    ledger = Ledger()
+    await write_deposits(monitor, ledger, rng, accounts=ACCOUNTS, per_account=PER_ACCOUNT)
+    behind = 0
+    for _ in range(8):
+        worker = await workers.start(position_interval=0.2, batch_size=100)
+        await worker.wait_logged("consumer started")
+        await anyio.sleep(rng.uniform(0.05, 0.6))
+        await worker.kill()
+        lines = notices.read_text().splitlines() if notices.exists() else []
+        handled = {tuple(line.split()) for line in lines if len(line.split()) == 2}
+        committed = await position(monitor, "notices:counter")
+        # Everything up to the committed position has its line (handled before it committed).
+        upto = await monitor.fetch(
+            "SELECT data->>'account_id', (data->>'seq') FROM message_store.messages"
+            " WHERE global_position <= $1",
+            committed,
+        )
+        missing = [row for row in upto if (row[0], row[1]) not in handled]
+        assert not missing, f"{len(missing)} deposits up to {committed} have no line"
+        # More than a batch past it: positions waited (without, at most the batch in flight).
+        behind += len(handled) - len(upto) > 100
+    print(f"8 kills: {behind} found the handler more than a batch past its committed position")
+    await workers.run_until_caught_up()
+    handled = {tuple(line.split()) for line in notices.read_text().splitlines()}
+    expected = {
+        (account, str(seq)) for account, row in ledger.accounts.items() for seq in range(row[1])
+    }
+    assert expected <= handled
+    head = await monitor.fetchval("SELECT max(global_position) FROM message_store.messages")
+    assert await position(monitor, "notices:counter") == head
+    assert behind >= 1, "no kill found the handler more than a batch past its committed position"

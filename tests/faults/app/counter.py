@@ -7,6 +7,7 @@ Loaded by ``worker run`` from ``tests/faults/app/domain.toml`` (this folder is p
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -121,3 +122,20 @@ if os.environ.get("COUNTER_RECEIPTS"):
             await ctx.write(
                 f"receipt-{event.account_id}", Receipt(account_id=event.account_id, seq=event.seq)
             )
+
+
+# With COUNTER_NOTICES set to a file, a handler whose only effect is outside the database: it
+# appends "account seq" to that file for every deposit (at least once), writing no SQL, so its
+# batches begin no transaction and its position may wait (``position_interval``). Each call
+# takes 0.1 ms, so 20,000 deposits take it seconds and kills land while it catches up.
+if notices := os.environ.get("COUNTER_NOTICES"):
+
+    @domain.event_handler(name="notices", stream_categories=["counter"])
+    class Notices:
+        def __init__(self) -> None:
+            self.fd = os.open(notices, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+        @handle(Deposited)
+        def deposited(self, event: Deposited, ctx: Context) -> None:
+            time.sleep(0.0001)
+            os.write(self.fd, f"{event.account_id} {event.seq}\n".encode())

@@ -80,32 +80,27 @@ async def test_batches_that_write_nothing_leave_their_position_for_later_while_b
     assert await committed(database_dsn, "ticks:tick") == await store.category_head("tick")
 
 
-async def test_with_position_interval_0_every_batch_commits_its_position(
-    store: MessageStore, database_dsn: str
+@pytest.mark.parametrize(
+    ("writes", "interval"),
+    [(False, 0), (True, 60)],
+    ids=["interval 0, writing nothing", "writing, interval 60"],
+)
+async def test_every_batch_commits_its_position_when_it_writes_or_with_interval_0(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str, writes: bool, interval: float
 ) -> None:
     await write_ticks(store, 5 * BATCH)
     head = await store.category_head("tick")
     assert head is not None
     seen: dict[int, int] = {}
-    runner = Runner(ticking_domain(database_dsn, seen, writes=False), database_dsn, settings(0))
-    await runner.run(until_caught_up=True, handle_signals=False)
+    domain = ticking_domain(database_dsn, seen, writes=writes)
+    await Runner(domain, database_dsn, settings(interval)).run(
+        until_caught_up=True, handle_signals=False
+    )
     first = head - 5 * BATCH  # the global position before the first tick
     assert seen == {b: first + b * BATCH if b else 0 for b in range(5)}
     assert await committed(database_dsn, "ticks:tick") == head
-
-
-async def test_batches_that_write_commit_their_position_with_every_batch(
-    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
-) -> None:
-    await write_ticks(store, 5 * BATCH)
-    head = await store.category_head("tick")
-    assert head is not None
-    seen: dict[int, int] = {}
-    runner = Runner(ticking_domain(database_dsn, seen, writes=True), database_dsn, settings(60))
-    await runner.run(until_caught_up=True, handle_signals=False)
-    first = head - 5 * BATCH
-    assert seen == {b: first + b * BATCH if b else 0 for b in range(5)}
-    assert await pool.fetchval("SELECT count(*) FROM ticks") == 5 * BATCH
+    if writes:
+        assert await pool.fetchval("SELECT count(*) FROM ticks") == 5 * BATCH
 
 
 async def test_a_stopped_consumer_commits_what_it_handled(

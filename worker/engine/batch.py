@@ -202,8 +202,10 @@ class Batches:
                     behind = await self._handle_concurrently(conn, ctx, batch, self._concurrency)
                 await self._flush(ctx, len(batch))
                 handled = time.perf_counter()
-                if not begun(conn):  # nothing to commit but the position
-                    committed = await self._position_alone(plain(conn), batch)
+                if not begun(conn):  # nothing to commit but the position: on its own, or later
+                    committed = not self._may_wait()
+                    if committed:
+                        await self._commit_position(plain(conn), batch[-1].global_position)
                     self._committed(batch, started, handled, behind, committed=committed)
                     return
                 await self._commit_position(conn, batch[-1].global_position)
@@ -221,11 +223,10 @@ class Batches:
     async def _pass(self, batch: Sequence[Message]) -> None:
         """A batch no handler takes: only the position moves."""
         started = time.perf_counter()
-        if self._may_wait():
-            self._committed(batch, started, started, 0, committed=False)
-            return
-        async with self._transactions.statement() as conn:
-            committed = await self._position_alone(conn, batch)
+        committed = not self._may_wait()
+        if committed:  # one statement of its own: the compare-and-set needs no BEGIN/COMMIT
+            async with self._transactions.statement() as conn:
+                await self._commit_position(conn, batch[-1].global_position)
         self._committed(batch, started, started, 0, committed=committed)
 
     def _may_wait(self) -> bool:
@@ -234,15 +235,6 @@ class Batches:
         return (
             self._behind and time.monotonic() - self.cursor.committed_at < self._position_interval
         )
-
-    async def _position_alone(self, conn: Connection, batch: Sequence[Message]) -> bool:
-        """The position of a batch that wrote nothing: in one statement of its own (the
-        compare-and-set with the lease epoch is atomic without BEGIN and COMMIT), or later
-        (``False``)."""
-        if self._may_wait():
-            return False
-        await self._commit_position(conn, batch[-1].global_position)
-        return True
 
     async def _commit_position(self, conn: Connection, position: int) -> None:
         """Move the committed position to ``position`` on ``conn`` (a compare-and-set with the

@@ -89,11 +89,8 @@ class MessageFields:
         ``datetime`` only when asked: decoding a timestamp costs a row more than its text.
         """
         value: datetime | str = self[7]
-        if type(value) is str:  # the happy path inline: projectors ask for it per message
-            try:
-                return _from_iso(value + "+00:00")  # 5x faster than .replace(tzinfo=UTC)
-            except ValueError:
-                return utc_time(value)  # raises, saying what is wrong
+        if type(value) is str:
+            return utc_time(value)
         assert isinstance(value, datetime)  # the in-memory stand-in's
         return value
 
@@ -104,9 +101,6 @@ class MessageFields:
 
     def __repr__(self: _Message) -> str:
         return f"<Message {self.stream_name}@{self.position} #{self.global_position} {self.type}>"
-
-
-_from_iso = datetime.fromisoformat
 
 
 def utc_time(text: str) -> datetime:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import asyncpg
 import pytest
 
 from worker import BaseEvent, Context, Domain, MessageStore, Runner, on
+from worker.engine import pauses
 from worker.ops.settings import WorkerSettings
 from worker.store.database import connect
 from worker.store.transactions import LazyTransaction, PoolTransactions, begun, plain
@@ -129,6 +131,34 @@ async def test_a_stopped_consumer_commits_what_it_handled(
     assert reached == await pool_position_of(store, handled[-1])
     await Runner(domain, database_dsn, settings(60)).run(until_caught_up=True, handle_signals=False)
     assert sorted(handled) == list(range(6 * BATCH))
+
+
+async def test_a_consumer_paused_while_behind_commits_what_it_handled(
+    store: MessageStore, database_dsn: str
+) -> None:
+    """Paused by an operator while its positions wait, the consumer commits the position it
+    reached before it holds still."""
+    await write_ticks(store, 6 * BATCH)
+    handled: list[int] = []
+    domain = Domain("test")
+    domain.register_event(Ticked, category="tick")
+
+    @domain.projector(name="ticks", stream_categories=["tick"])
+    class Ticks:
+        @on(Ticked)
+        async def ticked(self, event: Ticked, ctx: Context) -> None:
+            handled.append(event.n)
+            if event.n == 2 * BATCH:  # pause, then outlast the consumer's pause look-up interval
+                conn = await connect(database_dsn)
+                try:
+                    await pauses.pause(conn, ["ticks:tick"], by="test")
+                finally:
+                    await conn.close()
+                await anyio.sleep(1.1)
+
+    await Runner(domain, database_dsn, settings(60)).run(until_caught_up=True, handle_signals=False)
+    assert len(handled) < 6 * BATCH  # it paused before the end
+    assert await committed(database_dsn, "ticks:tick") == await pool_position_of(store, handled[-1])
 
 
 async def pool_position_of(store: MessageStore, n: int) -> int:

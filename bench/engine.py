@@ -40,6 +40,7 @@ import asyncpg
 
 from domain import OrderConfirmed, OrderItem, OrderPlaced, OrderShipped
 from worker import Domain, Runner, on
+from worker.ops import collector
 from worker.ops.log import configure_logging
 from worker.ops.settings import MessageDBSettings, load_settings
 from worker.read.model import physical, view_name
@@ -705,6 +706,9 @@ async def server_info(dsn: str) -> dict[str, Any]:
 async def main(options: Options) -> dict[str, Any]:
     configure_logging("warning")
     settings = load_settings().worker
+    # The collector as the worker process sets it (``worker.Runner`` does at its first run),
+    # from the start: baselines and engine run under the same settings.
+    collector.tune(settings.gc_threshold)
     dsn = await fresh_database(server_dsn())
     streams = options.events // EVENTS_PER_STREAM
     n = streams * EVENTS_PER_STREAM

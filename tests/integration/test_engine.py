@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -694,3 +695,22 @@ async def test_a_batch_rejected_at_commit_moves_neither_position_nor_read_model(
         await pool.execute("DELETE FROM reject_accounts")
     assert await ledger(pool) == {"a0": [0, 1, 2, 3], "a1": [0, 1, 2], "a9": [0]}
     assert await position(pool, "ledger:acct") == await store.category_head("acct")
+
+
+@pytest.mark.parametrize("threshold", [12_345, 0])
+async def test_the_worker_sets_its_garbage_collector_from_the_settings(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str, threshold: int
+) -> None:
+    """``[worker] gc_threshold``: the young generation's threshold while the worker runs (0:
+    the collector as the process had it)."""
+    await deposit(store, accounts=1, per_account=3)
+    before = gc.get_threshold()
+    gc.set_threshold(700, *before[1:])
+    try:
+        await catch_up(
+            ledger_domain(), database_dsn, FAST.model_copy(update={"gc_threshold": threshold})
+        )
+        assert gc.get_threshold() == (threshold or 700, *before[1:])
+    finally:
+        gc.set_threshold(*before)
+    assert await ledger(pool) == {"a0": [0, 1, 2]}

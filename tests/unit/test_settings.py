@@ -66,6 +66,7 @@ def test_config_env_variable_picks_the_file(
     [
         ("[worker]\nbatch_size = 0\n", "worker.batch_size: Input should be greater than or equal"),
         ("[worker]\nbatchsize = 5\n", "worker.batchsize: Extra inputs are not permitted"),
+        ("[worker]\ngc_threshold = -1\n", "worker.gc_threshold: Input should be greater than or"),
         ('[event_store]\ndatabase_uri = "mysql://x"\n', "event_store.database_uri"),
         ('[event_store]\nprovider = "kafka"\n', "event_store.provider"),
         ("[worker\n", "not valid TOML"),

@@ -11,6 +11,11 @@ is behind, its position may wait for the next batch that writes, for the consume
 or for ``position_interval`` seconds, whichever comes first (``commit_position``). A crash in
 that window hands those messages to the handlers again, as the outside effects of every
 handler may be (at least once).
+
+While a batch waits on the database (its read-model changes and its commit), the next batch,
+read ahead meanwhile, is validated into its events: work the handlers would otherwise wait for.
+Validation has no effects; an event that fails it is left to the handlers' turn, which fails
+it where it always did.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ if TYPE_CHECKING:
     from worker.engine.positions import PositionStore
     from worker.engine.retry import RetryPolicy
     from worker.engine.routes import Handlers
+    from worker.model.event import BaseEvent
     from worker.read.table import TableFactory
     from worker.store.message import Message
     from worker.store.message_store import MessageStore
@@ -69,6 +75,9 @@ class Cursor:
     parked_count: int = 0  # messages this process parked
     parked: dict[str, bool] = field(default_factory=dict)  # parked stream -> replay requested
     stats: ConsumerStats = field(default_factory=ConsumerStats)  # for the metrics
+
+
+_VALIDATED_AT_ONCE = 64  # messages validated ahead between two turns of the batch's task
 
 
 class HandlerFailed(Exception):
@@ -123,6 +132,8 @@ class Batches:
         self._policy = policy
         self.cursor = cursor
         self._log = log
+        self._ready: dict[int, BaseEvent] = {}  # events validated ahead, by global position
+        self._waits: anyio.Event | None = None  # set when the batch waits on the database
 
     async def process(self, batch: Sequence[Message]) -> None:
         """Apply a batch exactly once; isolate and settle a failing message."""
@@ -164,11 +175,17 @@ class Batches:
         (``None``) and the caller reads again.
         """
         ahead: list[list[Message]] = []
+        ready: dict[int, BaseEvent] = {}
         failure: Exception | None = None
+        waits = self._waits = anyio.Event()
+        handled = False
 
         async def read_ahead() -> None:
             with contextlib.suppress(Exception):
                 ahead.append(await read(batch[-1].global_position))
+            if ahead:
+                await waits.wait()
+                await self._validate_ahead(ahead[0], ready, lambda: handled)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(read_ahead)
@@ -180,10 +197,31 @@ class Batches:
                 failure = error
                 tg.cancel_scope.cancel()
             finally:
-                self._behind = False
+                self._behind, self._waits, handled = False, None, True
+                waits.set()
+        self._ready = ready if failure is None else {}
         if failure is not None:
             raise failure
         return ahead[0] if ahead else None
+
+    async def _validate_ahead(
+        self, batch: Sequence[Message], ready: dict[int, BaseEvent], handled: Callable[[], bool]
+    ) -> None:
+        """Validate the messages of ``batch`` into ``ready`` until ``handled()`` (the batch
+        before it is done), a few at a time so that the batch's statements go on meanwhile."""
+        routes = self.routes
+        for start in range(0, len(batch), _VALIDATED_AT_ONCE):
+            if handled():
+                return
+            for message in batch[start : start + _VALIDATED_AT_ONCE]:
+                route = routes.get(message[2])
+                if route is None or route.upcast is not None:
+                    continue
+                try:
+                    ready[message[4]] = route.validate(message[5] or "{}")
+                except Exception:  # it fails again in the handlers' turn
+                    continue
+            await anyio.lowlevel.checkpoint()
 
     async def apply(self, batch: Sequence[Message]) -> None:
         """One transaction: every message's handlers, the read-model changes, the position."""
@@ -200,6 +238,8 @@ class Batches:
                     behind = await self._handle_all(conn, ctx, batch)
                 else:
                     behind = await self._handle_concurrently(conn, ctx, batch, self._concurrency)
+                if self._waits is not None:  # the next batch may be validated meanwhile
+                    self._waits.set()
                 await self._flush(ctx, len(batch))
                 handled = time.perf_counter()
                 if not begun(conn):  # nothing to commit but the position: on its own, or later
@@ -277,7 +317,7 @@ class Batches:
     async def _handle_all(self, conn: Connection, ctx: Context, batch: Sequence[Message]) -> int:
         """Every message's handlers; returns how many were parked behind a parked stream."""
         token = current_context.set(ctx)  # logs made by handlers name the message
-        routes, parked = self.routes, self.cursor.parked
+        routes, parked, ready = self.routes, self.cursor.parked, self._ready
         behind = 0
         try:
             for index, message in enumerate(batch):
@@ -290,11 +330,13 @@ class Batches:
                     behind += 1
                     continue
                 try:
-                    event = (
-                        route.validate(message[5] or "{}")
-                        if route.upcast is None
-                        else route.upcast(message)
-                    )
+                    event = ready.pop(message[4], None) if ready else None
+                    if event is None:
+                        event = (
+                            route.validate(message[5] or "{}")
+                            if route.upcast is None
+                            else route.upcast(message)
+                        )
                     ctx.message = message
                     if route.single is not None:
                         await route.single(event, ctx)
@@ -329,7 +371,7 @@ class Batches:
                 continue
             handled.append(index)
         shared = cast("Connection", SerialConnection(conn))
-        stats = self.cursor.stats
+        stats, ready = self.cursor.stats, self._ready
 
         async def handle(group: list[int]) -> None:
             view = ctx.partition(shared)
@@ -338,7 +380,8 @@ class Batches:
             try:
                 for index in group:
                     message = batch[index]
-                    await _handle_one(routes[message[2]], message, index, view)
+                    event = ready.pop(message[4], None) if ready else None
+                    await _handle_one(routes[message[2]], message, index, view, event)
             finally:
                 stats.in_flight -= 1
 
@@ -426,10 +469,14 @@ class Batches:
         cursor.parked_count += 1
 
 
-async def _handle_one(route: Handlers, message: Message, index: int, ctx: Context) -> None:
-    """Decode and handle one message (the hot loop of ``_handle_all``, for one message)."""
+async def _handle_one(
+    route: Handlers, message: Message, index: int, ctx: Context, event: BaseEvent | None
+) -> None:
+    """Decode (unless validated ahead: ``event``) and handle one message (the hot loop of
+    ``_handle_all``, for one message)."""
     try:
-        event = route.decode(message)
+        if event is None:
+            event = route.decode(message)
         ctx.message = message
         await route.call_all(event, ctx)
     except ValidationError as error:

@@ -121,6 +121,7 @@ class WorkerSettings(EngineSettings):
     http_port: int | None = Field(default=None, ge=0, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
+    gc_threshold: int = Field(default=10_000, ge=0)  # see worker.ops.collector
 
 
 class Settings(BaseSettings):

@@ -36,7 +36,8 @@ class BaseEvent(BaseModel):
     lay out the metadata of the messages it is written as.
     """
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # Payload values (ids, names) rarely repeat: only the keys are worth caching while parsing.
+    model_config = ConfigDict(frozen=True, extra="ignore", cache_strings="keys")
 
     __type_name__: ClassVar[str] = ""
     __aliases__: ClassVar[tuple[str, ...]] = ()

@@ -84,8 +84,8 @@ def merge(state: Pending, changes: dict[str, Any]) -> None:
             else:
                 increments[name] = increments.get(name, 0) + value.by
         else:
-            if increments:
-                increments.pop(name, None)
+            if name in increments:
+                del increments[name]
             sets[name] = value
 
 

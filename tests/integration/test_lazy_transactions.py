@@ -16,6 +16,8 @@ from worker.store.database import connect
 from worker.store.transactions import LazyTransaction, PoolTransactions, begun, plain
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from worker.store.types import Connection
 
 pytestmark = pytest.mark.anyio
@@ -105,14 +107,8 @@ async def test_every_batch_commits_its_position_when_it_writes_or_with_interval_
         assert await pool.fetchval("SELECT count(*) FROM ticks") == 5 * BATCH
 
 
-async def test_a_stopped_consumer_commits_what_it_handled(
-    store: MessageStore, database_dsn: str
-) -> None:
-    """Stopped while behind (positions waiting), the consumer commits the position it reached;
-    the next run starts there and hands no message over twice."""
-    await write_ticks(store, 6 * BATCH)
-    handled: list[int] = []
-    runners: list[Runner] = []
+def noting_domain(handled: list[int], then: Callable[[int], Awaitable[None]]) -> Domain:
+    """A projector that notes each tick it handles in ``handled``, then awaits ``then(n)``."""
     domain = Domain("test")
     domain.register_event(Ticked, category="tick")
 
@@ -121,9 +117,25 @@ async def test_a_stopped_consumer_commits_what_it_handled(
         @on(Ticked)
         async def ticked(self, event: Ticked, ctx: Context) -> None:
             handled.append(event.n)
-            if len(handled) == 3 * BATCH:
-                runners[0].request_stop()
+            await then(event.n)
 
+    return domain
+
+
+async def test_a_stopped_consumer_commits_what_it_handled(
+    store: MessageStore, database_dsn: str
+) -> None:
+    """Stopped while behind (positions waiting), the consumer commits the position it reached;
+    the next run starts there and hands no message over twice."""
+    await write_ticks(store, 6 * BATCH)
+    handled: list[int] = []
+    runners: list[Runner] = []
+
+    async def stop_at_three_batches(n: int) -> None:
+        if len(handled) == 3 * BATCH:
+            runners[0].request_stop()
+
+    domain = noting_domain(handled, stop_at_three_batches)
     runners.append(Runner(domain, database_dsn, settings(60)))
     await runners[0].run(handle_signals=False)
     reached = await committed(database_dsn, "ticks:tick")
@@ -140,22 +152,17 @@ async def test_a_consumer_paused_while_behind_commits_what_it_handled(
     reached before it holds still."""
     await write_ticks(store, 6 * BATCH)
     handled: list[int] = []
-    domain = Domain("test")
-    domain.register_event(Ticked, category="tick")
 
-    @domain.projector(name="ticks", stream_categories=["tick"])
-    class Ticks:
-        @on(Ticked)
-        async def ticked(self, event: Ticked, ctx: Context) -> None:
-            handled.append(event.n)
-            if event.n == 2 * BATCH:  # pause, then outlast the consumer's pause look-up interval
-                conn = await connect(database_dsn)
-                try:
-                    await pauses.pause(conn, ["ticks:tick"], by="test")
-                finally:
-                    await conn.close()
-                await anyio.sleep(1.1)
+    async def pause_at_two_batches(n: int) -> None:
+        if n == 2 * BATCH:  # pause, then outlast the consumer's pause look-up interval
+            conn = await connect(database_dsn)
+            try:
+                await pauses.pause(conn, ["ticks:tick"], by="test")
+            finally:
+                await conn.close()
+            await anyio.sleep(1.1)
 
+    domain = noting_domain(handled, pause_at_two_batches)
     await Runner(domain, database_dsn, settings(60)).run(until_caught_up=True, handle_signals=False)
     assert len(handled) < 6 * BATCH  # it paused before the end
     assert await committed(database_dsn, "ticks:tick") == await pool_position_of(store, handled[-1])

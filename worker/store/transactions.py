@@ -140,7 +140,7 @@ class LazyTransaction:
 
     def __getattr__(self, name: str) -> Any:
         attribute, runs_statements = statement_method(self._conn, name)
-        if not runs_statements:
+        if not runs_statements or self._transaction is not None:  # (begun: nothing to add)
             return attribute
         begin = self.begin
 

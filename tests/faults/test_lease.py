@@ -39,7 +39,7 @@ async def test_second_worker_waits_then_takes_over_when_the_first_is_killed(
     and the read model is exactly the fold of every event."""
     ledger = Ledger()
     rng = random.Random(7)
-    await write_deposits(monitor, ledger, rng, accounts=250, per_account=80)
+    await write_deposits(monitor, ledger, rng, accounts=250, per_account=200)
     pair = [await workers.start(), await workers.start()]
 
     async def one_runs_one_waits() -> bool:
@@ -51,7 +51,13 @@ async def test_second_worker_waits_then_takes_over_when_the_first_is_killed(
     holder, waiter = pair if pair[0].logged(STARTED) else pair[::-1]
     owner = await monitor.fetchval("SELECT owner FROM worker.leases WHERE consumer = $1", CONSUMER)
     assert owner.endswith(f":{holder.process.pid}"), f"lease owner {owner}" + holder.tail()
-    await anyio.sleep(rng.uniform(0.05, 0.5))
+
+    # Killed mid catch-up: after its first commit, a moment later.
+    async def committed() -> bool:
+        return await position(monitor) > 0
+
+    await wait_until(committed, 20, "the holder's first commit", holder)
+    await anyio.sleep(rng.uniform(0.0, 0.05))
     assert not waiter.logged(STARTED), "both workers ran the consumer at once" + waiter.tail()
     await holder.kill()
     at = await assert_consistent(monitor, holder, waiter)

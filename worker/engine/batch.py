@@ -16,6 +16,14 @@ While a batch waits on the database (its read-model changes and its commit), the
 read ahead meanwhile, is validated into its events: work the handlers would otherwise wait for.
 Validation has no effects; an event that fails it is left to the handlers' turn, which fails
 it where it always did.
+
+A projector's batches (a subscriber with read models) commit behind while the consumer is
+behind: once a full batch's handlers are done, its read-model changes, position and commit go
+on in the background while the next batch's handlers run. The next batch writes nothing before
+that commit: its first statement, and its own commit, wait for it. Should that commit fail, the
+next batch's work is dropped unwritten, and both are applied again the usual way (the failing
+one isolated as ever). Read models and positions stay exactly once; what a projector's handlers
+do outside the transaction may run again, as any handler's outside effects may.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 import anyio
@@ -47,6 +56,8 @@ from worker.store.transactions import begun, plain
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
+
+    from anyio.abc import TaskGroup
 
     from worker.engine.dead_letters import ParkedMessages
     from worker.engine.lease import Lease
@@ -78,6 +89,7 @@ class Cursor:
 
 
 _VALIDATED_AT_ONCE = 64  # messages validated ahead between two turns of the batch's task
+_YIELD_EVERY = 31  # (mask) handlers let a batch committing behind go on every 32 messages
 
 
 class HandlerFailed(Exception):
@@ -91,6 +103,29 @@ class HandlerFailed(Exception):
 
 class FlushFailed(Exception):
     """Writing a batch's read-model changes failed; which message caused it is unknown."""
+
+
+@dataclass(eq=False)
+class _Tail:
+    """A projector's batch whose changes, position and commit go on behind the next batch."""
+
+    batch: Sequence[Message]
+    handled: anyio.Event = field(default_factory=anyio.Event)  # the consumer may go on
+    done: anyio.Event = field(default_factory=anyio.Event)
+    behind: bool = False  # its handlers are done and its writing goes on behind
+    error: Exception | None = None
+
+
+class EarlierBatchFailed(Exception):
+    """The batch committing behind this one failed: this one wrote nothing, and is applied
+    again once that one has been."""
+
+    def __init__(self, tail: _Tail) -> None:
+        super().__init__(
+            f"the batch ending at global position {tail.batch[-1].global_position} failed "
+            f"to commit: {tail.error!r}"
+        )
+        self.tail = tail
 
 
 class Batches:
@@ -117,8 +152,12 @@ class Batches:
         tables: TableFactory = Table,
         concurrency: Concurrency | None = None,
         position_interval: float = 0.0,
+        commit_behind: bool = False,
     ) -> None:
         self.name = name
+        self._commit_behind = commit_behind  # a projector: full batches may commit behind
+        self._tails: TaskGroup | None = None  # where they do (``committing_behind``)
+        self._tail: _Tail | None = None  # the batch last left to commit behind
         self._position_interval = position_interval
         self._behind = False  # the batch is full and more follow: its position may wait
         self._concurrency = concurrency
@@ -135,18 +174,20 @@ class Batches:
         self._ready: dict[int, BaseEvent] = {}  # events validated ahead, by global position
         self._waits: anyio.Event | None = None  # set when the batch waits on the database
 
-    async def process(self, batch: Sequence[Message]) -> None:
-        """Apply a batch exactly once; isolate and settle a failing message."""
+    async def process(self, batch: Sequence[Message], *, behind: bool = False) -> None:
+        """Apply a batch exactly once; isolate and settle a failing message. ``behind``: the
+        batch may commit behind the next one (see the module doc)."""
         attempt = 0
         while batch:
             try:
-                await self.apply(batch)
+                await self.apply(batch, behind=behind)
                 return
             except FlushFailed:
                 for message in batch:  # one at a time, so the culprit is isolated
                     await self.process([message])
                 return
             except HandlerFailed as failed:
+                behind = False
                 head, bad = batch[: failed.index], batch[failed.index]
                 if head:
                     await self.process(head)
@@ -155,6 +196,7 @@ class Batches:
             except Exception as error:
                 if not is_transient(error):
                     raise
+                behind = False
                 attempt += 1
                 self.cursor.stats.transient_errors += 1
                 delay = self._policy.backoff(attempt)
@@ -192,7 +234,7 @@ class Batches:
             await anyio.lowlevel.checkpoint()  # the read is sent before the handlers start
             self._behind = True
             try:
-                await self.process(batch)
+                await self.process(batch, behind=self._commit_behind)
             except Exception as error:
                 failure = error
                 tg.cancel_scope.cancel()
@@ -223,21 +265,29 @@ class Batches:
                     continue
             await anyio.lowlevel.checkpoint()
 
-    async def apply(self, batch: Sequence[Message]) -> None:
-        """One transaction: every message's handlers, the read-model changes, the position."""
+    async def apply(self, batch: Sequence[Message], *, behind: bool = False) -> None:
+        """One transaction: every message's handlers, the read-model changes, the position.
+        ``behind``: the changes, position and commit may go on behind the next batch."""
         routes = self.routes
         if not any(message[2] in routes for message in batch):
+            await self.settle()
             await self._pass(batch)
             return
+        if behind and self._tails is not None:
+            await self._apply_behind(batch)
+            return
+        await self.settle()
         committing = False
         try:
             async with self._transactions.lazy() as conn:
                 started = time.perf_counter()
                 ctx = self.context(conn, batch[0])
                 if self._concurrency is None:
-                    behind = await self._handle_all(conn, ctx, batch)
+                    behind_parked = await self._handle_all(conn, ctx, batch)
                 else:
-                    behind = await self._handle_concurrently(conn, ctx, batch, self._concurrency)
+                    behind_parked = await self._handle_concurrently(
+                        conn, ctx, batch, self._concurrency
+                    )
                 if self._waits is not None:  # the next batch may be validated meanwhile
                     self._waits.set()
                 await self._flush(ctx, len(batch))
@@ -246,19 +296,124 @@ class Batches:
                     committed = not self._may_wait()
                     if committed:
                         await self._commit_position(plain(conn), batch[-1].global_position)
-                    self._committed(batch, started, handled, behind, committed=committed)
+                    self._committed(batch, started, handled, behind_parked, committed=committed)
                     return
                 await self._commit_position(conn, batch[-1].global_position)
                 committing = True
         except Exception as error:
-            if not committing or is_transient(error):
+            refused = _refused(error, committing, len(batch))
+            if refused is error:
                 raise
-            # COMMIT itself refused the batch (a deferred constraint a handler's writes
-            # broke): like a failed flush, which message did it is found one at a time.
-            if len(batch) == 1:
-                raise HandlerFailed(0, error) from error
-            raise FlushFailed(str(error)) from error
-        self._committed(batch, started, handled, behind)
+            raise refused from error
+        self._committed(batch, started, handled, behind_parked)
+
+    # -- committing behind -------------------------------------------------------------------
+
+    async def committing_behind(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run the consumer's ``work``, its projector's batches free to commit behind (see the
+        module doc). Should ``work`` fail, a batch still committing is cancelled: rolled back,
+        or committed whole; either way its position says which."""
+        if not self._commit_behind:
+            await work()
+            return
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tails:
+            self._tails = tails
+            try:
+                await work()
+                await self.settle()
+            except Exception as error:
+                failure = error
+                tails.cancel_scope.cancel()
+            finally:
+                self._tails, self._tail = None, None
+        if failure is not None:
+            raise failure
+
+    async def settle(self) -> None:
+        """Wait for the batch committing behind, if any; if it failed, apply it again the usual
+        way (before anything else is read or written)."""
+        tail = self._tail
+        if tail is None:
+            return
+        if not tail.done.is_set():
+            await tail.done.wait()
+        self._tail = None
+        if tail.error is not None:
+            await self._again(tail)
+
+    async def _again(self, tail: _Tail) -> None:
+        """Apply again a batch whose commit behind failed (and the one it waited for first)."""
+        error = tail.error
+        assert error is not None
+        if isinstance(error, EarlierBatchFailed):
+            await self._again(error.tail)
+        elif not isinstance(error, FlushFailed | HandlerFailed) and not is_transient(error):
+            raise error  # not the batch's doing (the lease, the position): as if it were ours
+        else:
+            self._log.warning(
+                "batch committing behind failed; applying it again",
+                error=str(error),
+                messages=len(tail.batch),
+                position=tail.batch[-1].global_position,
+            )
+        await self.process(tail.batch)
+
+    async def _apply_behind(self, batch: Sequence[Message]) -> None:
+        """Handle ``batch`` in a task of its own that then writes it behind (returns once the
+        handlers are done and the batch before it is committed); a batch that failed before
+        that is the caller's, as ``apply``'s."""
+        assert self._tails is not None
+        tail, earlier = _Tail(batch), self._tail
+        self._tails.start_soon(self._run_behind, tail, earlier)
+        await tail.handled.wait()
+        if tail.behind:
+            self._tail = tail
+            return
+        if isinstance(tail.error, EarlierBatchFailed):  # this one wrote nothing: both again
+            await self.settle()
+            await self.apply(batch)
+            return
+        if tail.error is not None:
+            raise tail.error
+        self._tail = None  # done whole (it wrote nothing but its position)
+
+    async def _run_behind(self, tail: _Tail, earlier: _Tail | None) -> None:
+        batch = tail.batch
+        committing = False
+        wait_earlier = partial(_wait_for, earlier)
+        try:
+            async with self._transactions.lazy(after=wait_earlier) as conn:
+                started = time.perf_counter()
+                ctx = self.context(conn, batch[0])
+                if self._concurrency is None:
+                    behind_parked = await self._handle_all(conn, ctx, batch)
+                else:
+                    behind_parked = await self._handle_concurrently(
+                        conn, ctx, batch, self._concurrency
+                    )
+                # (The next batch is not validated ahead meanwhile: its validation would hold up
+                # the batch committing behind, which is what holds this one up.)
+                await wait_earlier()
+                if ctx.touched() or begun(conn):  # something to write: behind the next batch
+                    tail.behind = True
+                    tail.handled.set()
+                await self._flush(ctx, len(batch))
+                handled = time.perf_counter()
+                if not begun(conn):
+                    committed = not self._may_wait()
+                    if committed:
+                        await self._commit_position(plain(conn), batch[-1].global_position)
+                    self._committed(batch, started, handled, behind_parked, committed=committed)
+                    return
+                await self._commit_position(conn, batch[-1].global_position)
+                committing = True
+            self._committed(batch, started, handled, behind_parked)
+        except Exception as error:
+            tail.error = _refused(error, committing, len(batch))
+        finally:
+            tail.done.set()
+            tail.handled.set()
 
     async def _pass(self, batch: Sequence[Message]) -> None:
         """A batch no handler takes: only the position moves."""
@@ -287,6 +442,7 @@ class Batches:
     async def commit_position(self) -> None:
         """Commit the position of batches that left it for later, if any (before the consumer
         waits, pauses, stops or reports it)."""
+        await self.settle()
         cursor = self.cursor
         if cursor.position == cursor.committed:
             return
@@ -318,9 +474,13 @@ class Batches:
         """Every message's handlers; returns how many were parked behind a parked stream."""
         token = current_context.set(ctx)  # logs made by handlers name the message
         routes, parked, ready = self.routes, self.cursor.parked, self._ready
+        # While the batch before commits behind, the loop lets it go on every so often.
+        yielding = self._tail is not None and not self._tail.done.is_set()
         behind = 0
         try:
             for index, message in enumerate(batch):
+                if yielding and not index & _YIELD_EVERY:
+                    await anyio.lowlevel.checkpoint()
                 # The hot loop: rows are indexed directly (2: type, 1: stream, 5: data).
                 route = routes.get(message[2])
                 if route is None:
@@ -346,6 +506,8 @@ class Batches:
                         await route.call_all(event, ctx)
                 except ValidationError as error:
                     raise HandlerFailed(index, malformed(message, error)) from None
+                except EarlierBatchFailed:
+                    raise
                 except Exception as error:
                     if is_transient(error):
                         raise
@@ -458,6 +620,7 @@ class Batches:
         raise ConsumerStoppedError(f"consumer {self.name} stopped at {message.global_position}")
 
     async def _park(self, message: Message, failure: dead_letters.Failure) -> None:
+        await self.settle()
         cursor = self.cursor
         async with self._transactions.transaction() as conn:
             await self._parked.park(conn, self.name, message, failure)
@@ -481,7 +644,27 @@ async def _handle_one(
         await route.call_all(event, ctx)
     except ValidationError as error:
         raise HandlerFailed(index, malformed(message, error)) from None
+    except EarlierBatchFailed:
+        raise
     except Exception as error:
         if is_transient(error):
             raise
         raise HandlerFailed(index, error) from error
+
+
+async def _wait_for(earlier: _Tail | None) -> None:
+    """Wait for the batch committing behind; raise ``EarlierBatchFailed`` if it failed."""
+    if earlier is not None:
+        if not earlier.done.is_set():  # (a set event's wait still yields: not on this path)
+            await earlier.done.wait()
+        if earlier.error is not None:
+            raise EarlierBatchFailed(earlier)
+
+
+def _refused(error: Exception, committing: bool, size: int) -> Exception:
+    """What a batch's failure is to ``process``: COMMIT itself refusing the batch (a deferred
+    constraint a handler's writes broke) is, like a failed flush, found one message at a
+    time; any other failure is itself."""
+    if not committing or is_transient(error):
+        return error
+    return HandlerFailed(0, error) if size == 1 else FlushFailed(str(error))

@@ -113,6 +113,7 @@ class Consumer:
             log=self._log,
             concurrency=subscriber.concurrent,
             position_interval=options.position_interval,
+            commit_behind=bool(subscriber.read_models),
         )
         self.replays = Replays(
             self.batches,
@@ -170,7 +171,8 @@ class Consumer:
                 if not await self.lease.acquire(stop, limiter):
                     break
                 failures = 0
-                await self.lease.hold(partial(self._consume, stop, until_caught_up))
+                consume = partial(self._consume, stop, until_caught_up)
+                await self.lease.hold(partial(self.batches.committing_behind, consume))
                 break
             except PositionMovedError as error:
                 self._log.warning("position moved; starting again from it", error=str(error))
@@ -211,6 +213,8 @@ class Consumer:
                 await self._wait_paused(mark)
                 ahead = None
                 continue
+            if ahead is None:
+                await self.batches.settle()  # (its position is where to read from)
             batch = ahead if ahead is not None else await self._read(self.position)
             ahead = None
             if batch:
@@ -333,6 +337,7 @@ class Consumer:
     async def _recheck(self) -> None:
         """Told on the control channel that a command changed this consumer: confirm the lease
         (a fenced one raises ``LeaseLostError``) and the position."""
+        await self.batches.settle()
         await self.lease.renew()
         await self._check_pause(force=True)
         committed = await self._positions.load(self.name)

@@ -99,6 +99,10 @@ class Context:
             )
         return table
 
+    def touched(self) -> bool:
+        """Whether a handler of the batch took a read model's unit of work (``table``)."""
+        return bool(self._tables)
+
     def _global_position(self) -> int:
         position: int = self.message[4]  # (global_position, without the property's call)
         return position

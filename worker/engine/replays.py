@@ -54,6 +54,7 @@ class Replays:
         if not force and now - self._refreshed_at < self._refresh_interval:
             return
         self._refreshed_at = now
+        await self._batches.settle()  # what a batch committing behind parks counts
         self._cursor.parked = await dead_letters.parked_streams(self._pool, self.name)
         for stream, requested in list(self._cursor.parked.items()):
             if not requested:
@@ -77,6 +78,7 @@ class Replays:
         error, the stream's replay request is withdrawn, and ``ReplayFailedError`` says where
         and why.
         """
+        await self._batches.settle()
         done = 0
         for dead_letter_id, global_position in await dead_letters.parked_of_stream(
             self._pool, self.name, stream_name

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import asyncpg
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Generator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Generator
     from contextlib import AbstractAsyncContextManager
 
     from worker.store.types import Connection
@@ -29,9 +29,12 @@ class Transactions(Protocol):
 
     def statement(self) -> AbstractAsyncContextManager[Connection]: ...
 
-    def lazy(self) -> AbstractAsyncContextManager[Connection]:
+    def lazy(
+        self, *, after: Callable[[], Awaitable[None]] | None = None
+    ) -> AbstractAsyncContextManager[Connection]:
         """A transaction that begins with the connection's first statement: one nothing ran
-        in costs no round trip (``begun``). Ends as ``transaction()``'s."""
+        in costs no round trip (``begun``). Ends as ``transaction()``'s. ``after`` is awaited
+        before it begins (what must be committed before this transaction may read or write)."""
         ...
 
 
@@ -54,9 +57,11 @@ class PoolTransactions:
             yield conn
 
     @contextlib.asynccontextmanager
-    async def lazy(self) -> AsyncIterator[Connection]:
+    async def lazy(
+        self, *, after: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[Connection]:
         async with self.pool.acquire() as conn:
-            lazy = LazyTransaction(conn)
+            lazy = LazyTransaction(conn, after=after)
             try:
                 yield lazy  # type: ignore[misc]  # answers every call a Connection does
             except BaseException:
@@ -92,13 +97,17 @@ class LazyTransaction:
     A batch whose handlers run no SQL then costs neither ``BEGIN`` nor ``COMMIT``. Every
     statement method of the connection (``execute``, ``fetch``, ``copy_*``, ``prepare``, ...)
     begins it first; ``transaction()`` opens a savepoint inside it and ``cursor()`` iterates
-    inside it, as on a connection whose transaction had begun at once.
+    inside it, as on a connection whose transaction had begun at once. ``after``, when given,
+    is awaited before the transaction begins.
     """
 
-    __slots__ = ("_conn", "_transaction")
+    __slots__ = ("_after", "_conn", "_transaction")
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(
+        self, conn: Connection, *, after: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._conn = conn
+        self._after = after
         self._transaction: Any = None
 
     @property
@@ -112,6 +121,8 @@ class LazyTransaction:
         return self._transaction is not None
 
     async def begin(self) -> None:
+        if self._transaction is None and self._after is not None:
+            await self._after()  # (every caller waits for it: it may raise)
         if self._transaction is None:
             transaction = self._conn.transaction()
             self._transaction = transaction

@@ -17,7 +17,7 @@ from worker.engine.partitions import SerialConnection
 from worker.errors import InMemorySQLError
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
     from contextlib import AbstractAsyncContextManager
     from types import TracebackType
 
@@ -154,13 +154,20 @@ class MemoryTransactions:
     def statement(self) -> AbstractAsyncContextManager[Connection]:
         return self._unit("statements")
 
-    def lazy(self) -> AbstractAsyncContextManager[Connection]:
-        """A transaction (in memory, beginning costs nothing: it begins at once)."""
-        return self._unit("committed")
+    def lazy(
+        self, *, after: Callable[[], Awaitable[None]] | None = None
+    ) -> AbstractAsyncContextManager[Connection]:
+        """A transaction (in memory, beginning costs nothing: it begins at once, after
+        ``after``)."""
+        return self._unit("committed", after)
 
     @contextlib.asynccontextmanager
-    async def _unit(self, counter: str) -> AsyncIterator[Connection]:
+    async def _unit(
+        self, counter: str, after: Callable[[], Awaitable[None]] | None = None
+    ) -> AsyncIterator[Connection]:
         """A transaction or a statement on its own: either way, all of it or nothing."""
+        if after is not None:
+            await after()
         conn = MemoryConnection(self)
         try:
             # The engine types its connections as asyncpg's; this one answers the calls the

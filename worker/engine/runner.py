@@ -113,10 +113,12 @@ class Runner:
         slots = sum(len(s.slots()) for s in self.domain.subscribers)
         # A batch left idle in its transaction longer than a lease lasts belongs to a frozen
         # process: the server ends it, so its row locks never block the one that took over.
+        # Up to three connections a consumer: the batch being handled, the one committing
+        # behind it, the next one being read.
         pool = await create_pool(
             self.dsn,
             min_size=1,
-            max_size=2 * slots + 2,
+            max_size=3 * slots + 2,
             idle_in_transaction_timeout=self.settings.lease_ttl,
             read_model_schema=self.settings.read_model_schema,
         )

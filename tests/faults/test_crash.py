@@ -16,9 +16,11 @@ from tests.faults._support import (
     assert_exact,
     assert_receipts_consistent,
     assert_receipts_exact,
+    head,
     open_batches,
     position,
     tails,
+    wait_until,
     write_deposits,
 )
 
@@ -57,10 +59,19 @@ async def kill_at_random_moments(
     for kill in range(kills):
         worker = await workers.start()
         before = await position(monitor)
-        # Most kills wait for the consumer to be running; some land during start-up.
+        # Most kills land mid catch-up: a moment after the consumer's first commit (a catch-up
+        # is over in a fraction of a second); some land anywhere, start-up included.
         if rng.random() < 0.8:
             await worker.wait_logged("consumer started")
-        await anyio.sleep(rng.uniform(0.05, 0.5))
+
+            async def moved(since: int = before) -> bool:
+                at = await position(monitor)
+                return at > since or at == await head(monitor)
+
+            await wait_until(moved, 20, "the consumer's first commit", worker, interval=0.005)
+            await anyio.sleep(rng.uniform(0.0, 0.03))
+        else:
+            await anyio.sleep(rng.uniform(0.05, 0.5))
         assert worker.returncode is None, f"worker exited by itself (kill {kill})" + worker.tail()
         in_batch = await open_batches(monitor) > 0
         await worker.kill()

@@ -56,10 +56,23 @@ async def test_killed_rebuild_resumes_and_switches_exactly(
         await assert_folded(pool, fold)
         expected = (await read_summary(pool), await read_statuses(pool))
 
+        async def building() -> int:
+            """How far the generation being built has got (0 before its first commit)."""
+            position: int = await pool.fetchval(
+                "SELECT coalesce(max(position), 0) FROM worker.positions"
+                " WHERE consumer LIKE 'order_summary:order#g%'"
+            )
+            return position
+
         kills = 0
         for _ in range(6):
+            before = await building()
             process = await run(database_dsn, log, "rebuild", "order_summary")
-            await anyio.sleep(rng.uniform(0.6, 1.6))
+            # Killed mid-rebuild: once it has committed past where the last one stopped.
+            with anyio.fail_after(60):
+                while process.returncode is None and await building() <= before:
+                    await anyio.sleep(0.01)
+            await anyio.sleep(rng.uniform(0.0, 0.05))
             if process.returncode is not None:
                 break
             process.kill()

@@ -277,35 +277,54 @@ class Batches:
             await self._apply_behind(batch)
             return
         await self.settle()
+        await self._transact(batch)
+
+    async def _transact(
+        self, batch: Sequence[Message], tail: _Tail | None = None, earlier: _Tail | None = None
+    ) -> None:
+        """``apply``'s transaction; with ``tail``, one that commits behind: it begins after
+        ``earlier`` has committed, and once its handlers are done (and ``earlier`` committed)
+        ``tail.handled`` lets the consumer go on while it writes."""
         committing = False
+        wait_earlier = partial(_wait_for, earlier)
         try:
-            async with self._transactions.lazy() as conn:
+            after = None if tail is None else wait_earlier
+            async with self._transactions.lazy(after=after) as conn:
                 started = time.perf_counter()
                 ctx = self.context(conn, batch[0])
                 if self._concurrency is None:
-                    behind_parked = await self._handle_all(conn, ctx, batch)
+                    parked = await self._handle_all(conn, ctx, batch)
                 else:
-                    behind_parked = await self._handle_concurrently(
-                        conn, ctx, batch, self._concurrency
-                    )
-                if self._waits is not None:  # the next batch may be validated meanwhile
-                    self._waits.set()
+                    parked = await self._handle_concurrently(conn, ctx, batch, self._concurrency)
+                if tail is None:
+                    if self._waits is not None:  # the next batch may be validated meanwhile
+                        self._waits.set()
+                else:
+                    # (The next batch is not validated ahead meanwhile: its validation would
+                    # hold up the batch committing behind, which is what holds this one up.)
+                    await wait_earlier()
+                    if ctx.touched() or begun(conn):  # something to write: behind the next
+                        tail.behind = True
+                        tail.handled.set()
                 await self._flush(ctx, len(batch))
                 handled = time.perf_counter()
                 if not begun(conn):  # nothing to commit but the position: on its own, or later
                     committed = not self._may_wait()
                     if committed:
                         await self._commit_position(plain(conn), batch[-1].global_position)
-                    self._committed(batch, started, handled, behind_parked, committed=committed)
+                    self._committed(batch, started, handled, parked, committed=committed)
                     return
                 await self._commit_position(conn, batch[-1].global_position)
                 committing = True
         except Exception as error:
-            refused = _refused(error, committing, len(batch))
-            if refused is error:
+            if not committing or is_transient(error):
                 raise
-            raise refused from error
-        self._committed(batch, started, handled, behind_parked)
+            # COMMIT itself refused the batch (a deferred constraint a handler's writes
+            # broke): like a failed flush, which message did it is found one at a time.
+            if len(batch) == 1:
+                raise HandlerFailed(0, error) from error
+            raise FlushFailed(str(error)) from error
+        self._committed(batch, started, handled, parked)
 
     # -- committing behind -------------------------------------------------------------------
 
@@ -379,38 +398,10 @@ class Batches:
         self._tail = None  # done whole (it wrote nothing but its position)
 
     async def _run_behind(self, tail: _Tail, earlier: _Tail | None) -> None:
-        batch = tail.batch
-        committing = False
-        wait_earlier = partial(_wait_for, earlier)
         try:
-            async with self._transactions.lazy(after=wait_earlier) as conn:
-                started = time.perf_counter()
-                ctx = self.context(conn, batch[0])
-                if self._concurrency is None:
-                    behind_parked = await self._handle_all(conn, ctx, batch)
-                else:
-                    behind_parked = await self._handle_concurrently(
-                        conn, ctx, batch, self._concurrency
-                    )
-                # (The next batch is not validated ahead meanwhile: its validation would hold up
-                # the batch committing behind, which is what holds this one up.)
-                await wait_earlier()
-                if ctx.touched() or begun(conn):  # something to write: behind the next batch
-                    tail.behind = True
-                    tail.handled.set()
-                await self._flush(ctx, len(batch))
-                handled = time.perf_counter()
-                if not begun(conn):
-                    committed = not self._may_wait()
-                    if committed:
-                        await self._commit_position(plain(conn), batch[-1].global_position)
-                    self._committed(batch, started, handled, behind_parked, committed=committed)
-                    return
-                await self._commit_position(conn, batch[-1].global_position)
-                committing = True
-            self._committed(batch, started, handled, behind_parked)
+            await self._transact(tail.batch, tail, earlier)
         except Exception as error:
-            tail.error = _refused(error, committing, len(batch))
+            tail.error = error
         finally:
             tail.done.set()
             tail.handled.set()
@@ -659,12 +650,3 @@ async def _wait_for(earlier: _Tail | None) -> None:
             await earlier.done.wait()
         if earlier.error is not None:
             raise EarlierBatchFailed(earlier)
-
-
-def _refused(error: Exception, committing: bool, size: int) -> Exception:
-    """What a batch's failure is to ``process``: COMMIT itself refusing the batch (a deferred
-    constraint a handler's writes broke) is, like a failed flush, found one message at a
-    time; any other failure is itself."""
-    if not committing or is_transient(error):
-        return error
-    return HandlerFailed(0, error) if size == 1 else FlushFailed(str(error))

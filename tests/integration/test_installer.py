@@ -18,7 +18,7 @@ from tests.cli import as_user
 from tests.conftest import admin
 from worker import InstallError
 from worker.ops.settings import MessageDBSettings
-from worker.store.database import with_database
+from worker.store.database import database_name, with_database
 from worker.store.installer import install
 from worker.store.package import locate_package
 
@@ -59,7 +59,7 @@ async def test_install_is_idempotent(server_dsn: str, template_dsn: str) -> None
         assert await snapshot(dsn) == before
     finally:
         conn = await asyncpg.connect(server_dsn)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
+        await conn.execute(f'DROP DATABASE IF EXISTS "{database_name(dsn)}" WITH (FORCE)')
         await conn.close()
 
 

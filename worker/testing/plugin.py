@@ -29,7 +29,13 @@ import pytest
 
 from worker.engine.runner import Runner, RunResult
 from worker.engine.settings import EngineSettings
-from worker.store.database import create_pool, is_embedded, start_embedded, unavailable
+from worker.store.database import (
+    create_pool,
+    database_name,
+    is_embedded,
+    start_embedded,
+    unavailable,
+)
 from worker.store.database import with_database as database_of
 from worker.store.installer import install, quote_identifier
 from worker.store.message_store import MessageStore
@@ -136,7 +142,7 @@ def worker_template_dsn(worker_server_dsn: str) -> Iterator[str]:
 def worker_dsn(worker_server_dsn: str, worker_template_dsn: str) -> Iterator[str]:
     """A fresh database for this test, copied from the template; dropped afterwards."""
     name = f"{DATABASE_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:12]}"
-    template = quote_identifier(worker_template_dsn.rsplit("/", 1)[1])
+    template = quote_identifier(database_name(worker_template_dsn))
     anyio.run(admin, worker_server_dsn, f"CREATE DATABASE {name} TEMPLATE {template}")
     yield database_of(worker_server_dsn, name)
     anyio.run(admin, worker_server_dsn, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

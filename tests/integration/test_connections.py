@@ -39,8 +39,18 @@ async def conn(request: pytest.FixtureRequest, database_dsn: str) -> AsyncIterat
         await pool.close()
 
 
+def over_tcp(conn: Any) -> socket.socket:
+    """The connection's socket; skips the test on a Unix socket (the embedded server takes no
+    TCP connections), where there is no TCP to keep alive."""
+    sock: socket.socket = conn._transport.get_extra_info("socket")
+    if sock.family == socket.AF_UNIX:
+        pytest.skip("a Unix-socket connection (the embedded server's): no TCP keepalives")
+    return sock
+
+
 async def test_server_side_keepalives_are_set(conn: Any) -> None:
     """The server probes an idle connection and gives up on unacknowledged data."""
+    over_tcp(conn)
     assert await conn.fetchval(_SETTING, "tcp_keepalives_idle") == str(KEEPALIVE.idle)
     assert await conn.fetchval(_SETTING, "tcp_keepalives_interval") == str(KEEPALIVE.interval)
     assert await conn.fetchval(_SETTING, "tcp_keepalives_count") == str(KEEPALIVE.count)
@@ -49,7 +59,7 @@ async def test_server_side_keepalives_are_set(conn: Any) -> None:
 
 async def test_client_socket_has_keepalives(conn: Any) -> None:
     """The client's TCP socket probes an idle connection and gives up on unacknowledged data."""
-    sock = conn._transport.get_extra_info("socket")
+    sock = over_tcp(conn)
     assert sock.family in (socket.AF_INET, socket.AF_INET6)
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE.idle

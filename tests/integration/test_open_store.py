@@ -105,10 +105,9 @@ async def test_the_seeds_message_store_login_needs_grants_only_for_state_rows(
 ) -> None:
     """The role MessageDB's install creates (the seed's ``message_store`` user) holds every right
     an event-sourced application needs; state rows need the worker schema's grants on top."""
-    parts = urlsplit(database_dsn)
-    as_message_store = urlunsplit(
-        parts._replace(netloc=f"message_store@{parts.hostname}:{parts.port}")
-    )
+    parts = urlsplit(database_dsn)  # (a host and port, or the embedded server's socket folder)
+    where = parts.netloc.rpartition("@")[2]
+    as_message_store = urlunsplit(parts._replace(netloc=f"message_store@{where}"))
     try:
         await (await asyncpg.connect(as_message_store)).close()
     except asyncpg.InvalidAuthorizationSpecificationError as error:

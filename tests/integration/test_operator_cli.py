@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import pytest
@@ -215,7 +216,9 @@ async def test_status_watch_bad_input_is_one_line(
 
 async def test_config_shows_each_key_with_its_source_and_masks_secrets(database_dsn: str) -> None:
     """Environment over file over default; the password of the database URI never shows."""
-    dsn = database_dsn.replace("postgres@", "postgres:hunter2@", 1)
+    parts = urlsplit(database_dsn)  # (a host and port, or the embedded server's socket folder)
+    where = parts.netloc.rpartition("@")[2]
+    dsn = urlunsplit(parts._replace(netloc=f"{parts.username}:hunter2@{where}"))
     result = await worker(dsn, "config", "--json", config=TALLY_APP, WORKER_WORKER__BATCH_SIZE="7")
     assert result.code == 0, result
     assert "hunter2" not in result.stdout + result.stderr

@@ -54,7 +54,9 @@ async def test_terminated_backends_mid_batch_reconnect_and_finish_exactly(
     for n in range(TERMINATIONS):
         before = await position(monitor)
         await wait_until(in_batch, 20, f"a batch transaction (termination {n})", worker, interval=0)
-        assert await terminate_worker_backends(monitor) >= 2  # at least the pool's and the lease's
+        # The first round ends the lease's connection besides the pool's; the lease reconnects
+        # at its next heartbeat while batches go on, so a later round may find only the pool's.
+        assert await terminate_worker_backends(monitor) >= (2 if n == 0 else 1)
         await assert_consistent(monitor, worker)
 
         async def progressed(before: int = before) -> bool:

@@ -362,20 +362,18 @@ class Batches:
             await self._again(tail)
 
     async def _again(self, tail: _Tail) -> None:
-        """Apply again a batch whose commit behind failed (and the one it waited for first)."""
+        """Apply again a batch whose commit behind failed. (A batch goes behind only once the
+        one before it has committed, so its failure is its own.)"""
         error = tail.error
         assert error is not None
-        if isinstance(error, EarlierBatchFailed):
-            await self._again(error.tail)
-        elif not isinstance(error, FlushFailed | HandlerFailed) and not is_transient(error):
+        if not isinstance(error, FlushFailed | HandlerFailed) and not is_transient(error):
             raise error  # not the batch's doing (the lease, the position): as if it were ours
-        else:
-            self._log.warning(
-                "batch committing behind failed; applying it again",
-                error=str(error),
-                messages=len(tail.batch),
-                position=tail.batch[-1].global_position,
-            )
+        self._log.warning(
+            "batch committing behind failed; applying it again",
+            error=str(error),
+            messages=len(tail.batch),
+            position=tail.batch[-1].global_position,
+        )
         await self.process(tail.batch)
 
     async def _apply_behind(self, batch: Sequence[Message]) -> None:

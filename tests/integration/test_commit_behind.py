@@ -50,20 +50,30 @@ class Score(ReadModel):
 TABLE = physical(Score, 1)
 
 
-def scoring_domain(seen: list[int], reached: dict[int, anyio.Event] | None = None) -> Domain:
+def scoring_domain(
+    seen: list[int], reached: dict[int, anyio.Event] | None = None, *, reading: bool = False
+) -> Domain:
     """A projector that adds each event's points to its player's row (``seen``: the events it
-    was handed, in order; ``reached[n]`` is set when event ``n`` is handed to it)."""
+    was handed, in order; ``reached[n]`` is set when event ``n`` is handed to it). ``reading``:
+    it reads the row first, and reports any failure to read it as a ``LookupError`` of its own
+    (as handlers that wrap what they call do)."""
     domain = Domain("test")
     domain.register_event(Scored, category="score")
 
     @domain.projector(name="scores", stream_categories=["score"], read_models=[Score])
     class Scores:
         @on(Scored)
-        def scored(self, event: Scored, ctx: Context) -> None:
+        async def scored(self, event: Scored, ctx: Context) -> None:
             seen.append(event.n)
             if reached is not None and event.n in reached:
                 reached[event.n].set()
-            ctx.table(Score).add(event.player, points=Increment(event.points), events=Increment(1))
+            scores = ctx.table(Score)
+            if reading:
+                try:
+                    await scores.get(event.player)
+                except Exception as error:
+                    raise LookupError(f"no score for {event.player}") from error
+            scores.add(event.player, points=Increment(event.points), events=Increment(1))
 
     return domain
 
@@ -165,6 +175,31 @@ async def test_a_failed_commit_behind_applies_both_batches_again_exactly_once(
     # Batch 3 had been handled before batch 2's failure was known: it was handled again.
     third = range(2 * BATCH, 3 * BATCH)
     assert all(seen.count(n) == 2 for n in third if n not in parked)
+
+
+async def test_a_handler_wrapping_the_earlier_failure_does_not_get_its_message_parked(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Batch 3's handlers read their rows, so their first read waits for batch 2, whose commit
+    fails; the handler turns that into an error of its own. Batch 3 is applied again after
+    batch 2 (its messages are not blamed and parked): only batch 2's culprit and its stream's
+    later events are parked."""
+    seen: list[int] = []
+    await write(store, range(BATCH))
+    await run(scoring_domain(seen), database_dsn)
+    await pool.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT small CHECK (points < 1000)")
+
+    bad = BATCH + 3
+    await write(store, range(BATCH, 4 * BATCH), points={bad: 5000})
+    await run(scoring_domain(seen, reading=True), database_dsn)
+
+    parked = [n for n in range(bad, 4 * BATCH) if player(n) == player(bad)]
+    assert await scores(pool) == expected([n for n in range(4 * BATCH) if n not in parked])
+    rows = await pool.fetch(
+        "SELECT global_position, error_type FROM worker.dead_letters ORDER BY global_position"
+    )
+    assert [r["global_position"] for r in rows] == [n + 1 for n in parked]
+    assert [r["error_type"] for r in rows][:1] == ["CheckViolationError"]
 
 
 async def test_a_transient_failure_behind_retries_both_batches_and_ends_exact(

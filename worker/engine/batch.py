@@ -113,6 +113,7 @@ class _Tail:
     handled: anyio.Event = field(default_factory=anyio.Event)  # the consumer may go on
     done: anyio.Event = field(default_factory=anyio.Event)
     behind: bool = False  # its handlers are done and its writing goes on behind
+    ok: bool = False  # applied and committed
     error: Exception | None = None
 
 
@@ -393,13 +394,21 @@ class Batches:
             return
         if tail.error is not None:
             raise tail.error
+        if not tail.ok:  # its task ended otherwise (cancelled): the task group says how
+            await anyio.lowlevel.checkpoint()
+            raise RuntimeError(f"the batch ending at {batch[-1].global_position} was not applied")
         self._tail = None  # done whole (it wrote nothing but its position)
 
     async def _run_behind(self, tail: _Tail, earlier: _Tail | None) -> None:
         try:
             await self._transact(tail.batch, tail, earlier)
+            tail.ok = True
         except Exception as error:
             tail.error = error
+            if not tail.behind and earlier is not None and earlier.error is not None:
+                # Whatever a handler made of the failure it met (wrapped, or its own after
+                # swallowing it), this batch failed because the one before did.
+                tail.error = EarlierBatchFailed(earlier)
         finally:
             tail.done.set()
             tail.handled.set()
@@ -524,12 +533,16 @@ class Batches:
         shared = cast("Connection", SerialConnection(conn))
         stats, ready = self.cursor.stats, self._ready
 
+        tail = self._tail if self._tail is not None and not self._tail.done.is_set() else None
+
         async def handle(group: list[int]) -> None:
             view = ctx.partition(shared)
             current_context.set(view)  # this task's own: its logs name its message
             stats.in_flight += 1
             try:
-                for index in group:
+                for n, index in enumerate(group):
+                    if tail is not None and not n & _YIELD_EVERY:  # (as in ``_handle_all``)
+                        await anyio.lowlevel.checkpoint()
                     message = batch[index]
                     event = ready.pop(message[4], None) if ready else None
                     await _handle_one(routes[message[2]], message, index, view, event)
@@ -601,6 +614,7 @@ class Batches:
             bound.error("message parked", error=repr(error), attempts=attempt)
             return
         assert isinstance(decision, Stop)
+        await self.settle()  # the batch committing behind, if any, is applied before the stop
         bound.error(
             "consumer stopped: handler keeps failing and the failure action is 'stop'",
             error=repr(error),

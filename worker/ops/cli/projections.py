@@ -317,7 +317,7 @@ def _rebuild_one(application: App, subscriber: Subscriber, in_place: bool) -> No
             elapsed = max(anyio.current_time() - started, 1e-6)
             progress.update(task, completed=done, total=total, rate=round(done / elapsed))
 
-        pool = await application.pool(max_size=3 * len(subscriber.categories) + 2)
+        pool = await application.pool(max_size=3 * len(subscriber.slots()) + 2)
         try:
             return await rebuild(
                 application.dsn,

@@ -5,13 +5,23 @@ counted once."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from worker import BaseEvent, Context, Domain, Increment, MessageStore, ReadModel, Runner, on
+from worker import (
+    BaseEvent,
+    Context,
+    Domain,
+    Increment,
+    MessageStore,
+    NewMessage,
+    ReadModel,
+    Runner,
+    on,
+)
 from worker.ops.settings import WorkerSettings
 from worker.read.model import physical
 
@@ -51,7 +61,11 @@ TABLE = physical(Score, 1)
 
 
 def scoring_domain(
-    seen: list[int], reached: dict[int, anyio.Event] | None = None, *, reading: bool = False
+    seen: list[int],
+    reached: dict[int, anyio.Event] | None = None,
+    *,
+    reading: bool = False,
+    on_failure: Literal["park", "stop"] = "park",
 ) -> Domain:
     """A projector that adds each event's points to its player's row (``seen``: the events it
     was handed, in order; ``reached[n]`` is set when event ``n`` is handed to it). ``reading``:
@@ -60,7 +74,9 @@ def scoring_domain(
     domain = Domain("test")
     domain.register_event(Scored, category="score")
 
-    @domain.projector(name="scores", stream_categories=["score"], read_models=[Score])
+    @domain.projector(
+        name="scores", stream_categories=["score"], read_models=[Score], on_failure=on_failure
+    )
     class Scores:
         @on(Scored)
         async def scored(self, event: Scored, ctx: Context) -> None:
@@ -235,3 +251,23 @@ async def test_a_transient_failure_behind_retries_both_batches_and_ends_exact(
     again = [e for e in logs if e["event"] == "batch committing behind failed; applying it again"]
     assert len(again) == 1
     assert again[0]["position"] == 2 * BATCH and "could not serialize" in again[0]["error"]
+
+
+async def test_a_consumer_that_stops_first_commits_the_batch_behind_it(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """The first message of batch 3 is malformed and the failure action is 'stop': batch 2,
+    committing behind, is committed before the consumer halts at that message."""
+    seen: list[int] = []
+    await write(store, range(BATCH))
+    await run(scoring_domain(seen), database_dsn)
+    await write(store, range(BATCH, 2 * BATCH))
+    await store.write("score-p0", NewMessage("Scored", {"player": "p0", "n": "not a number"}))
+    await write(store, range(2 * BATCH + 1, 3 * BATCH))
+
+    with capture_logs() as logs:
+        await run(scoring_domain(seen, on_failure="stop"), database_dsn)
+
+    assert any(e["event"].startswith("consumer stopped") for e in logs)
+    assert await position(pool) == 2 * BATCH
+    assert await scores(pool) == expected(list(range(2 * BATCH)))

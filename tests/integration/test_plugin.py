@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from worker.store.database import stop_embedded
+
 PROJECT = Path(__file__).resolve().parents[1] / "fixtures" / "user_project"
 
 
@@ -24,14 +26,17 @@ def test_a_project_outside_this_repository_uses_the_fixtures(tmp_path: Path) -> 
     project = tmp_path / "project"
     shutil.copytree(PROJECT, project)
     assert not list(project.glob("conftest.py"))
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project)],
-        cwd=project,
-        env={**os.environ, "PYTHONPATH": str(project)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project)],
+            cwd=project,
+            env={**os.environ, "PYTHONPATH": str(project)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:  # with no server named, the project's run started an embedded one of its own
+        stop_embedded(project / ".worker" / "test-postgres")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 passed" in result.stdout, result.stdout

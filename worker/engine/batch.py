@@ -116,6 +116,11 @@ class _Tail:
     ok: bool = False  # applied and committed
     error: Exception | None = None
 
+    async def finished(self) -> None:
+        """Wait until its task has ended (a set event's ``wait`` would still yield)."""
+        if not self.done.is_set():
+            await self.done.wait()
+
 
 class EarlierBatchFailed(Exception):
     """The batch committing behind this one failed: this one wrote nothing, and is applied
@@ -356,8 +361,7 @@ class Batches:
         tail = self._tail
         if tail is None:
             return
-        if not tail.done.is_set():
-            await tail.done.wait()
+        await tail.finished()
         self._tail = None
         if tail.error is not None:
             await self._again(tail)
@@ -398,6 +402,10 @@ class Batches:
             await anyio.lowlevel.checkpoint()
             raise RuntimeError(f"the batch ending at {batch[-1].global_position} was not applied")
         self._tail = None  # done whole (it wrote nothing but its position)
+
+    def _committing(self) -> bool:
+        """Whether the batch before is still committing behind this one."""
+        return self._tail is not None and not self._tail.done.is_set()
 
     async def _run_behind(self, tail: _Tail, earlier: _Tail | None) -> None:
         try:
@@ -473,7 +481,7 @@ class Batches:
         token = current_context.set(ctx)  # logs made by handlers name the message
         routes, parked, ready = self.routes, self.cursor.parked, self._ready
         # While the batch before commits behind, the loop lets it go on every so often.
-        yielding = self._tail is not None and not self._tail.done.is_set()
+        yielding = self._committing()
         behind = 0
         try:
             for index, message in enumerate(batch):
@@ -533,7 +541,7 @@ class Batches:
         shared = cast("Connection", SerialConnection(conn))
         stats, ready = self.cursor.stats, self._ready
 
-        tail = self._tail if self._tail is not None and not self._tail.done.is_set() else None
+        yielding = self._committing()
 
         async def handle(group: list[int]) -> None:
             view = ctx.partition(shared)
@@ -541,7 +549,7 @@ class Batches:
             stats.in_flight += 1
             try:
                 for n, index in enumerate(group):
-                    if tail is not None and not n & _YIELD_EVERY:  # (as in ``_handle_all``)
+                    if yielding and not n & _YIELD_EVERY:  # (as in ``_handle_all``)
                         await anyio.lowlevel.checkpoint()
                     message = batch[index]
                     event = ready.pop(message[4], None) if ready else None
@@ -658,7 +666,6 @@ async def _handle_one(
 async def _wait_for(earlier: _Tail | None) -> None:
     """Wait for the batch committing behind; raise ``EarlierBatchFailed`` if it failed."""
     if earlier is not None:
-        if not earlier.done.is_set():  # (a set event's wait still yields: not on this path)
-            await earlier.done.wait()
+        await earlier.finished()
         if earlier.error is not None:
             raise EarlierBatchFailed(earlier)

@@ -215,8 +215,9 @@ class Consumer:
                 continue
             if ahead is None:
                 await self.batches.settle()  # (its position is where to read from)
-            batch = ahead if ahead is not None else await self._read(self.position)
-            ahead = None
+                batch = await self._read(self.position)
+            else:
+                batch, ahead = ahead, None
             if batch:
                 quiet = 0
                 self.head = None

@@ -66,11 +66,13 @@ def scoring_domain(
     *,
     reading: bool = False,
     on_failure: Literal["park", "stop"] = "park",
+    reads: list[tuple[int, int]] | None = None,
 ) -> Domain:
     """A projector that adds each event's points to its player's row (``seen``: the events it
     was handed, in order; ``reached[n]`` is set when event ``n`` is handed to it). ``reading``:
     it reads the row first, and reports any failure to read it as a ``LookupError`` of its own
-    (as handlers that wrap what they call do)."""
+    (as handlers that wrap what they call do); ``reads`` gets (event, the row's ``events`` as
+    it read them)."""
     domain = Domain("test")
     domain.register_event(Scored, category="score")
 
@@ -86,9 +88,11 @@ def scoring_domain(
             scores = ctx.table(Score)
             if reading:
                 try:
-                    await scores.get(event.player)
+                    row = await scores.get(event.player)
                 except Exception as error:
                     raise LookupError(f"no score for {event.player}") from error
+                if reads is not None:
+                    reads.append((event.n, 0 if row is None else row.events))
             scores.add(event.player, points=Increment(event.points), events=Increment(1))
 
     return domain
@@ -161,6 +165,38 @@ async def test_the_next_batch_is_handled_while_the_one_before_commits(
     assert await position(pool) == 4 * BATCH
     assert await scores(pool) == expected(list(range(4 * BATCH)))
     assert seen == list(range(4 * BATCH))  # nothing handled twice: nothing failed
+
+
+async def test_a_read_in_the_next_batch_sees_the_batch_before_committed(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Batch 2 is held up by a row lock while batch 3's handlers read their rows: each read
+    waits for batch 2's commit and sees every earlier event of its player."""
+    seen: list[int] = []
+    await write(store, range(BATCH))
+    await run(scoring_domain(seen), database_dsn)
+    await write(store, range(BATCH, 3 * BATCH))
+    reached = {2 * BATCH: anyio.Event()}
+    reads: list[tuple[int, int]] = []
+    locker = await pool.acquire()
+    try:
+        transaction = locker.transaction()
+        await transaction.start()
+        await locker.execute(f"SELECT * FROM {TABLE} WHERE player = 'p0' FOR UPDATE")
+        domain = scoring_domain(seen, reached, reading=True, reads=reads)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, domain, database_dsn)
+            with anyio.fail_after(10):
+                await reached[2 * BATCH].wait()
+            await anyio.sleep(0.2)
+            await transaction.rollback()
+    finally:
+        await pool.release(locker)
+
+    assert [n for n, _ in reads] == list(range(BATCH, 3 * BATCH))
+    for n, events in reads:
+        assert events == sum(1 for m in range(n) if player(m) == player(n)), n
+    assert await scores(pool) == expected(list(range(3 * BATCH)))
 
 
 async def test_a_failed_commit_behind_applies_both_batches_again_exactly_once(

@@ -18,6 +18,7 @@ from worker.engine.positions import PostgresPositionStore
 from worker.engine.wakeups import Waker
 from worker.errors import LeaseLostError
 from worker.ops.settings import WorkerSettings
+from worker.store.database import connect
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -714,3 +715,30 @@ async def test_the_worker_sets_its_garbage_collector_from_the_settings(
     finally:
         gc.set_threshold(*before)
     assert await ledger(pool) == {"a0": [0, 1, 2]}
+
+
+async def test_a_run_closes_every_connection_it_opened(
+    store: MessageStore, database_dsn: str
+) -> None:
+    """The pool's connections and each consumer's lease connection (opened ahead, while the
+    schema is checked) are closed when a run ends, a halted consumer's included."""
+    domain = ledger_domain(
+        lambda e: e.account == "a1" and e.n == 2, on_failure="stop", group_size=2
+    )
+    await deposit(store, accounts=4, per_account=5)
+    monitor = await connect(database_dsn)
+    others = "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> $1"
+    try:
+        before = {row["pid"] for row in await monitor.fetch(others, monitor.get_server_pid())}
+        runner = await catch_up(domain, database_dsn)
+        assert len(runner.result.stopped) == 1  # the member that met a1's third deposit
+        left: set[int] = set()
+        for _ in range(50):  # a backend leaves the activity view as its process exits
+            now = {row["pid"] for row in await monitor.fetch(others, monitor.get_server_pid())}
+            left = now - before
+            if not left:
+                break
+            await anyio.sleep(0.1)
+        assert not left, f"{len(left)} connection(s) of the run still open"
+    finally:
+        await monitor.close()

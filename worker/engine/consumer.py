@@ -88,6 +88,7 @@ class Consumer:
         self.cursor = Cursor(generation=generation or 1)
         self.refill_to: int | None = None  # set while an in-place rebuild refills the tables
         self.head: int | None = None  # the category head, when the position is beyond it
+        self._head_checked = False  # whether the position is known not to be beyond the head
         self.pausable = pausable and generation is None  # rebuilds replay regardless
         self.paused = False  # an operator paused it (`worker pause`)
         self._pause = pauses.Switch(pool, self.name, options.refresh_interval)
@@ -149,6 +150,10 @@ class Consumer:
         """Messages this process parked."""
         return self.cursor.parked_count
 
+    async def close(self) -> None:
+        """Close what ``run`` left open (the lease's connection), giving the lease up."""
+        await self.lease.close()
+
     async def replay(self, stream_name: str) -> int:
         """Re-dispatch a stream's parked messages in order (under this consumer's lease)."""
         return await self.replays.replay(stream_name)
@@ -163,7 +168,10 @@ class Consumer:
         limiter: anyio.CapacityLimiter | None = None,
     ) -> None:
         """Hold the lease and consume until ``stop`` (or caught up, or the consumer stops);
-        ``limiter`` caps the consumer-group slots this process holds (see ``Lease.acquire``)."""
+        ``limiter`` caps the consumer-group slots this process holds (see ``Lease.acquire``).
+
+        The lease is given up at the end, its connection left open for ``close`` (the runner
+        closes every consumer's together with the pool)."""
         failures = 0
         while not stop.is_set():
             self.state = ConsumerState.WAITING
@@ -182,6 +190,7 @@ class Consumer:
                 self.state = ConsumerState.STOPPED
                 with contextlib.suppress(Exception):
                     await self.lease.report(ConsumerState.STOPPED)
+                await self.lease.close()  # halted until the process ends: nothing to keep
                 return
             except Exception as error:
                 if not is_transient(error):
@@ -194,7 +203,7 @@ class Consumer:
                 with anyio.move_on_after(delay):
                     await stop.wait()
             finally:
-                await self.lease.release()
+                await self.lease.release(close=False)
         if self.state != ConsumerState.STOPPED and not self.paused:
             self.state = ConsumerState.DONE
 
@@ -220,7 +229,7 @@ class Consumer:
                 batch, ahead = ahead, None
             if batch:
                 quiet = 0
-                self.head = None
+                self.head, self._head_checked = None, True  # (a message at or past the position)
                 if len(batch) == self.options.batch_size:
                     ahead = await self.batches.process_reading_ahead(batch, self._read)
                     continue
@@ -266,18 +275,20 @@ class Consumer:
 
     async def _start(self) -> None:
         """Load the position (and what an operator set beside it) under a fresh lease."""
-        if self._fixed_generation is None:
+        stored = await self._pool.fetchrow(q.LOAD_CURSOR, self.name)
+        if stored is None and self._fixed_generation is None:
             await self._seed()
+            stored = await self._pool.fetchrow(q.LOAD_CURSOR, self.name)
+        position, high_water, self.refill_to = stored or (0, 0, None)
         cursor = self.cursor
-        cursor.position = cursor.committed = await self._positions.load(self.name)
+        cursor.position = cursor.committed = position or 0
         cursor.committed_at = time.monotonic()
-        cursor.high_water = await self._positions.high_water(self.name)
-        self.refill_to = await self._pool.fetchval(q.LOAD_REFILL, self.name)
+        cursor.high_water = high_water or 0
         if self._fixed_generation is None and self.subscriber.read_models:
             found = await generations.state(self._pool, self.subscriber.name)
             cursor.generation = found[0] if found else 1
         await self.replays.refresh(force=True)
-        await self._check_head()
+        self._head_checked = False  # (at the first catch-up that read nothing: see _caught_up)
         await self._check_pause(force=True)
         self.state = (
             ConsumerState.PAUSED
@@ -331,8 +342,11 @@ class Consumer:
             self._log.info("rebuild in place caught up", position=self.position)
             self.refill_to = None
             await self.lease.report(ConsumerState.RUNNING)
-        if self.head is not None:
+        if self.head is not None or not self._head_checked:
+            # A position beyond the head (set by an operator) reads nothing: looked at when the
+            # consumer catches up without having read a message since it started.
             await self._check_head()
+            self._head_checked = True
         self.state = ConsumerState.AHEAD if self.head is not None else ConsumerState.CAUGHT_UP
 
     async def _recheck(self) -> None:

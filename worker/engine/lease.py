@@ -84,6 +84,14 @@ class Lease:
             self._conn = await connect(self._dsn)
         return self._conn
 
+    async def open(self) -> None:
+        """Open the lease's connection ahead of ``acquire`` (while other start-up work goes
+        on); a failure is left for ``acquire`` to meet and report."""
+        try:
+            await self._connection()
+        except Exception as error:
+            log.debug("lease connection not opened ahead", consumer=self.consumer, error=str(error))
+
     async def try_acquire(self, *, keep_connection: bool = False) -> bool:
         """Take the lease if it is free or has expired; True on success.
 
@@ -237,14 +245,16 @@ class Lease:
         conn = await self._connection()
         await conn.execute(q.REPORT_STATE, self.consumer, state)
 
-    async def release(self) -> None:
-        """Give the lease up (if still ours), and its limiter token, and close its connection."""
+    async def release(self, *, close: bool = True) -> None:
+        """Give the lease up (if still ours), and its limiter token, and close its connection
+        (unless ``close`` is false: it is kept for the next ``acquire``, and ``close`` ends it)."""
         limiter, self._limiter = self._limiter, None
         if limiter is not None:
             limiter.release()
         acquired, self._acquired = self._acquired, False
-        conn, self._conn = self._conn, None
+        conn = self._conn
         if conn is None or conn.is_closed():
+            self._conn = None
             return
         with anyio.move_on_after(2, shield=True):
             try:
@@ -252,5 +262,12 @@ class Lease:
                     await conn.execute(q.RELEASE_LEASE, self.consumer, self.epoch)
             except Exception as error:  # the lease runs out on its own in any case
                 log.debug("lease release failed", consumer=self.consumer, error=str(error))
+                close = True
             finally:
-                await conn.close()
+                if close:
+                    self._conn = None
+                    await conn.close()
+
+    async def close(self) -> None:
+        """Release the lease if it is still ours, and close its connection."""
+        await self.release(close=True)

@@ -7,6 +7,10 @@ from typing import LiteralString
 
 LOAD_POSITION: LiteralString = "SELECT position FROM worker.positions WHERE consumer = $1"
 LOAD_HIGH_WATER: LiteralString = "SELECT high_water FROM worker.positions WHERE consumer = $1"
+# What a consumer starts from: its position, high-water mark and an in-place rebuild's end.
+LOAD_CURSOR: LiteralString = (
+    "SELECT position, high_water, refill_to FROM worker.positions WHERE consumer = $1"
+)
 
 # Commits a consumer's position only while its lease epoch is current and only from the
 # position the batch started at ($4): a batch whose commit went through although the client saw
@@ -127,7 +131,6 @@ WHERE consumer = $1 AND stream_name = $2 ORDER BY global_position
 
 DELETE_DEAD_LETTER: LiteralString = "DELETE FROM worker.dead_letters WHERE id = $1"
 
-LOAD_REFILL: LiteralString = "SELECT refill_to FROM worker.positions WHERE consumer = $1"
 # An in-place rebuild refills up to the category's head as it is when the tables are emptied.
 START_REFILL: LiteralString = """
 UPDATE worker.positions SET refill_to = coalesce((

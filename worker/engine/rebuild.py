@@ -64,16 +64,22 @@ async def run_consumers(
     """Run consumers until each is caught up, reporting (done, total) as they go."""
     stop = stop or anyio.Event()
     total = sum(heads[c.category] for c in consumers)  # group members each go to the head
-    async with anyio.create_task_group() as tg:
-        for consumer in consumers:
-            tg.start_soon(partial(consumer.run, stop, until_caught_up=True))
-        if on_progress is not None:
-            while any(
-                c.state not in (ConsumerState.DONE, ConsumerState.STOPPED) for c in consumers
-            ):
-                on_progress(sum(min(c.position, heads[c.category]) for c in consumers), total)
-                await anyio.sleep(0.2)
-            on_progress(total, total)
+    try:
+        async with anyio.create_task_group() as tg:
+            for consumer in consumers:
+                tg.start_soon(partial(consumer.run, stop, until_caught_up=True))
+            if on_progress is not None:
+                while any(
+                    c.state not in (ConsumerState.DONE, ConsumerState.STOPPED) for c in consumers
+                ):
+                    on_progress(sum(min(c.position, heads[c.category]) for c in consumers), total)
+                    await anyio.sleep(0.2)
+                on_progress(total, total)
+    finally:
+        with anyio.move_on_after(5, shield=True):
+            async with anyio.create_task_group() as tg:
+                for consumer in consumers:
+                    tg.start_soon(consumer.close)
     stopped = [c.name for c in consumers if c.state == ConsumerState.STOPPED]
     if stopped:
         raise WorkerError(f"rebuild halted: consumers stopped on failure: {', '.join(stopped)}")

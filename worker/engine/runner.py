@@ -2,7 +2,7 @@
 
 Shutdown order: stop reading (stop event), let each batch in flight finish within
 ``shutdown_deadline`` (then cancel it: its transaction rolls back, nothing is lost), release
-leases, close the pool. A second signal cancels at once.
+leases, close their connections and the pool. A second signal cancels at once.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class Runner:
         try:
             store = MessageStore(pool)
             self.result.consumers = self._consumers(pool, store)
-            due = await self._prepare(pool)
+            due = await self._prepare_opening_leases(pool)
             async with anyio.create_task_group() as outer:
                 if handle_signals:
                     outer.start_soon(self._watch_signals, outer.cancel_scope)
@@ -146,7 +146,10 @@ class Runner:
                 outer.cancel_scope.cancel()
         finally:
             with anyio.move_on_after(5, shield=True):
-                await pool.close()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(pool.close)
+                    for consumer in self.result.consumers:
+                        tg.start_soon(consumer.close)
         return self.result
 
     def _start(
@@ -172,10 +175,28 @@ class Runner:
                     reason=reason.reason,
                 )
                 self.result.needs_rebuild.append(name)
+                for consumer in held:  # (their lease connections, opened ahead)
+                    tg.start_soon(consumer.close)
         for consumer in self.result.consumers:
             if consumer.subscriber.name in due and due[consumer.subscriber.name].blocking:
                 continue
             tg.start_soon(self._run_consumer, consumer, until_caught_up)
+
+    async def _prepare_opening_leases(self, pool: Any) -> dict[str, RebuildDue]:
+        """``_prepare``, while each consumer's lease connection opens."""
+        due: dict[str, RebuildDue] = {}
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            for consumer in self.result.consumers:
+                tg.start_soon(consumer.lease.open)
+            try:
+                due = await self._prepare(pool)
+            except Exception as error:  # raised as itself after the group, never in a group
+                failure = error
+                tg.cancel_scope.cancel()
+        if failure is not None:
+            raise failure
+        return due
 
     async def _prepare(self, pool: Any) -> dict[str, RebuildDue]:
         """Check the schema; make or find the read-model tables and each subscriber's

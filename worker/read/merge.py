@@ -78,15 +78,14 @@ def merge(state: Pending, changes: dict[str, Any]) -> None:
     """Fold changes into a patch: a set after an increment wins; an increment after a set adds."""
     sets, increments = state.sets, state.increments
     for name, value in changes.items():
-        if type(value) is Increment:
-            if name in sets:
-                sets[name] = sets[name] + value.by
-            else:
-                increments[name] = increments.get(name, 0) + value.by
-        else:
+        if type(value) is not Increment:
+            sets[name] = value
             if name in increments:
                 del increments[name]
-            sets[name] = value
+        elif name in sets:
+            sets[name] = sets[name] + value.by
+        else:
+            increments[name] = increments.get(name, 0) + value.by
 
 
 def patch_changes(state: Pending) -> dict[str, Any]:

@@ -81,13 +81,29 @@ class Table:
         """Insert or replace a whole row."""
         if not isinstance(row, self.model):
             raise TypeError(f"put expects a {self.model.__qualname__}, got {type(row).__name__}")
-        self._change(row.key(), "put", row)
+        key = row.key()
+        if key not in self._rows and not self.exact:  # (as ``step`` would make it)
+            self._rows[key] = Pending(row=row, position=self._position())
+            return
+        self._change(key, "put", row)
 
     def update(self, key: Any, **changes: Any) -> None:
         """Change some columns of an existing row (no effect when the row does not exist)."""
         if not changes.keys() <= self._column_names:  # (inline: a projector's hot path)
             self._check(changes)
-        self._change(key, "update", changes)
+        state = self._rows.get(key)
+        if state is None or state.ops is not None or self.exact or state.absent:
+            self._change(key, "update", changes)
+            return
+        # The hot path, as ``_change`` would take it: a key the batch already changes, a whole
+        # row (changed in memory) or a patch (which this one extends).
+        if state.row is not None:
+            apply(state.row, changes)
+        else:
+            merge(state, changes)
+        position = self._position()
+        if position > state.position:  # (concurrent partitions: out of order)
+            state.position = position
 
     def add(self, key: Any, **changes: Any) -> None:
         """Like ``update``, but creates the row (other columns at their defaults) if missing."""

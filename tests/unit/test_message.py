@@ -20,6 +20,15 @@ def test_a_message_time_is_read_from_iso_text_as_utc() -> None:
     assert utc_time("2025-01-01 00:05:00").utcoffset() is not None
 
 
+def test_each_message_reads_its_own_time_when_times_repeat_and_alternate() -> None:
+    """The last time parsed is kept for the next message of the same write (same text)."""
+    texts = ["2025-01-01 00:05:00.5", "2025-01-01 00:05:00.5", "2025-01-02 07:00:00"] * 2
+    rows = [Row(("i", "thing-1", "Made", n, n, "{}", None, t)) for n, t in enumerate(texts)]
+    assert [row.time for row in rows] == [utc_time(t) for t in texts]
+    assert rows[2].time == datetime(2025, 1, 2, 7, tzinfo=UTC)
+    assert rows[0].time == datetime(2025, 1, 1, 0, 5, 0, 500000, UTC)
+
+
 def test_a_time_in_another_date_style_says_what_to_set() -> None:
     with pytest.raises(ValueError, match="DateStyle must be ISO"):
         utc_time("01/01/2025 00:05:00 UTC")

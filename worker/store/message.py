@@ -90,7 +90,12 @@ class MessageFields:
         """
         value: datetime | str = self[7]
         if type(value) is str:
-            return utc_time(value)
+            # Messages written in one transaction share their time (MessageDB's ``now()``), and
+            # a batch reads them one after another: the last time parsed is kept.
+            last = _last_time
+            if value == last[0]:
+                return last[1]
+            return _parse_time(value)
         assert isinstance(value, datetime)  # the in-memory stand-in's
         return value
 
@@ -101,6 +106,16 @@ class MessageFields:
 
     def __repr__(self: _Message) -> str:
         return f"<Message {self.stream_name}@{self.position} #{self.global_position} {self.type}>"
+
+
+_last_time: tuple[str, datetime] = ("", datetime.min)
+
+
+def _parse_time(text: str) -> datetime:
+    global _last_time  # (one pair, replaced whole: safe across threads)
+    parsed = utc_time(text)
+    _last_time = (text, parsed)
+    return parsed
 
 
 def utc_time(text: str) -> datetime:

@@ -183,12 +183,14 @@ class Runner:
             tg.start_soon(self._run_consumer, consumer, until_caught_up)
 
     async def _prepare_opening_leases(self, pool: Any) -> dict[str, RebuildDue]:
-        """``_prepare``, while each consumer's lease connection opens."""
+        """``_prepare``, while each consumer's lease connection opens, and the pool's second
+        connection (a consumer that catches up reads its next batch ahead on another one)."""
         due: dict[str, RebuildDue] = {}
         failure: Exception | None = None
         async with anyio.create_task_group() as tg:
             for consumer in self.result.consumers:
                 tg.start_soon(consumer.lease.open)
+            tg.start_soon(_open_another, pool)
             try:
                 due = await self._prepare(pool)
             except Exception as error:  # raised as itself after the group, never in a group
@@ -299,3 +301,13 @@ class Runner:
                     positions={c.name: c.position for c in self.result.consumers},
                 )
             last = {c.name: c.processed for c in self.result.consumers}
+
+
+async def _open_another(pool: Any) -> None:
+    """Have the pool open a connection beside the one in use (best effort: a failure is met
+    again, and reported, when a consumer needs it)."""
+    try:
+        async with pool.acquire():
+            pass
+    except Exception as error:
+        log.debug("pool connection not opened ahead", error=str(error))

@@ -108,7 +108,7 @@ class MessageFields:
         return f"<Message {self.stream_name}@{self.position} #{self.global_position} {self.type}>"
 
 
-_last_time: tuple[str, datetime] = ("", datetime.min)
+_last_time: tuple[str | None, datetime] = (None, datetime.min)  # (no text is None)
 
 
 def _parse_time(text: str) -> datetime:

@@ -601,6 +601,27 @@ async def test_replicas_share_a_group_one_slot_each(
     assert await ledger(pool) == {f"a{a}": list(range(4)) for a in range(10)}
 
 
+async def test_a_slot_its_cap_keeps_waiting_holds_no_connection(
+    store: MessageStore, database_dsn: str
+) -> None:
+    """One worker capped at one slot of a group of 2: while one member runs, the other waits
+    for the cap without a lease connection (lease connections open ahead only for slots that
+    may take their lease at once)."""
+    await deposit(store, accounts=4, per_account=2)
+    runner = Runner(
+        ledger_domain(group_size=2), database_dsn, FAST.model_copy(update={"max_group_slots": 1})
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: runner.run(handle_signals=False))
+        with anyio.fail_after(20):
+            while not any(c.state == "caught_up" for c in runner.result.consumers):
+                await anyio.sleep(0.02)
+        (waiting,) = [c for c in runner.result.consumers if c.state != "caught_up"]
+        assert waiting.state == "waiting" and not waiting.lease.held
+        assert waiting.lease._conn is None, "the capped slot opened a lease connection"
+        runner.request_stop()
+
+
 async def test_a_batch_committed_once_cannot_commit_again(
     pool: asyncpg.Pool[Any], database_dsn: str
 ) -> None:

@@ -183,13 +183,16 @@ class Runner:
             tg.start_soon(self._run_consumer, consumer, until_caught_up)
 
     async def _prepare_opening_leases(self, pool: Any) -> dict[str, RebuildDue]:
-        """``_prepare``, while each consumer's lease connection opens, and the pool's second
-        connection (a consumer that catches up reads its next batch ahead on another one)."""
+        """``_prepare``, while each consumer's lease connection opens (but those of group slots
+        capped by ``max_group_slots``, which open theirs when they may take their lease), and the
+        pool's second connection (a consumer that catches up reads its next batch ahead on
+        another one)."""
         due: dict[str, RebuildDue] = {}
         failure: Exception | None = None
         async with anyio.create_task_group() as tg:
             for consumer in self.result.consumers:
-                tg.start_soon(consumer.lease.open)
+                if self._limiter(consumer) is None:  # (a capped group slot may wait for long)
+                    tg.start_soon(consumer.lease.open)
             tg.start_soon(_open_another, pool)
             try:
                 due = await self._prepare(pool)

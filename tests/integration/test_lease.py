@@ -103,3 +103,21 @@ async def test_an_expired_lease_is_taken_over_with_a_new_epoch(database_dsn: str
     finally:
         await first.release()
         await second.release()
+
+
+async def test_a_release_the_server_does_not_answer_in_time_drops_its_connection(
+    pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """Someone holds the lease row while the holder gives its lease up: after two seconds the
+    release gives up too and the connection, left mid-statement, is not kept for the next
+    acquire, which opens a new one and takes the lease."""
+    lease = Lease(database_dsn, "c:slow")
+    assert await lease.try_acquire()
+    async with pool.acquire() as blocker, blocker.transaction():
+        await blocker.execute("SELECT 1 FROM worker.leases WHERE consumer = 'c:slow' FOR UPDATE")
+        started = anyio.current_time()
+        await lease.release(close=False)
+        assert anyio.current_time() - started >= 1.9
+        assert lease._conn is None, "a connection left mid-statement was kept"
+    assert await lease.try_acquire()
+    await lease.close()

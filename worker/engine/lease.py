@@ -256,7 +256,7 @@ class Lease:
         if conn is None or conn.is_closed():
             self._conn = None
             return
-        with anyio.move_on_after(2, shield=True):
+        with anyio.move_on_after(2, shield=True) as scope:
             try:
                 if acquired or self.lost is not None:
                     await conn.execute(q.RELEASE_LEASE, self.consumer, self.epoch)
@@ -267,6 +267,11 @@ class Lease:
                 if close:
                     self._conn = None
                     await conn.close()
+        if scope.cancelled_caught:  # the server did not answer in time: the connection is done
+            if self._conn is conn:
+                self._conn = None
+            if not conn.is_closed():
+                conn.terminate()
 
     async def close(self) -> None:
         """Release the lease if it is still ours, and close its connection."""

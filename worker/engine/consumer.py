@@ -34,6 +34,8 @@ from worker.store import backoff
 from worker.store.transactions import PoolTransactions
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Iterable
+
     import asyncpg
 
     from worker.engine.positions import PositionStore
@@ -57,6 +59,17 @@ class ConsumerOptions:
     lease_ttl: float = DEFAULT_TTL
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     position_interval: float = 1.0  # see ``Batches``: how long a position may wait
+
+
+async def close_all(
+    consumers: Iterable[Consumer], *others: Callable[[], Coroutine[Any, Any, Any]]
+) -> None:
+    """Close what the consumers' runs left open, and ``others`` (a pool's ``close``), side by
+    side; shielded, and given up after five seconds."""
+    with anyio.move_on_after(5, shield=True):
+        async with anyio.create_task_group() as tg:
+            for closing in (*others, *(consumer.close for consumer in consumers)):
+                tg.start_soon(closing)
 
 
 class Consumer:

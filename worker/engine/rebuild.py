@@ -18,6 +18,7 @@ import anyio
 import structlog
 
 from worker.engine import queries as q
+from worker.engine.consumer import close_all
 from worker.engine.factory import build_consumer
 from worker.engine.state import ConsumerState
 from worker.errors import PrivilegeError, UsageError, WorkerError
@@ -76,10 +77,7 @@ async def run_consumers(
                     await anyio.sleep(0.2)
                 on_progress(total, total)
     finally:
-        with anyio.move_on_after(5, shield=True):
-            async with anyio.create_task_group() as tg:
-                for consumer in consumers:
-                    tg.start_soon(consumer.close)
+        await close_all(consumers)
     stopped = [c.name for c in consumers if c.state == ConsumerState.STOPPED]
     if stopped:
         raise WorkerError(f"rebuild halted: consumers stopped on failure: {', '.join(stopped)}")

@@ -16,6 +16,7 @@ import anyio
 import structlog
 
 from worker.engine import setup
+from worker.engine.consumer import close_all
 from worker.engine.factory import build_consumer
 from worker.engine.rebuild import rebuild
 from worker.engine.state import ConsumerState
@@ -145,11 +146,7 @@ class Runner:
                 self._notify("STOPPING=1")
                 outer.cancel_scope.cancel()
         finally:
-            with anyio.move_on_after(5, shield=True):
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(pool.close)
-                    for consumer in self.result.consumers:
-                        tg.start_soon(consumer.close)
+            await close_all(self.result.consumers, pool.close)
         return self.result
 
     def _start(

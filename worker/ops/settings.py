@@ -42,6 +42,20 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = Path("domain.toml")
 CONFIG_ENV = "WORKER_CONFIG"
+ENV_PREFIX = "WORKER_"
+
+# The WORKER_* variables the project reads that are not settings: which config file to load,
+# the test suite's switches (tests/deploy, tests/interop) and the image scripts' (deploy/).
+# Any other WORKER_* variable that is not a setting is refused (see ``check_environment``).
+OTHER_VARIABLES = frozenset(
+    {
+        CONFIG_ENV,
+        "WORKER_DEPLOY_CHECKS",
+        "WORKER_PROTEAN_CHECKS",
+        "WORKER_IMAGE_CACHE",
+        "WORKER_IMAGE_STORE_LIMIT_MB",
+    }
+)
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "worker_config_file", default=None
@@ -128,7 +142,7 @@ class Settings(BaseSettings):
     """Everything configurable, validated once at start."""
 
     model_config = SettingsConfigDict(
-        env_prefix="WORKER_",
+        env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
@@ -210,6 +224,41 @@ def _describe(error: ValidationError, where: str) -> str:
     return f"invalid configuration ({where}): " + "; ".join(problems)
 
 
+def setting_variables() -> list[str]:
+    """Every variable that sets something: ``WORKER_SECTION__KEY``, and ``WORKER_SECTION``
+    (a JSON object of the section's keys)."""
+    names = []
+    for section, cls in _sections().items():
+        names.append(f"{ENV_PREFIX}{section}".upper())
+        names.extend(f"{ENV_PREFIX}{section}__{key}".upper() for key in cls.model_fields)
+    return names
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse ``WORKER_*`` variables that are neither settings nor ``OTHER_VARIABLES``, as
+    unknown keys of the file are: the settings would ignore them silently (names are not
+    case-sensitive)."""
+    known = setting_variables() + sorted(OTHER_VARIABLES)
+    unknown = sorted(
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    )
+    if not unknown:
+        return
+    problems = []
+    for name in unknown:
+        close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.8)
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        problems.append(f"unknown environment variable {name}{hint}")
+    raise ConfigurationError(
+        "invalid configuration: "
+        + "; ".join(problems)
+        + f"; settings are {ENV_PREFIX}<SECTION>__<KEY>, and the others known are "
+        + ", ".join(sorted(OTHER_VARIABLES))
+    )
+
+
 def _anchor(settings: Settings, base: Path) -> Settings:
     """Resolve relative paths against the config file's folder."""
     store = settings.event_store
@@ -227,6 +276,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
 
     Any problem becomes one ``ConfigurationError`` naming the file and the offending keys.
     """
+    check_environment(os.environ)
     config = _config_path(path)
     where = f"{config} and WORKER_* variables" if config else "WORKER_* variables"
     token = _config_file.set(config)

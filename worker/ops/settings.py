@@ -183,6 +183,11 @@ def _config_path(path: Path | None) -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
+def where_looked() -> str:
+    """Where ``load_settings`` looks for a config file when none is given, for an error."""
+    return f"{Path.cwd() / DEFAULT_CONFIG} (and ${CONFIG_ENV} is unset)"
+
+
 def _sections() -> dict[str, type[BaseModel]]:
     return {
         name: field.annotation

@@ -13,7 +13,7 @@ import ssl
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
 import asyncpg
@@ -101,13 +101,53 @@ class Keepalive:
 KEEPALIVE = Keepalive()
 
 
-def redact(dsn: str) -> str:
-    """The DSN with any password replaced by ``***``, safe for logs and errors."""
+# A query parameter holds a secret when its name has one of these in it: libpq's ``password``,
+# ``passfile`` and ``sslpassword``, ``sslkey``, and any other name that says so.
+_SECRET_WORDS = ("pass", "secret", "token", "key", "credential")
+_MASK = "***"
+
+
+def _secret_parameter(name: str) -> bool:
+    lowered = unquote(name).lower()
+    return any(word in lowered for word in _SECRET_WORDS)
+
+
+def _parameters(query: str) -> list[tuple[str, str]]:
+    """The query's ``name=value`` pairs, as written (not decoded)."""
+    return [pair.partition("=")[::2] for pair in query.split("&")] if query else []
+
+
+def secrets_of(dsn: str) -> list[str]:
+    """Every secret the DSN holds (as written and decoded), longest first: its password and
+    the values of its secret query parameters."""
     parts = urlsplit(dsn)
-    if parts.password is None:
+    found = [] if parts.password is None else [parts.password]
+    found += [value for name, value in _parameters(parts.query) if _secret_parameter(name)]
+    found += [unquote(value) for value in found]
+    return sorted({value for value in found if value}, key=len, reverse=True)
+
+
+def redact(dsn: str) -> str:
+    """The DSN with every secret (the password, secret query parameters) replaced by ``***``,
+    safe for logs, errors and output; every other part as written."""
+    parts = urlsplit(dsn)
+    if not secrets_of(dsn):
         return dsn
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", f":{_MASK}@", 1)
+    query = "&".join(
+        f"{name}={_MASK}" if _secret_parameter(name) else f"{name}={value}" if value else name
+        for name, value in _parameters(parts.query)
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def hide_secrets(dsn: str, text: str) -> str:
+    """``text`` (an error's, say) with every secret of ``dsn`` in it replaced by ``***``."""
+    for secret in secrets_of(dsn):
+        text = text.replace(secret, _MASK)
+    return text
 
 
 def is_embedded(uri: str | None) -> bool:
@@ -212,8 +252,8 @@ def server_settings(
 
 
 def _reason(dsn: str, error: BaseException) -> str:
-    """The error's text, any password in it replaced."""
-    return str(error).replace(urlsplit(dsn).password or "\0", "***") or type(error).__name__
+    """The error's text, any secret of the DSN in it replaced."""
+    return hide_secrets(dsn, str(error)) or type(error).__name__
 
 
 def unavailable(dsn: str, error: BaseException) -> DatabaseUnavailableError:

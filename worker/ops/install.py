@@ -16,13 +16,14 @@ from worker.engine import setup
 from worker.ops.loader import load_domain
 from worker.store import privileges
 from worker.store.database import connect
-from worker.store.installer import InstallReport, check_installed, install
+from worker.store.installer import InstallReport, check_installed, install, install_lock
 
 if TYPE_CHECKING:
     from worker.domain import Domain
     from worker.engine.subscriber import Subscriber
     from worker.ops.settings import Settings
     from worker.store.privileges import Granted
+    from worker.store.types import Connection
 
 
 def configured_domain(settings: Settings) -> Domain | None:
@@ -57,17 +58,25 @@ async def install_application(settings: Settings, domain: Domain | None, dsn: st
     done = Installed(report)
     conn = await connect(dsn)
     try:
-        if domain is not None:
-            prepared = await setup.prepare(conn, [(s, s.cls()) for s in subscribers], schema)
-            done.due = {name: reason.reason for name, reason in prepared.due.items()}
-            done.read_models = {
-                s.name: [m.__table__ for m in s.read_models] for s in subscribers if s.read_models
-            }
-            done.setups = [s.name for s in subscribers if hasattr(s.cls, "setup")]
-        done.regranted = await privileges.regrant(conn, setup.read_schemas(schema, subscribers))
+        async with install_lock(conn):  # one install's read models and grants at a time
+            if domain is not None:
+                await _prepare(conn, done, subscribers, schema)
+            done.regranted = await privileges.regrant(conn, setup.read_schemas(schema, subscribers))
     finally:
         await conn.close()
     return done
+
+
+async def _prepare(
+    conn: Connection, done: Installed, subscribers: tuple[Subscriber, ...], schema: str
+) -> None:
+    """Create the subscribers' read models and run their setups; note it in ``done``."""
+    prepared = await setup.prepare(conn, [(s, s.cls()) for s in subscribers], schema)
+    done.due = {name: reason.reason for name, reason in prepared.due.items()}
+    done.read_models = {
+        s.name: [m.__table__ for m in s.read_models] for s in subscribers if s.read_models
+    }
+    done.setups = [s.name for s in subscribers if hasattr(s.cls, "setup")]
 
 
 async def grant_role(settings: Settings, domain: Domain | None, dsn: str, role: str) -> Granted:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from worker.store.read_schema import ROLES_HELP
 from worker.store.schema import migrate, migrations, schema_version, set_notify_trigger
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
     from pathlib import Path
 
     from worker.store.privileges import Right
@@ -113,12 +115,28 @@ async def ensure_database(dsn: str) -> bool:
     admin = await connect(with_database(dsn, "postgres"))
     try:
         await admin.execute(q.create_database(quote_identifier(name)))
-    except asyncpg.DuplicateDatabaseError:
+    # Created by another install meanwhile: DuplicateDatabase once it has committed, the unique
+    # index's violation while both were creating it.
+    except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
         return False
+    except asyncpg.PostgresError as error:
+        raise InstallError(f"cannot create database {name}: {error}") from error
     finally:
         await admin.close()
     log.info("created database", database=name)
     return True
+
+
+@asynccontextmanager
+async def install_lock(conn: asyncpg.Connection[Any]) -> AsyncIterator[None]:
+    """Hold the database's install lock on ``conn`` while the block runs: a concurrent install
+    waits here until this one is done, then finds everything in place."""
+    await conn.execute(q.INSTALL_SESSION_LOCK, q.INSTALL_LOCK_KEY)
+    try:
+        yield
+    finally:
+        if not conn.is_closed():  # a closed session has released it already
+            await conn.execute(q.INSTALL_SESSION_UNLOCK, q.INSTALL_LOCK_KEY)
 
 
 async def installed_version(conn: Connection) -> str | None:
@@ -281,25 +299,37 @@ async def install(
     if not found.database_exists:
         await ensure_database(dsn)
     conn = await connect(dsn)
-    release = None
     try:
-        before = await installed_version(conn)
-        if before is None:
-            folder = found.package or locate_package(settings)
-            release = package_release(folder)
-            log.info("installing MessageDB", database=redact(dsn), package=str(folder))
-            await _install_message_db(conn, folder)
-        version = await installed_version(conn)
-        if version is None or not version.startswith(SUPPORTED_SERIES):
-            raise InstallError(
-                f"MessageDB {version} found in {database_name(dsn)}; this worker needs "
-                f"{SUPPORTED_SERIES}x"
-            )
-        applied = await migrate(conn)
-        if await set_notify_trigger(conn, notify_trigger):
-            applied += ("notify trigger " + ("added" if notify_trigger else "removed"),)
+        async with install_lock(conn):
+            return await _install_locked(conn, dsn, settings, found, notify_trigger)
     finally:
         await conn.close()
+
+
+async def _install_locked(
+    conn: asyncpg.Connection[Any],
+    dsn: str,
+    settings: PackageSource,
+    found: Plan,
+    notify_trigger: bool,
+) -> InstallReport:
+    """``install``'s changes, under the install lock (so ``before`` is what this run found)."""
+    release = None
+    before = await installed_version(conn)
+    if before is None:
+        folder = found.package or locate_package(settings)
+        release = package_release(folder)
+        log.info("installing MessageDB", database=redact(dsn), package=str(folder))
+        await _install_message_db(conn, folder)
+    version = await installed_version(conn)
+    if version is None or not version.startswith(SUPPORTED_SERIES):
+        raise InstallError(
+            f"MessageDB {version} found in {database_name(dsn)}; this worker needs "
+            f"{SUPPORTED_SERIES}x"
+        )
+    applied = await migrate(conn)
+    if await set_notify_trigger(conn, notify_trigger):
+        applied += ("notify trigger " + ("added" if notify_trigger else "removed"),)
     return InstallReport(database_name(dsn), version, before is None, applied, release)
 
 

@@ -102,6 +102,11 @@ WHERE message_store.category(stream_name) = $1 AND global_position > $2 AND glob
 # Serialises installs and migrations of one database ("worker" in hex).
 INSTALL_LOCK: LiteralString = "SELECT pg_advisory_xact_lock($1)"
 INSTALL_LOCK_KEY = 0x776F726B6572
+# The same lock held by a session across a whole `worker db install` (store, migrations, read
+# models, grants), so concurrent installs of one database run one after the other. A session
+# holding it takes INSTALL_LOCK again at once (advisory locks are re-entrant).
+INSTALL_SESSION_LOCK: LiteralString = "SELECT pg_advisory_lock($1)"
+INSTALL_SESSION_UNLOCK: LiteralString = "SELECT pg_advisory_unlock($1)"
 
 # From the catalog, which any role may read (naming the function needs USAGE on its schema).
 MESSAGE_DB_PRESENT: LiteralString = """

@@ -101,3 +101,22 @@ def test_cli_refuses_a_misspelt_variable_in_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "did you mean `WORKER_EVENT_STORE__DATABASE_URI`?" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "WORKER_SERVICE_HOST",
+        "WORKER_SERVICE_PORT",
+        "WORKER_SERVICE_PORT_METRICS",
+        "WORKER_PORT",
+        "WORKER_PORT_8000_TCP",
+        "WORKER_PORT_8000_TCP_ADDR",
+        "WORKER_METRICS_SERVICE_HOST",
+    ],
+)
+def test_kubernetes_service_links_are_allowed(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """A Service named `worker...` in the namespace makes Kubernetes set these in every
+    container; they are not settings and must not stop the worker."""
+    monkeypatch.setenv(name, "10.0.0.1")
+    load_settings()

@@ -11,6 +11,7 @@ import contextvars
 import difflib
 import json
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,12 @@ OTHER_VARIABLES = frozenset(
         "WORKER_IMAGE_CACHE",
         "WORKER_IMAGE_STORE_LIMIT_MB",
     }
+)
+
+# What Kubernetes puts in every container of a namespace for each Service whose name starts
+# with `worker` (service links: `WORKER_SERVICE_HOST`, `WORKER_PORT_8000_TCP_ADDR`, ...).
+_SERVICE_LINK = re.compile(
+    r"WORKER(_[A-Z0-9_]+)?_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)"
 )
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
@@ -247,7 +254,9 @@ def check_environment(environ: Mapping[str, str]) -> None:
     unknown = sorted(
         name
         for name in environ
-        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+        if name.upper().startswith(ENV_PREFIX)
+        and name.upper() not in known
+        and not _SERVICE_LINK.fullmatch(name)
     )
     if not unknown:
         return

@@ -92,6 +92,11 @@ class InMemorySQLError(WorkerError):
     a database."""
 
 
+class NotAwaitedError(WorkerError):
+    """A handler returned without awaiting what its ``ctx`` handed it (``ctx.write``): that
+    work was never done, so the message fails (retried, then parked) instead of being lost."""
+
+
 class RegistrationError(WorkerError):
     """A domain element (event, aggregate, projector, handler) is declared inconsistently."""
 

@@ -505,11 +505,14 @@ class Batches:
                         )
                     ctx.message = message
                     if route.single is not None:
-                        await route.single(event, ctx)
+                        returned = await route.single(event, ctx)
                     elif route.single_sync is not None:
-                        route.single_sync(event, ctx)
+                        returned = route.single_sync(event, ctx)
                     else:
                         await route.call_all(event, ctx)
+                        returned = None
+                    if returned is not None or ctx.unawaited:  # (see ``routes.settle``)
+                        await route.settle_single(returned, ctx)
                 except ValidationError as error:
                     raise HandlerFailed(index, malformed(message, error)) from None
                 except EarlierBatchFailed:
@@ -520,6 +523,7 @@ class Batches:
                     raise HandlerFailed(index, error) from error
         finally:
             current_context.reset(token)
+            ctx.drop_unawaited()  # a failed handler's writes: they never run
         return behind
 
     async def _handle_concurrently(
@@ -556,6 +560,7 @@ class Batches:
                     await _handle_one(routes[message[2]], message, index, view, event)
             finally:
                 stats.in_flight -= 1
+                view.drop_unawaited()
 
         try:
             groups = partitions(batch, handled, concurrency.partition_by)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from worker.errors import NotAwaitedError
 from worker.model.event import BaseEvent
 from worker.read.model import ReadModel
 from worker.read.table import Table
@@ -16,7 +17,7 @@ from worker.store.message import NewMessage
 from worker.store.metadata import follow
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import Callable, Coroutine, MutableMapping
 
     from worker.read.table import TableFactory
     from worker.store.message import Message
@@ -34,6 +35,8 @@ class Context:
     with the consumer's new position, exactly once. ``write`` emits messages in that same
     transaction, with causation/correlation metadata following the handled message and an id
     derived from (consumer, handled message, n), so a redelivery can never write it twice.
+    ``unawaited`` holds the writes made and not awaited yet: a handler that returns with one
+    there fails its message (``not_awaited``) rather than lose the write.
     """
 
     __slots__ = (
@@ -49,6 +52,7 @@ class Context:
         "exact",
         "generation",
         "message",
+        "unawaited",
     )
 
     def __init__(
@@ -68,6 +72,7 @@ class Context:
         self._emitted = 0
         self._emitted_for: Message | None = None
         self._followed: dict[str, Any] = {}
+        self.unawaited: dict[object, Coroutine[Any, Any, int]] = {}
         self._tables: dict[type[ReadModel], Table] = {}
         self._table_factory = tables
         self.generation = generation
@@ -129,15 +134,47 @@ class Context:
             type=m.type,
         )
 
-    async def write(
+    def write(
         self,
         stream_name: str,
         event: BaseEvent | NewMessage,
         *,
         expected_version: int | None = None,
         metadata: dict[str, Any] | None = None,
+    ) -> Coroutine[Any, Any, int]:
+        """Write a message caused by the one being handled, in the batch's transaction; to be
+        awaited before the handler returns (else the message fails: ``not_awaited``)."""
+        token = object()
+        write = self._write(token, stream_name, event, expected_version, metadata)
+        self.unawaited[token] = write
+        return write
+
+    def not_awaited(self, handler: Callable[..., Any]) -> NotAwaitedError:
+        """The error of ``handler``, which returned with writes not awaited (dropped: they
+        never run)."""
+        count = len(self.unawaited)
+        self.drop_unawaited()
+        name = getattr(handler, "__qualname__", repr(handler))
+        return NotAwaitedError(
+            f"{name}: ctx.write was not awaited ({count} message(s) not written): await every "
+            "ctx.write, in a handler declared async def"
+        )
+
+    def drop_unawaited(self) -> None:
+        """Close the writes no one awaited (a failed handler's): they never run."""
+        for write in self.unawaited.values():
+            write.close()
+        self.unawaited.clear()
+
+    async def _write(
+        self,
+        token: object,
+        stream_name: str,
+        event: BaseEvent | NewMessage,
+        expected_version: int | None,
+        metadata: dict[str, Any] | None,
     ) -> int:
-        """Write a message caused by the one being handled, in the batch's transaction."""
+        self.unawaited.pop(token, None)
         if self._emitted_for is not self.message:  # the first message emitted for this one
             self._emitted_for, self._emitted = self.message, 0
             self._followed = follow(self.message)

@@ -120,6 +120,8 @@ class Replays:
                     if is_transient(error):
                         raise
                     raise HandlerFailed(0, error) from error
+                finally:
+                    ctx.drop_unawaited()  # a failed handler's writes: they never run
             await conn.execute(q.DELETE_DEAD_LETTER, dead_letter_id)
             if not await self.lease_current(conn):
                 raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")

@@ -154,10 +154,9 @@ class Context:
         never run)."""
         count = len(self.unawaited)
         self.drop_unawaited()
-        name = getattr(handler, "__qualname__", repr(handler))
         return NotAwaitedError(
-            f"{name}: ctx.write was not awaited ({count} message(s) not written): await every "
-            "ctx.write, in a handler declared async def"
+            f"{handler_name(handler)}: ctx.write was not awaited ({count} message(s) not "
+            "written): await every ctx.write, in a handler declared async def"
         )
 
     def drop_unawaited(self) -> None:
@@ -200,6 +199,16 @@ class Context:
         return await self._store.write(
             stream_name, new, expected_version=expected_version, conn=self.conn
         )
+
+
+def handler_name(handler: Callable[..., Any]) -> str:
+    """``Class.method`` of a bound handler method (else its qualified name)."""
+    owner = getattr(handler, "__self__", None)
+    name = getattr(handler, "__name__", None)
+    if owner is None or name is None:
+        return str(getattr(handler, "__qualname__", repr(handler)))
+    cls = owner if isinstance(owner, type) else type(owner)
+    return f"{cls.__name__}.{name}"
 
 
 def _task_position() -> int:

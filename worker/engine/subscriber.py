@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from worker.engine.names import ConsumerName
 from worker.engine.partitions import Concurrency, by_stream
+from worker.engine.signatures import check_callable, check_constructible
 from worker.errors import RegistrationError
 from worker.model.event import BaseEvent
 from worker.read.generations import Projection
@@ -170,6 +171,7 @@ def build_subscriber(
     if not routes:
         raise RegistrationError(f"{cls.__qualname__} has no @on/@handle methods")
     who = f"{kind} {name or cls.__name__!r}"
+    check_calls(who, cls, routes)
     categories = subscribed_categories(who, cls, routes, stream_categories, aggregates)
     if not isinstance(group_size, int) or not 1 <= group_size <= 1024:
         raise RegistrationError(f"group_size must be an integer in 1..1024, got {group_size!r}")
@@ -208,6 +210,15 @@ def build_subscriber(
         concurrency=concurrency,
         partition_by=partition_by,
     )
+
+
+def check_calls(who: str, cls: type[Any], routes: tuple[Route, ...]) -> None:
+    """Refuse a class whose instance, handler methods or ``setup`` the engine cannot call."""
+    check_constructible(who, cls)
+    for method_name in dict.fromkeys(route.method_name for route in routes):
+        check_callable(who, cls, method_name, "event", "ctx")
+    if callable(getattr(cls, "setup", None)):
+        check_callable(who, cls, "setup", "conn")
 
 
 def subscribed_categories(

@@ -101,6 +101,11 @@ class RegistrationError(WorkerError):
     """A domain element (event, aggregate, projector, handler) is declared inconsistently."""
 
 
+class UndeclaredReadModelError(RegistrationError):
+    """A handler used ``ctx.table(Model)`` for a read model its projector does not declare in
+    ``read_models=``: it fails like any handler error, in memory as on PostgreSQL."""
+
+
 class MissingApplyError(RegistrationError):
     """An event-sourced aggregate meets an event type it has no ``@apply`` method for."""
 

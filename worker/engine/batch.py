@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from worker.engine.dead_letters import ParkedMessages
+    from worker.engine.declared import Declared
     from worker.engine.lease import Lease
     from worker.engine.partitions import Concurrency
     from worker.engine.positions import PositionStore
@@ -159,8 +160,10 @@ class Batches:
         concurrency: Concurrency | None = None,
         position_interval: float = 0.0,
         commit_behind: bool = False,
+        declared: Declared | None = None,
     ) -> None:
         self.name = name
+        self._declared = declared  # the read models its handlers may use (None: any)
         self._commit_behind = commit_behind  # a projector: full batches may commit behind
         self._tails: TaskGroup | None = None  # where they do (``committing_behind``)
         self._tail: _Tail | None = None  # the batch last left to commit behind
@@ -595,6 +598,7 @@ class Batches:
             generation=self.cursor.generation,
             exact=first.global_position <= self.cursor.high_water,
             tables=self._tables,
+            declared=self._declared,
         )
 
     async def _settle(self, message: Message, error: BaseException) -> None:

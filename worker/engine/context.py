@@ -19,6 +19,7 @@ from worker.store.metadata import follow
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, MutableMapping
 
+    from worker.engine.declared import Declared
     from worker.read.table import TableFactory
     from worker.store.message import Message
     from worker.store.message_store import MessageStore
@@ -40,6 +41,7 @@ class Context:
     """
 
     __slots__ = (
+        "_declared",
         "_emitted",
         "_emitted_for",
         "_followed",
@@ -64,8 +66,10 @@ class Context:
         generation: int = 1,
         exact: bool = False,
         tables: TableFactory = Table,
+        declared: Declared | None = None,
     ) -> None:
         self.consumer = consumer
+        self._declared = declared  # the read models ``table`` gives (None: any)
         self.conn = conn
         self._store = store
         self.message: Message
@@ -90,6 +94,7 @@ class Context:
             generation=self.generation,
             exact=self.exact,
             tables=self._table_factory,
+            declared=self._declared,
         )
         view._tables = self._tables
         view._position = _task_position  # the tables are shared: whose change is it?
@@ -99,6 +104,8 @@ class Context:
         """The batch's unit of work on a read model: changes are flushed before the commit."""
         table = self._tables.get(model)
         if table is None:
+            if self._declared is not None:
+                self._declared.check(model)
             table = self._tables[model] = self._table_factory(
                 model, self.generation, self.conn, self._position, exact=self.exact
             )

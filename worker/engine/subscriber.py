@@ -8,9 +8,11 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from worker.engine.declared import Declared
 from worker.engine.names import ConsumerName
 from worker.engine.partitions import Concurrency, by_stream
 from worker.engine.signatures import check_callable, check_constructible
@@ -97,6 +99,13 @@ class Subscriber:
         return str(ConsumerName(self.name, category))
 
     @property
+    def declared(self) -> Declared:
+        """Its read models, as ``ctx.table`` checks them."""
+        return Declared(
+            f"{self.kind} {self.name!r}", frozenset(self.read_models), self.kind == "projector"
+        )
+
+    @property
     def projection(self) -> Projection:
         """Its read models as the read layer sees them."""
         return Projection(self.name, self.read_models, self.version)
@@ -138,6 +147,21 @@ class Slot:
     @property
     def name(self) -> str:
         return str(self.consumer)
+
+
+# Registered class -> the read models it was registered with (the in-memory kit checks a class
+# given without its domain against them).
+_REGISTERED: weakref.WeakKeyDictionary[type[Any], Declared] = weakref.WeakKeyDictionary()
+
+
+def remember(subscriber: Subscriber) -> None:
+    """Note the read models a class was registered with (``registered_declaration``)."""
+    _REGISTERED[subscriber.cls] = subscriber.declared
+
+
+def registered_declaration(cls: type[Any]) -> Declared | None:
+    """The read models ``cls`` was last registered with; None if it never was."""
+    return _REGISTERED.get(cls)
 
 
 def routes_of(cls: type[Any]) -> tuple[Route, ...]:

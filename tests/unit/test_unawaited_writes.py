@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from worker import BaseEvent, Context, Domain, handle
+from worker import BaseEvent, Context, Domain, ReadModel, handle, on
 from worker.testing import in_stream, project
 
 pytestmark = pytest.mark.anyio
@@ -66,6 +66,21 @@ class Raiser:
         raise ValueError("gave up")
 
 
+class Tick(ReadModel):
+    __table__ = "unawaited_ticks"
+    __key__ = "n"
+
+    n: int
+
+
+@domain.projector(name="peeker", read_models=[Tick])
+class Peeker:
+    @on(Ticked)
+    def ticked(self, event: Ticked, ctx: Context) -> None:
+        if ctx.table(Tick).get(event.n) is not None:  # (a coroutine: never None)
+            ctx.table(Tick).put(Tick(n=event.n))
+
+
 async def run_recording_warnings(cls: type[Any]) -> tuple[Any, list[warnings.WarningMessage]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -120,4 +135,16 @@ async def test_a_failing_handler_leaves_no_never_awaited_warning() -> None:
     result, caught = await run_recording_warnings(Raiser)
     assert result.emitted == []
     assert str(result.parked[0].failure.error) == "gave up"  # type: ignore[union-attr]
+    assert [w.message for w in caught] == []
+
+
+async def test_a_table_read_not_awaited_fails_its_message() -> None:
+    """``ctx.table(Model).get`` is handed out too: a handler that does not await it fails with
+    the read named, rather than go on with a coroutine for a row."""
+    result, caught = await run_recording_warnings(Peeker)
+    assert result.rows(Tick) == []
+    assert str(result.parked[0].failure.error) == (  # type: ignore[union-attr]
+        "Peeker.ticked: ctx.table(Tick).get was not awaited: await it, in a handler declared "
+        "async def"
+    )
     assert [w.message for w in caught] == []

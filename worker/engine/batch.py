@@ -51,6 +51,7 @@ from worker.engine.retry import Park, RetryAfter, Stop, is_transient
 from worker.engine.stats import ConsumerStats
 from worker.errors import ConsumerStoppedError, LeaseLostError
 from worker.model.event import malformed
+from worker.read.handed import handed_to
 from worker.read.table import Table
 from worker.store.transactions import begun, plain
 
@@ -482,6 +483,7 @@ class Batches:
     async def _handle_all(self, conn: Connection, ctx: Context, batch: Sequence[Message]) -> int:
         """Every message's handlers; returns how many were parked behind a parked stream."""
         token = current_context.set(ctx)  # logs made by handlers name the message
+        handed = handed_to.set(ctx.unawaited)  # what its table hands out is checked too
         routes, parked, ready = self.routes, self.cursor.parked, self._ready
         # While the batch before commits behind, the loop lets it go on every so often.
         yielding = self._committing()
@@ -526,6 +528,7 @@ class Batches:
                     raise HandlerFailed(index, error) from error
         finally:
             current_context.reset(token)
+            handed_to.reset(handed)
             ctx.drop_unawaited()  # a failed handler's writes: they never run
         return behind
 
@@ -553,6 +556,7 @@ class Batches:
         async def handle(group: list[int]) -> None:
             view = ctx.partition(shared)
             current_context.set(view)  # this task's own: its logs name its message
+            handed_to.set(view.unawaited)
             stats.in_flight += 1
             try:
                 for n, index in enumerate(group):

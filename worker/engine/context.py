@@ -10,6 +10,7 @@ import structlog
 
 from worker.errors import NotAwaitedError
 from worker.model.event import BaseEvent
+from worker.read.handed import record
 from worker.read.model import ReadModel
 from worker.read.table import Table
 from worker.store import queries as store_queries
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, MutableMapping
 
     from worker.engine.declared import Declared
+    from worker.read.handed import Unawaited
     from worker.read.table import TableFactory
     from worker.store.message import Message
     from worker.store.message_store import MessageStore
@@ -76,7 +78,7 @@ class Context:
         self._emitted = 0
         self._emitted_for: Message | None = None
         self._followed: dict[str, Any] = {}
-        self.unawaited: dict[object, Coroutine[Any, Any, int]] = {}
+        self.unawaited: Unawaited = {}
         self._tables: dict[type[ReadModel], Table] = {}
         self._table_factory = tables
         self.generation = generation
@@ -151,36 +153,38 @@ class Context:
     ) -> Coroutine[Any, Any, int]:
         """Write a message caused by the one being handled, in the batch's transaction; to be
         awaited before the handler returns (else the message fails: ``not_awaited``)."""
-        token = object()
-        write = self._write(token, stream_name, event, expected_version, metadata)
-        self.unawaited[token] = write
-        return write
+        return record(
+            self.unawaited, "ctx.write", self._write, stream_name, event, expected_version, metadata
+        )
 
     def not_awaited(self, handler: Callable[..., Any]) -> NotAwaitedError:
-        """The error of ``handler``, which returned with writes not awaited (dropped: they
-        never run)."""
-        count = len(self.unawaited)
+        """The error of ``handler``, which returned with writes (or reads) not awaited
+        (dropped: they never run)."""
+        labels = [label for label, _ in self.unawaited.values()]
         self.drop_unawaited()
+        writes = labels.count("ctx.write")
+        missed = [f"ctx.write was not awaited ({writes} message(s) not written)"] if writes else []
+        missed += [
+            f"{label} was not awaited" for label in dict.fromkeys(labels) if label != "ctx.write"
+        ]
         return NotAwaitedError(
-            f"{handler_name(handler)}: ctx.write was not awaited ({count} message(s) not "
-            "written): await every ctx.write, in a handler declared async def"
+            f"{handler_name(handler)}: {'; '.join(missed)}: await it, in a handler declared "
+            "async def"
         )
 
     def drop_unawaited(self) -> None:
         """Close the writes no one awaited (a failed handler's): they never run."""
-        for write in self.unawaited.values():
-            write.close()
+        for _, coroutine in self.unawaited.values():
+            coroutine.close()
         self.unawaited.clear()
 
     async def _write(
         self,
-        token: object,
         stream_name: str,
         event: BaseEvent | NewMessage,
         expected_version: int | None,
         metadata: dict[str, Any] | None,
     ) -> int:
-        self.unawaited.pop(token, None)
         if self._emitted_for is not self.message:  # the first message emitted for this one
             self._emitted_for, self._emitted = self.message, 0
             self._followed = follow(self.message)

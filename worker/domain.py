@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from worker.engine.subscriber import Kind, StartFrom, Subscriber, build_subscriber
+from worker.engine.subscriber import Kind, StartFrom, Subscriber, build_subscriber, remember
 from worker.errors import RegistrationError
 from worker.model.registration import WriteSide
 from worker.store.conventions import Conventions, ConventionsName, conventions_named
@@ -181,6 +181,7 @@ class Domain(WriteSide):
                 raise RegistrationError(f"a projector or handler named {subscriber.name!r} exists")
             self._subscribers.append(subscriber)
             self._subscriber_options.append((kind, cls, options))
+            remember(subscriber)
             return cls
 
         return register

@@ -92,8 +92,18 @@ class InMemorySQLError(WorkerError):
     a database."""
 
 
+class NotAwaitedError(WorkerError):
+    """A handler returned without awaiting what its ``ctx`` handed it (``ctx.write``): that
+    work was never done, so the message fails (retried, then parked) instead of being lost."""
+
+
 class RegistrationError(WorkerError):
     """A domain element (event, aggregate, projector, handler) is declared inconsistently."""
+
+
+class UndeclaredReadModelError(RegistrationError):
+    """A handler used ``ctx.table(Model)`` for a read model its projector does not declare in
+    ``read_models=``: it fails like any handler error, in memory as on PostgreSQL."""
 
 
 class MissingApplyError(RegistrationError):

@@ -51,6 +51,7 @@ from worker.engine.retry import Park, RetryAfter, Stop, is_transient
 from worker.engine.stats import ConsumerStats
 from worker.errors import ConsumerStoppedError, LeaseLostError
 from worker.model.event import malformed
+from worker.read.handed import handed_to
 from worker.read.table import Table
 from worker.store.transactions import begun, plain
 
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
 
     from worker.engine.dead_letters import ParkedMessages
+    from worker.engine.declared import Declared
     from worker.engine.lease import Lease
     from worker.engine.partitions import Concurrency
     from worker.engine.positions import PositionStore
@@ -159,8 +161,10 @@ class Batches:
         concurrency: Concurrency | None = None,
         position_interval: float = 0.0,
         commit_behind: bool = False,
+        declared: Declared | None = None,
     ) -> None:
         self.name = name
+        self._declared = declared  # the read models its handlers may use (None: any)
         self._commit_behind = commit_behind  # a projector: full batches may commit behind
         self._tails: TaskGroup | None = None  # where they do (``committing_behind``)
         self._tail: _Tail | None = None  # the batch last left to commit behind
@@ -479,6 +483,7 @@ class Batches:
     async def _handle_all(self, conn: Connection, ctx: Context, batch: Sequence[Message]) -> int:
         """Every message's handlers; returns how many were parked behind a parked stream."""
         token = current_context.set(ctx)  # logs made by handlers name the message
+        handed = handed_to.set(ctx.unawaited)  # what its table hands out is checked too
         routes, parked, ready = self.routes, self.cursor.parked, self._ready
         # While the batch before commits behind, the loop lets it go on every so often.
         yielding = self._committing()
@@ -505,11 +510,14 @@ class Batches:
                         )
                     ctx.message = message
                     if route.single is not None:
-                        await route.single(event, ctx)
+                        returned = await route.single(event, ctx)
                     elif route.single_sync is not None:
-                        route.single_sync(event, ctx)
+                        returned = route.single_sync(event, ctx)
                     else:
                         await route.call_all(event, ctx)
+                        returned = None
+                    if returned is not None or ctx.unawaited:  # (see ``routes.settle``)
+                        await route.settle_single(returned, ctx)
                 except ValidationError as error:
                     raise HandlerFailed(index, malformed(message, error)) from None
                 except EarlierBatchFailed:
@@ -520,6 +528,8 @@ class Batches:
                     raise HandlerFailed(index, error) from error
         finally:
             current_context.reset(token)
+            handed_to.reset(handed)
+            ctx.drop_unawaited()  # a failed handler's writes: they never run
         return behind
 
     async def _handle_concurrently(
@@ -546,6 +556,7 @@ class Batches:
         async def handle(group: list[int]) -> None:
             view = ctx.partition(shared)
             current_context.set(view)  # this task's own: its logs name its message
+            handed_to.set(view.unawaited)
             stats.in_flight += 1
             try:
                 for n, index in enumerate(group):
@@ -556,6 +567,7 @@ class Batches:
                     await _handle_one(routes[message[2]], message, index, view, event)
             finally:
                 stats.in_flight -= 1
+                view.drop_unawaited()
 
         try:
             groups = partitions(batch, handled, concurrency.partition_by)
@@ -590,6 +602,7 @@ class Batches:
             generation=self.cursor.generation,
             exact=first.global_position <= self.cursor.high_water,
             tables=self._tables,
+            declared=self._declared,
         )
 
     async def _settle(self, message: Message, error: BaseException) -> None:

@@ -128,6 +128,7 @@ class Consumer:
             concurrency=subscriber.concurrent,
             position_interval=options.position_interval,
             commit_behind=bool(subscriber.read_models),
+            declared=subscriber.declared,
         )
         self.replays = Replays(
             self.batches,

@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
+from worker.errors import NotAwaitedError
 from worker.model.event import BaseEvent
+from worker.read.handed import record
 from worker.read.model import ReadModel
 from worker.read.table import Table
 from worker.store import queries as store_queries
@@ -16,8 +18,10 @@ from worker.store.message import NewMessage
 from worker.store.metadata import follow
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import Callable, Coroutine, MutableMapping
 
+    from worker.engine.declared import Declared
+    from worker.read.handed import Unawaited
     from worker.read.table import TableFactory
     from worker.store.message import Message
     from worker.store.message_store import MessageStore
@@ -34,9 +38,12 @@ class Context:
     with the consumer's new position, exactly once. ``write`` emits messages in that same
     transaction, with causation/correlation metadata following the handled message and an id
     derived from (consumer, handled message, n), so a redelivery can never write it twice.
+    ``unawaited`` holds the writes made and not awaited yet: a handler that returns with one
+    there fails its message (``not_awaited``) rather than lose the write.
     """
 
     __slots__ = (
+        "_declared",
         "_emitted",
         "_emitted_for",
         "_followed",
@@ -49,6 +56,7 @@ class Context:
         "exact",
         "generation",
         "message",
+        "unawaited",
     )
 
     def __init__(
@@ -60,14 +68,17 @@ class Context:
         generation: int = 1,
         exact: bool = False,
         tables: TableFactory = Table,
+        declared: Declared | None = None,
     ) -> None:
         self.consumer = consumer
+        self._declared = declared  # the read models ``table`` gives (None: any)
         self.conn = conn
         self._store = store
         self.message: Message
         self._emitted = 0
         self._emitted_for: Message | None = None
         self._followed: dict[str, Any] = {}
+        self.unawaited: Unawaited = {}
         self._tables: dict[type[ReadModel], Table] = {}
         self._table_factory = tables
         self.generation = generation
@@ -85,6 +96,7 @@ class Context:
             generation=self.generation,
             exact=self.exact,
             tables=self._table_factory,
+            declared=self._declared,
         )
         view._tables = self._tables
         view._position = _task_position  # the tables are shared: whose change is it?
@@ -94,6 +106,8 @@ class Context:
         """The batch's unit of work on a read model: changes are flushed before the commit."""
         table = self._tables.get(model)
         if table is None:
+            if self._declared is not None:
+                self._declared.check(model)
             table = self._tables[model] = self._table_factory(
                 model, self.generation, self.conn, self._position, exact=self.exact
             )
@@ -129,15 +143,48 @@ class Context:
             type=m.type,
         )
 
-    async def write(
+    def write(
         self,
         stream_name: str,
         event: BaseEvent | NewMessage,
         *,
         expected_version: int | None = None,
         metadata: dict[str, Any] | None = None,
+    ) -> Coroutine[Any, Any, int]:
+        """Write a message caused by the one being handled, in the batch's transaction; to be
+        awaited before the handler returns (else the message fails: ``not_awaited``)."""
+        return record(
+            self.unawaited, "ctx.write", self._write, stream_name, event, expected_version, metadata
+        )
+
+    def not_awaited(self, handler: Callable[..., Any]) -> NotAwaitedError:
+        """The error of ``handler``, which returned with writes (or reads) not awaited
+        (dropped: they never run)."""
+        labels = [label for label, _ in self.unawaited.values()]
+        self.drop_unawaited()
+        writes = labels.count("ctx.write")
+        missed = [f"ctx.write was not awaited ({writes} message(s) not written)"] if writes else []
+        missed += [
+            f"{label} was not awaited" for label in dict.fromkeys(labels) if label != "ctx.write"
+        ]
+        return NotAwaitedError(
+            f"{handler_name(handler)}: {'; '.join(missed)}: await it, in a handler declared "
+            "async def"
+        )
+
+    def drop_unawaited(self) -> None:
+        """Close the writes no one awaited (a failed handler's): they never run."""
+        for _, coroutine in self.unawaited.values():
+            coroutine.close()
+        self.unawaited.clear()
+
+    async def _write(
+        self,
+        stream_name: str,
+        event: BaseEvent | NewMessage,
+        expected_version: int | None,
+        metadata: dict[str, Any] | None,
     ) -> int:
-        """Write a message caused by the one being handled, in the batch's transaction."""
         if self._emitted_for is not self.message:  # the first message emitted for this one
             self._emitted_for, self._emitted = self.message, 0
             self._followed = follow(self.message)
@@ -163,6 +210,16 @@ class Context:
         return await self._store.write(
             stream_name, new, expected_version=expected_version, conn=self.conn
         )
+
+
+def handler_name(handler: Callable[..., Any]) -> str:
+    """``Class.method`` of a bound handler method (else its qualified name)."""
+    owner = getattr(handler, "__self__", None)
+    name = getattr(handler, "__name__", None)
+    if owner is None or name is None:
+        return str(getattr(handler, "__qualname__", repr(handler)))
+    cls = owner if isinstance(owner, type) else type(owner)
+    return f"{cls.__name__}.{name}"
 
 
 def _task_position() -> int:

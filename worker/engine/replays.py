@@ -14,6 +14,7 @@ from worker.engine import queries as q
 from worker.engine.batch import HandlerFailed
 from worker.engine.retry import is_transient
 from worker.errors import LeaseLostError, ReplayFailedError
+from worker.read.handed import handed_to
 
 if TYPE_CHECKING:
     import asyncpg
@@ -113,6 +114,7 @@ class Replays:
             route = None if message is None else self._batches.routes.get(message.type)
             if message is not None and route is not None:
                 ctx = self._batches.context(conn, message)
+                handed = handed_to.set(ctx.unawaited)
                 try:
                     await route.dispatch(message, ctx)
                     await ctx.flush()
@@ -120,6 +122,9 @@ class Replays:
                     if is_transient(error):
                         raise
                     raise HandlerFailed(0, error) from error
+                finally:
+                    handed_to.reset(handed)
+                    ctx.drop_unawaited()  # a failed handler's writes: they never run
             await conn.execute(q.DELETE_DEAD_LETTER, dead_letter_id)
             if not await self.lease_current(conn):
                 raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -50,16 +51,29 @@ class Handlers:
     async def call_all(self, event: BaseEvent, ctx: Context) -> None:
         """Call every handler of the type, in registration order."""
         for call, is_async in self.calls:
-            if is_async:
-                await call(event, ctx)
-            else:
-                call(event, ctx)
+            returned = await call(event, ctx) if is_async else call(event, ctx)
+            if returned is not None or ctx.unawaited:
+                await settle(call, returned, ctx)
+
+    async def settle_single(self, returned: Any, ctx: Context) -> None:
+        """``settle`` for the one handler of the type (the batches' fast path)."""
+        await settle(self.calls[0][0], returned, ctx)
 
     async def dispatch(self, message: Message, ctx: Context) -> None:
         """Decode (and upcast) and handle one message (the slow path: replays)."""
         event = decode(self.event_class, message)
         ctx.message = message
         await self.call_all(event, ctx)
+
+
+async def settle(call: Callable[..., Any], returned: Any, ctx: Context) -> None:
+    """After a handler returned: await what it returned if it is awaitable (a coroutine of a
+    method not declared ``async``, or a ``ctx.write`` handed back), then refuse the writes it
+    did not await (``NotAwaitedError``), which would otherwise be lost."""
+    if inspect.isawaitable(returned):
+        await returned
+    if ctx.unawaited:
+        raise ctx.not_awaited(call)
 
 
 def route_table(subscriber: Subscriber, instance: Any) -> dict[str, Handlers]:

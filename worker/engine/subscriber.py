@@ -8,11 +8,14 @@
 from __future__ import annotations
 
 import inspect
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from worker.engine.declared import Declared
 from worker.engine.names import ConsumerName
 from worker.engine.partitions import Concurrency, by_stream
+from worker.engine.signatures import check_callable, check_constructible
 from worker.errors import RegistrationError
 from worker.model.event import BaseEvent
 from worker.read.generations import Projection
@@ -96,6 +99,13 @@ class Subscriber:
         return str(ConsumerName(self.name, category))
 
     @property
+    def declared(self) -> Declared:
+        """Its read models, as ``ctx.table`` checks them."""
+        return Declared(
+            f"{self.kind} {self.name!r}", frozenset(self.read_models), self.kind == "projector"
+        )
+
+    @property
     def projection(self) -> Projection:
         """Its read models as the read layer sees them."""
         return Projection(self.name, self.read_models, self.version)
@@ -139,6 +149,21 @@ class Slot:
         return str(self.consumer)
 
 
+# Registered class -> the read models it was registered with (the in-memory kit checks a class
+# given without its domain against them).
+_REGISTERED: weakref.WeakKeyDictionary[type[Any], Declared] = weakref.WeakKeyDictionary()
+
+
+def remember(subscriber: Subscriber) -> None:
+    """Note the read models a class was registered with (``registered_declaration``)."""
+    _REGISTERED[subscriber.cls] = subscriber.declared
+
+
+def registered_declaration(cls: type[Any]) -> Declared | None:
+    """The read models ``cls`` was last registered with; None if it never was."""
+    return _REGISTERED.get(cls)
+
+
 def routes_of(cls: type[Any]) -> tuple[Route, ...]:
     """Every ``@on``/``@handle`` method of ``cls``, in definition order."""
     found: list[Route] = []
@@ -170,6 +195,7 @@ def build_subscriber(
     if not routes:
         raise RegistrationError(f"{cls.__qualname__} has no @on/@handle methods")
     who = f"{kind} {name or cls.__name__!r}"
+    check_calls(who, cls, routes)
     categories = subscribed_categories(who, cls, routes, stream_categories, aggregates)
     if not isinstance(group_size, int) or not 1 <= group_size <= 1024:
         raise RegistrationError(f"group_size must be an integer in 1..1024, got {group_size!r}")
@@ -208,6 +234,15 @@ def build_subscriber(
         concurrency=concurrency,
         partition_by=partition_by,
     )
+
+
+def check_calls(who: str, cls: type[Any], routes: tuple[Route, ...]) -> None:
+    """Refuse a class whose instance, handler methods or ``setup`` the engine cannot call."""
+    check_constructible(who, cls)
+    for method_name in dict.fromkeys(route.method_name for route in routes):
+        check_callable(who, cls, method_name, "event", "ctx")
+    if callable(getattr(cls, "setup", None)):
+        check_callable(who, cls, "setup", "conn")
 
 
 def subscribed_categories(

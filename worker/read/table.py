@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from pydantic import BaseModel
 
+from worker.read.handed import handed
 from worker.read.merge import Pending, apply, merge, patch_changes, step
 from worker.read.model import POSITION_COLUMN, ReadModel, field_types, physical, quote
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Coroutine
 
     from worker.store.types import Connection
 
@@ -177,14 +178,21 @@ class Table:
 
     # -- reading -----------------------------------------------------------------------------
 
-    async def get(self, key: Any) -> ReadModel | None:
-        """The row as of this batch's changes (loaded once per batch), or ``None``."""
+    def get(self, key: Any) -> Coroutine[Any, Any, ReadModel | None]:
+        """The row as of this batch's changes (loaded once per batch), or ``None``; a handler
+        must await it (``worker.read.handed``)."""
+        return handed(f"ctx.table({self.model.__name__}).get", self._get, key)
+
+    def load(self, keys: list[Any]) -> Coroutine[Any, Any, None]:
+        """Load many rows into the batch's identity map in one round trip (awaited: ``get``)."""
+        return handed(f"ctx.table({self.model.__name__}).load", self._load, keys)
+
+    async def _get(self, key: Any) -> ReadModel | None:
         if self._unresolved(key):
-            await self.load([key])
+            await self._load([key])
         return self._rows[key].row
 
-    async def load(self, keys: list[Any]) -> None:
-        """Load many rows into the batch's identity map in one round trip."""
+    async def _load(self, keys: list[Any]) -> None:
         wanted = [k for k in keys if self._unresolved(k)]
         if not wanted:
             return
@@ -251,7 +259,7 @@ class Table:
         """Write every pending change: a few set-based statements, in the caller's transaction."""
         unresolved = [k for k, state in self._rows.items() if state.ops is not None]
         if unresolved:
-            await self.load(unresolved)
+            await self._load(unresolved)
         rows: list[tuple[ReadModel, int]] = []
         patches: dict[tuple[bool, tuple[str, ...], tuple[str, ...]], list[tuple[Any, Pending]]] = {}
         deletes: list[Any] = []

@@ -27,7 +27,7 @@ import structlog
 from worker.engine.batch import Batches, Cursor
 from worker.engine.retry import RetryPolicy, is_transient
 from worker.engine.routes import route_table
-from worker.engine.subscriber import Subscriber, build_subscriber
+from worker.engine.subscriber import Subscriber, build_subscriber, registered_declaration
 from worker.errors import ConsumerStoppedError, RegistrationError
 from worker.model.event import BaseEvent
 from worker.store.message import NewMessage
@@ -41,6 +41,7 @@ from worker.testing.table import MemoryReadModels
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
+    from worker.engine.declared import Declared
     from worker.engine.lease import Lease
     from worker.engine.retry import Decision, FailureAction
     from worker.engine.subscriber import Slot, Subscriptions
@@ -150,7 +151,10 @@ async def project(
         action=on_failure or described.on_failure or "park",
     )
     result = Projected(described, store, read_models, positions, parked, transactions, emitted=[])
-    consumers = [await _consumer(slot, instance, result, policy) for slot in described.slots()]
+    declared = _declared(subscriber, described, domain)
+    consumers = [
+        await _consumer(slot, instance, result, policy, declared) for slot in described.slots()
+    ]
     size = batch_size or described.batch_size or 1000
     await _run(consumers, result, policy, size, max_emitted)
     result.emitted = [m for m in store.messages() if m.global_position > mark]
@@ -168,6 +172,16 @@ def _describe(subscriber: type[Any] | Subscriber, domain: Subscriptions | None) 
     return build_subscriber(
         subscriber, name=None, kind="projector", stream_categories=None, aggregates=None
     )
+
+
+def _declared(
+    subscriber: type[Any] | Subscriber, described: Subscriber, domain: Subscriptions | None
+) -> Declared | None:
+    """The read models ``ctx.table`` may give: the subscriber's; for a class given without its
+    domain, those it was registered with, if it was (else any)."""
+    if isinstance(subscriber, Subscriber) or domain is not None:
+        return described.declared
+    return registered_declaration(subscriber)
 
 
 def _state(
@@ -200,7 +214,9 @@ class _Consumer:
     batches: Batches
 
 
-async def _consumer(slot: Slot, instance: Any, result: Projected, policy: RetryPolicy) -> _Consumer:
+async def _consumer(
+    slot: Slot, instance: Any, result: Projected, policy: RetryPolicy, declared: Declared | None
+) -> _Consumer:
     """The engine's batches for one consumer, on the stand-ins."""
     name = slot.name
     positions = result.position_store
@@ -225,6 +241,7 @@ async def _consumer(slot: Slot, instance: Any, result: Projected, policy: RetryP
         log=log.bind(consumer=name),
         tables=result.read_models,
         concurrency=slot.subscriber.concurrent,
+        declared=declared,
     )
     return _Consumer(slot, batches)
 

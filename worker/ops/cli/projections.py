@@ -23,7 +23,7 @@ from rich.progress import (
 )
 
 from worker.engine.lease import Lease, owner_id
-from worker.engine.positions import PostgresPositionStore
+from worker.engine.positions import PostgresPositionStore, reset_held
 from worker.engine.rebuild import RebuildOutcome, find_projector, rebuild
 from worker.engine.rebuild import check_rights as check_rebuild_rights
 from worker.errors import UsageError, WorkerError
@@ -206,7 +206,11 @@ def reset(
     consumer: Annotated[str, typer.Argument(help="Consumer name, e.g. order_summary:order.")],
     to: Annotated[int, typer.Option("--to", help="Global position to resume after.")] = 0,
     wait: Annotated[
-        bool, typer.Option(help="Wait for the process holding the consumer to let go.")
+        bool,
+        typer.Option(
+            help="Beside a running worker holding the consumer: wait for its batch in flight, "
+            "then set the position under it (it goes on from there at once)."
+        ),
     ] = False,
     force: Annotated[
         bool,
@@ -235,16 +239,25 @@ def reset(
                     f"{consumer} would skip every message written until the store passes "
                     "it; pass --force to set it anyway"
                 )
-            if not await lease.try_acquire():
-                if not wait:
-                    raise WorkerError(
-                        f"consumer {consumer!r} is held by a running worker; stop it or pass --wait"
-                    )
-                await lease.acquire()
-            positions = PostgresPositionStore(pool)
-            before = await positions.load(consumer)
-            await positions.set(consumer, to)
-            log.info("position reset", consumer=consumer, old=before, new=to, by=owner_id())
+            if await lease.try_acquire():
+                positions = PostgresPositionStore(pool)
+                before = await positions.load(consumer)
+                await positions.set(consumer, to)
+            elif wait:
+                before = await reset_held(pool, consumer, to)
+            else:
+                raise WorkerError(
+                    f"consumer {consumer!r} is held by a running worker ({lease.holder}); stop "
+                    "it, or pass --wait to set the position under it"
+                )
+            log.info(
+                "position reset",
+                consumer=consumer,
+                old=before,
+                new=to,
+                by=owner_id(),
+                holder=lease.holder,
+            )
             return before
         finally:
             await lease.release()

@@ -223,9 +223,10 @@ class Consumer:
     async def _acquire(
         self, stop: anyio.Event, until_caught_up: bool, limiter: anyio.CapacityLimiter | None
     ) -> bool:
-        """Wait for the lease; in a run until caught up, give up once the consumer is caught
-        up under another process's lease (``worker.engine.standby``)."""
-        if not until_caught_up:
+        """Wait for the lease; in a run until caught up, give up once a live consumer is caught
+        up under another process's lease (``worker.engine.standby``). A rebuild's consumers
+        wait as before: the rebuild that holds them switches the projection."""
+        if not until_caught_up or self._fixed_generation is not None:
             return await self.lease.acquire(stop, limiter)
         return await standby.acquire_unless_done(self.lease, stop, limiter, self._done_elsewhere)
 

@@ -160,10 +160,10 @@ async def rebuild_rights_missing(
 async def due(conn: Executor, projection: Projection) -> RebuildDue | None:
     """Why the projection needs a rebuild, looked at without changing anything (``worker
     status``); ``None`` when it is in order, or was never set up in this database."""
-    found = await state(conn, projection.name)
-    if not projection.models or found is None:
+    if not projection.models:
         return None
-    return await _due(conn, projection, found[0], found[2])
+    found = await state(conn, projection.name)
+    return None if found is None else await _due(conn, projection, found[0], found[2])
 
 
 async def _due(

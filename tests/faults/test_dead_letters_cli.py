@@ -81,7 +81,7 @@ async def test_list_show_replay_and_discard(database_dsn: str) -> None:
             for account in ("a", "b", "c"):
                 await note(store, account, seq)
         run = cli(database_dsn, "run", "--until-caught-up", "--only", "notes")
-        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.returncode == 3, run.stderr[-2000:]
         assert await notes(conn) == {"a": [0, 1, 2, 3], "c": [0, 1, 2, 3]}
 
         rows = parked(database_dsn)
@@ -182,7 +182,7 @@ async def test_a_replay_that_fails_again_inline_exits_1_with_the_new_error(
     try:
         await poisoned(database_dsn, conn, {"b": 3})
         run = cli(database_dsn, "run", "--until-caught-up", "--only", "notes")
-        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.returncode == 3, run.stderr[-2000:]
         before = parked(database_dsn)
         assert [r["attempts"] for r in before] == [2, 0, 0]
         await conn.execute("UPDATE public.poison SET reason = 'frozen by audit 7'")

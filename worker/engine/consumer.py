@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from worker.engine import pauses
+from worker.engine import pauses, standby
 from worker.engine import queries as q
 from worker.engine.batch import Batches, Cursor
 from worker.engine.dead_letters import PostgresParkedMessages
@@ -190,7 +190,7 @@ class Consumer:
         while not stop.is_set():
             self.state = ConsumerState.WAITING
             try:
-                if not await self.lease.acquire(stop, limiter):
+                if not await self._acquire(stop, until_caught_up, limiter):
                     break
                 failures = 0
                 consume = partial(self._consume, stop, until_caught_up)
@@ -220,6 +220,31 @@ class Consumer:
                 await self.lease.release(close=False)
         if self.state != ConsumerState.STOPPED and not self.paused:
             self.state = ConsumerState.DONE
+
+    async def _acquire(
+        self, stop: anyio.Event, until_caught_up: bool, limiter: anyio.CapacityLimiter | None
+    ) -> bool:
+        """Wait for the lease; in a run until caught up, give up once a live consumer is caught
+        up under another process's lease (``worker.engine.standby``). A rebuild's consumers
+        wait as before: the rebuild that holds them switches the projection."""
+        if not until_caught_up or self._fixed_generation is not None:
+            return await self.lease.acquire(stop, limiter)
+        return await standby.acquire_unless_done(self.lease, stop, limiter, self._done_elsewhere)
+
+    async def _done_elsewhere(self) -> bool:
+        """Nothing after the committed position for this consumer (or an operator paused it):
+        the process holding the lease has caught up, and a run until caught up may end."""
+        position = await self._positions.load(self.name)
+        paused = self.pausable and await pauses.is_paused(self._pool, self.name)
+        if not paused and await self._read(position, 1):
+            return False
+        self._log.info(
+            "caught up under another process's lease",
+            holder=self.lease.holder,
+            position=position,
+            paused=paused,
+        )
+        return True
 
     async def _consume(self, stop: anyio.Event, until_caught_up: bool) -> None:
         await self._start()
@@ -375,11 +400,11 @@ class Consumer:
                 f"consumer {self.name} was moved from {self.cursor.committed} to {committed}"
             )
 
-    async def _read(self, after: int) -> list[Message]:
+    async def _read(self, after: int, limit: int | None = None) -> list[Message]:
         return await self._store.read_category(
             self.category,
             after + 1,
-            self.options.batch_size,
+            limit or self.options.batch_size,
             consumer_group_member=self.slot.member,
             consumer_group_size=self.slot.size,
         )

@@ -66,6 +66,19 @@ class PostgresPositionStore:
         await self._pool.execute(q.SET_POSITION, consumer, position)
 
 
+async def reset_held(pool: asyncpg.Pool[Any], consumer: str, position: int) -> int:
+    """Set the position of a consumer another process holds (``worker reset --wait``), in one
+    transaction: fence the holder (once its batch in flight has committed; any later commit of
+    it fails), set the position, tell it on the control channel. It takes the lease back at
+    once and goes on from the new position. Returns the position before."""
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(q.FENCE_LEASE, consumer)
+        before: int | None = await conn.fetchval(q.LOAD_POSITION, consumer)
+        await conn.execute(q.SET_POSITION, consumer, position)
+        await conn.execute(q.NOTIFY_CONTROL, consumer)
+    return before or 0
+
+
 async def seed_from_former_slots(pool: asyncpg.Pool[Any], slot: ConsumerName) -> int | None:
     """Give a slot seen for the first time after its group was resized the least position of
     the category's former slots (any other group size, or none), with their furthest as its

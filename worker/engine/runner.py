@@ -173,6 +173,7 @@ class Runner:
                 )
                 self.result.needs_rebuild.append(name)
                 for consumer in held:  # (their lease connections, opened ahead)
+                    consumer.state = ConsumerState.REBUILD_DUE
                     tg.start_soon(consumer.close)
         for consumer in self.result.consumers:
             if consumer.subscriber.name in due and due[consumer.subscriber.name].blocking:

@@ -4,7 +4,8 @@ the watchdog).
 ``GET /healthz`` answers 200 while the worker's event loop runs (liveness); ``GET /readyz``
 answers 200 once every consumer runs, is caught up or stands by for a lease held elsewhere, and
 503 while it starts, while an in-place rebuild refills a projection, when a consumer's position
-is beyond its category's head, or when a consumer halted on a failure (readiness);
+is beyond its category's head, when a consumer halted on a failure, or when its projection is
+held back until rebuilt (readiness);
 ``GET /metrics`` is the Prometheus text format. Metrics are read from the consumers when
 scraped, so the hot path pays nothing for them.
 """

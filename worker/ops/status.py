@@ -57,7 +57,13 @@ def _known_consumers(
 
 
 def _state(
-    held: bool, reported: str | None, rebuilding: bool, caught_up: bool, ahead: bool, paused: bool
+    held: bool,
+    reported: str | None,
+    rebuilding: bool,
+    caught_up: bool,
+    ahead: bool,
+    paused: bool,
+    due: bool = False,
 ) -> ConsumerState:
     if ahead:
         return ConsumerState.AHEAD
@@ -65,11 +71,23 @@ def _state(
         return ConsumerState.STOPPED
     if paused:
         return ConsumerState.PAUSED
+    if not held and due:
+        return ConsumerState.REBUILD_DUE
     if not held:
         return ConsumerState.REBUILD_PAUSED if rebuilding else ConsumerState.NOT_RUNNING
     if rebuilding:
         return ConsumerState.REBUILDING
     return ConsumerState.CAUGHT_UP if caught_up else ConsumerState.RUNNING
+
+
+async def _rebuild_due(pool: asyncpg.Pool[Any], domain: Domain) -> set[str]:
+    """Projections whose live tables no longer fit the code: a worker does not run them."""
+    found = set()
+    for subscriber in domain.subscribers:
+        reason = await generations.due(pool, subscriber.projection)
+        if reason is not None and reason.blocking:
+            found.add(subscriber.name)
+    return found
 
 
 async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[ConsumerStatus]:
@@ -80,6 +98,7 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
     parked = await dead_letters.counts(pool)
     building = await generations.building(pool)
     paused = await pauses.paused(pool)
+    due = await _rebuild_due(pool, domain)
     now = datetime.now(UTC)
     report = []
     for consumer, subscriber in _known_consumers(domain, building):
@@ -96,6 +115,7 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
             lag == 0,
             position > head,
             name in paused,
+            subscriber.name in due and not consumer.is_building,
         )
         report.append(
             ConsumerStatus(

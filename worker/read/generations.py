@@ -60,7 +60,7 @@ async def lock(conn: Connection, projection: Projection) -> tuple[int, int | Non
     return row[0], row[1], row[2]
 
 
-async def _columns(conn: Connection, model: type[ReadModel], generation: int) -> list[str]:
+async def _columns(conn: Executor, model: type[ReadModel], generation: int) -> list[str]:
     rows = await conn.fetch(q.COLUMNS, physical(model, generation))
     return [row[0] for row in rows]
 
@@ -157,8 +157,17 @@ async def rebuild_rights_missing(
     return user, [row[0] for row in rows]
 
 
+async def due(conn: Executor, projection: Projection) -> RebuildDue | None:
+    """Why the projection needs a rebuild, looked at without changing anything (``worker
+    status``); ``None`` when it is in order, or was never set up in this database."""
+    if not projection.models:
+        return None
+    found = await state(conn, projection.name)
+    return None if found is None else await _due(conn, projection, found[0], found[2])
+
+
 async def _due(
-    conn: Connection, projection: Projection, generation: int, stored_version: str | None
+    conn: Executor, projection: Projection, generation: int, stored_version: str | None
 ) -> RebuildDue | None:
     name = projection.name
     for model in projection.models:

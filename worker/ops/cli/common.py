@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -56,6 +57,18 @@ def consumers_named(domain: Domain, names: list[str], option: str = "") -> list[
             f"subscriber; known: {', '.join(sorted(known)) or 'none'}"
         )
     return [slot for owner, slot in slots if owner in names or slot in names]
+
+
+def whole_number(what: str) -> Callable[[str], int]:
+    """A parser for an option or argument that takes a whole number (0 or more): anything else
+    is a ``UsageError`` naming ``what`` (one line, exit 2), not a usage box."""
+
+    def parse(text: str) -> int:
+        if re.fullmatch(r"[0-9]{1,18}", text.strip()) is None:
+            raise UsageError(f"{what} must be a whole number (0 or more), got {text!r}")
+        return int(text)
+
+    return parse
 
 
 def with_pool(

@@ -10,7 +10,7 @@ import typer
 
 from worker.engine import dead_letters
 from worker.engine.factory import build_consumer
-from worker.errors import ReplayFailedError, WorkerError
+from worker.errors import ReplayFailedError, UsageError, WorkerError
 from worker.ops.cli import common, output
 from worker.store import queries as store_queries
 
@@ -24,6 +24,19 @@ REPLAY_WAIT = 60.0
 
 app = typer.Typer(help="Parked messages (dead letters).", no_args_is_help=True)
 
+ID_HELP = "A parked message's id (`worker dlq list` shows them)."
+parse_id = common.whole_number("a parked message's id")
+NAMED = "give a parked message id, or both --consumer and --stream"
+
+
+async def _check_consumer(app: App, pool: asyncpg.Pool[Any], name: str | None) -> None:
+    """``UsageError`` (exit 2) listing the known consumers when ``name`` is none of the
+    domain's and has no parked messages (a consumer since removed from the code may)."""
+    known = sorted(slot.name for s in app.domain.subscribers for slot in s.slots())
+    if name is None or name in known or name in await dead_letters.counts(pool):
+        return
+    raise UsageError(f"no consumer named {name!r}; known: {', '.join(known) or 'none'}")
+
 
 @app.command("list")
 def dlq_list(
@@ -33,7 +46,8 @@ def dlq_list(
 ) -> None:
     """List parked messages, oldest first per consumer."""
 
-    async def work(_app: App, pool: asyncpg.Pool[Any]) -> list[dict[str, Any]]:
+    async def work(app: App, pool: asyncpg.Pool[Any]) -> list[dict[str, Any]]:
+        await _check_consumer(app, pool, consumer)
         return await dead_letters.list_parked(pool, consumer, stream)
 
     rows = common.with_pool(work)
@@ -91,7 +105,7 @@ def _clip(value: Any, limit: int) -> Any:
 
 @app.command("show")
 def dlq_show(
-    dead_letter_id: int,
+    dead_letter_id: Annotated[int, typer.Argument(help=ID_HELP, parser=parse_id)],
     full: Annotated[
         bool, typer.Option("--full", help=f"Print data and metadata longer than {SHOW_LIMIT}.")
     ] = False,
@@ -120,7 +134,7 @@ def _target(
     if row is not None:
         return row["consumer"], row["stream_name"]
     if consumer is None or stream is None:
-        raise WorkerError("give a parked message id, or both --consumer and --stream")
+        raise UsageError(NAMED)
     return consumer, stream
 
 
@@ -133,7 +147,8 @@ async def _replay(app: App, pool: asyncpg.Pool[Any], consumer_name: str, stream:
         if slot.name == consumer_name
     ]
     if not matches:
-        raise WorkerError(f"no consumer named {consumer_name!r} in this domain")
+        known = sorted(slot.name for s in app.domain.subscribers for slot in s.slots())
+        raise UsageError(f"no consumer named {consumer_name!r}; known: {', '.join(known)}")
     slot = matches[0]
     consumer = build_consumer(slot, dsn=app.dsn, pool=pool, settings=app.settings.worker)
     if await consumer.lease.try_acquire():
@@ -168,7 +183,7 @@ async def _await_replay(
 
 @app.command("replay")
 def dlq_replay(
-    dead_letter_id: Annotated[int | None, typer.Argument(help="A parked message's id.")] = None,
+    dead_letter_id: Annotated[int | None, typer.Argument(help=ID_HELP, parser=parse_id)] = None,
     consumer: Annotated[str | None, typer.Option(help="Consumer name.")] = None,
     stream: Annotated[str | None, typer.Option(help="Stream name.")] = None,
 ) -> None:
@@ -190,16 +205,17 @@ def dlq_replay(
 
 @app.command("discard")
 def dlq_discard(
-    dead_letter_id: Annotated[int | None, typer.Argument(help="A parked message's id.")] = None,
+    dead_letter_id: Annotated[int | None, typer.Argument(help=ID_HELP, parser=parse_id)] = None,
     consumer: Annotated[str | None, typer.Option(help="Consumer name.")] = None,
     stream: Annotated[str | None, typer.Option(help="Discard all of this stream.")] = None,
 ) -> None:
     """Drop a parked message (or all of a stream's) without handling it."""
 
-    async def work(_app: App, pool: asyncpg.Pool[Any]) -> str:
+    async def work(app: App, pool: asyncpg.Pool[Any]) -> str:
         if dead_letter_id is None:
             if consumer is None or stream is None:
-                raise WorkerError("give a parked message id, or both --consumer and --stream")
+                raise UsageError(NAMED)
+            await _check_consumer(app, pool, consumer)
             done = await dead_letters.discard(pool, consumer=consumer, stream_name=stream)
             return f"discarded {done} parked message(s)"
         row = await dead_letters.show(pool, dead_letter_id)

@@ -16,6 +16,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -23,7 +24,7 @@ from rich.progress import (
 )
 
 from worker.engine.lease import Lease, owner_id
-from worker.engine.positions import PostgresPositionStore
+from worker.engine.positions import PostgresPositionStore, reset_held
 from worker.engine.rebuild import RebuildOutcome, find_projector, rebuild
 from worker.engine.rebuild import check_rights as check_rebuild_rights
 from worker.errors import UsageError, WorkerError
@@ -35,12 +36,15 @@ from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import TypeAlias
 
     from rich.table import Table
 
     from worker.engine.subscriber import Subscriber
     from worker.ops.app import App
     from worker.ops.status import Frame
+
+    Report: TypeAlias = Callable[[int, int, float], None]  # (done, total, seconds so far)
 
 log = structlog.get_logger("worker.cli")
 
@@ -99,7 +103,8 @@ def _status_table(rows: list[dict[str, Any]], rates: bool = False) -> Table:
         cells.append(f"{r['lag_seconds']:.1f}")
         if rates:
             cells.append("-" if r["rate"] is None else f"{r['rate']:.1f}")
-        state = r["state"] if r["concurrency"] == 1 else f"{r['state']} (x{r['concurrency']})"
+        state = r["state"] if r["pause_reason"] is None else f"{r['state']}: {r['pause_reason']}"
+        state += "" if r["concurrency"] == 1 else f" (x{r['concurrency']})"
         cells += [state, r["leaseholder"] or "-", str(r["parked"])]
         table.add_row(*cells)
     return table
@@ -204,9 +209,18 @@ def projections(
 @app.command("reset")
 def reset(
     consumer: Annotated[str, typer.Argument(help="Consumer name, e.g. order_summary:order.")],
-    to: Annotated[int, typer.Option("--to", help="Global position to resume after.")] = 0,
+    to: Annotated[
+        int,
+        typer.Option(
+            "--to", help="Global position to resume after.", parser=common.whole_number("--to")
+        ),
+    ] = 0,
     wait: Annotated[
-        bool, typer.Option(help="Wait for the process holding the consumer to let go.")
+        bool,
+        typer.Option(
+            help="Beside a running worker holding the consumer: wait for its batch in flight, "
+            "then set the position under it (it goes on from there at once)."
+        ),
     ] = False,
     force: Annotated[
         bool,
@@ -220,8 +234,6 @@ def reset(
         raise UsageError(
             f"no consumer named {consumer!r}; known: {', '.join(sorted(slots)) or 'none'}"
         )
-    if to < 0:
-        raise UsageError(f"--to must be a global position (0 or more), got {to}")
     category = slots[consumer].category
 
     async def work() -> int:
@@ -235,16 +247,25 @@ def reset(
                     f"{consumer} would skip every message written until the store passes "
                     "it; pass --force to set it anyway"
                 )
-            if not await lease.try_acquire():
-                if not wait:
-                    raise WorkerError(
-                        f"consumer {consumer!r} is held by a running worker; stop it or pass --wait"
-                    )
-                await lease.acquire()
-            positions = PostgresPositionStore(pool)
-            before = await positions.load(consumer)
-            await positions.set(consumer, to)
-            log.info("position reset", consumer=consumer, old=before, new=to, by=owner_id())
+            if await lease.try_acquire():
+                positions = PostgresPositionStore(pool)
+                before = await positions.load(consumer)
+                await positions.set(consumer, to)
+            elif wait:
+                before = await reset_held(pool, consumer, to)
+            else:
+                raise WorkerError(
+                    f"consumer {consumer!r} is held by a running worker ({lease.holder}); stop "
+                    "it, or pass --wait to set the position under it"
+                )
+            log.info(
+                "position reset",
+                consumer=consumer,
+                old=before,
+                new=to,
+                by=owner_id(),
+                holder=lease.holder,
+            )
             return before
         finally:
             await lease.release()
@@ -299,39 +320,12 @@ async def _check_rights(application: App, subscribers: list[Subscriber], in_plac
 
 def _rebuild_one(application: App, subscriber: Subscriber, in_place: bool) -> None:
     projection = subscriber.name
-    columns = (
-        TextColumn(f"rebuilding {projection}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.fields[rate]} msg/s"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-
-    async def work(progress: Progress) -> RebuildOutcome:
-        task = progress.add_task("rebuild", total=None, rate=0)
-        started = anyio.current_time()
-
-        def report(done: int, total: int) -> None:
-            elapsed = max(anyio.current_time() - started, 1e-6)
-            progress.update(task, completed=done, total=total, rate=round(done / elapsed))
-
-        pool = await application.pool(max_size=3 * len(subscriber.slots()) + 2)
-        try:
-            return await rebuild(
-                application.dsn,
-                pool,
-                application.settings.worker,
-                subscriber,
-                in_place=in_place,
-                on_progress=report,
-            )
-        finally:
-            await pool.close()
-
-    with Progress(*columns) as progress:
-        outcome = anyio.run(work, progress)
+    if sys.stdout.isatty():
+        with Progress(*_bar_columns(projection)) as progress:
+            report = _bar(progress)
+            outcome = anyio.run(_rebuild, application, subscriber, in_place, report)
+    else:
+        outcome = anyio.run(_rebuild, application, subscriber, in_place, _lines(projection))
     if outcome.refilled_by:
         typer.echo(
             f"{projection}: tables emptied; the running worker "
@@ -342,3 +336,70 @@ def _rebuild_one(application: App, subscriber: Subscriber, in_place: bool) -> No
         typer.echo(f"{projection}: tables emptied and refilled from position 0")
     else:
         typer.echo(f"{projection}: live generation {outcome.generation}")
+
+
+async def _rebuild(
+    application: App, subscriber: Subscriber, in_place: bool, report: Report
+) -> RebuildOutcome:
+    started = anyio.current_time()
+
+    def progress(done: int, total: int) -> None:
+        report(done, total, max(anyio.current_time() - started, 1e-6))
+
+    pool = await application.pool(max_size=3 * len(subscriber.slots()) + 2)
+    try:
+        return await rebuild(
+            application.dsn,
+            pool,
+            application.settings.worker,
+            subscriber,
+            in_place=in_place,
+            on_progress=progress,
+        )
+    finally:
+        await pool.close()
+
+
+def _bar_columns(projection: str) -> tuple[ProgressColumn, ...]:
+    return (
+        TextColumn(f"rebuilding {projection}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[rate]} msg/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+
+
+def _bar(progress: Progress) -> Report:
+    """A progress bar on a terminal, redrawn in place."""
+    task = progress.add_task("rebuild", total=None, rate=0)
+
+    def report(done: int, total: int, elapsed: float) -> None:
+        progress.update(task, completed=done, total=total, rate=round(done / elapsed))
+
+    return report
+
+
+# Seconds between progress lines when stdout is not a terminal.
+LINE_EVERY = 5.0
+
+
+def _lines(projection: str) -> Report:
+    """Plain progress lines where there is no terminal to redraw a bar on (a pipe, a log): one
+    every ``LINE_EVERY`` seconds and one at the end, never cut."""
+    printed = {"at": 0.0, "done": False}
+
+    def report(done: int, total: int, elapsed: float) -> None:
+        finished = done >= total
+        if printed["done"] or (not finished and elapsed - printed["at"] < LINE_EVERY):
+            return
+        printed["at"], printed["done"] = elapsed, finished
+        share = 100 if total == 0 else done * 100 // total
+        typer.echo(
+            f"rebuilding {projection}: {done}/{total} messages ({share}%), "
+            f"{round(done / elapsed)} msg/s, {elapsed:.1f} s"
+        )
+
+    return report

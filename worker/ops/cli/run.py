@@ -9,6 +9,7 @@ import anyio
 import structlog
 import typer
 
+from worker.ops import outcome
 from worker.ops.cli import common
 from worker.ops.runner import Runner
 
@@ -40,27 +41,11 @@ def run(
 
     result = anyio.run(main)
     _log_stopped(result, until_caught_up)
-    if result.forced:
-        raise SystemExit(130)
-    if result.needs_rebuild:
-        names = ", ".join(result.needs_rebuild)
-        print(f"worker: projections not run until rebuilt: {names}", file=sys.stderr)
-        if until_caught_up:
-            raise SystemExit(1)
-    if result.stopped:
-        names = ", ".join(result.stopped)
-        print(f"worker: consumers stopped on failure: {names}", file=sys.stderr)
-        if until_caught_up:
-            raise SystemExit(1)
-    if result.paused:
-        names = ", ".join(result.paused)
-        print(f"worker: consumers paused (`worker resume` them): {names}", file=sys.stderr)
-    if result.ahead and until_caught_up:
-        names = ", ".join(f"{c.name} (position {c.position}, head {c.head})" for c in result.ahead)
-        print(
-            f"worker: positions beyond their category head (reset them): {names}", file=sys.stderr
-        )
-        raise SystemExit(1)
+    for line in outcome.summary(result, until_caught_up):
+        print(line, file=sys.stderr)
+    code = outcome.exit_code(result, until_caught_up)
+    if code:
+        raise SystemExit(code)
 
 
 def _log_stopped(result: RunResult, until_caught_up: bool) -> None:
@@ -77,4 +62,10 @@ def _log_stopped(result: RunResult, until_caught_up: bool) -> None:
         "halted": result.stopped,
         "not_started_until_rebuilt": result.needs_rebuild,
     }
-    log.info("worker stopped", reason=reason, **{k: v for k, v in details.items() if v})
+    parked = outcome.parked(result)
+    log.info(
+        "worker stopped",
+        reason=reason,
+        **{k: v for k, v in details.items() if v},
+        **({"parked": parked} if parked else {}),
+    )

@@ -1,0 +1,43 @@
+"""A standby in a run that ends once caught up (``worker run --until-caught-up``).
+
+Beside a running worker that holds the lease, such a standby would wait for ever: the holder
+never lets go. It gives up instead once ``done`` says the consumer is caught up under the
+holder's lease (looked at every ``retry_interval`` of the lease), so the run can end.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import anyio
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from worker.engine.lease import Lease
+
+
+async def acquire_unless_done(
+    lease: Lease,
+    stop: anyio.Event,
+    limiter: anyio.CapacityLimiter | None,
+    done: Callable[[], Awaitable[bool]],
+) -> bool:
+    """``lease.acquire(stop, limiter)``, given up (False) once another process holds the
+    lease and ``done()`` is true."""
+    taken = False
+
+    async def take() -> None:
+        nonlocal taken
+        taken = await lease.acquire(stop, limiter)
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take)
+        while not stop.is_set():
+            with anyio.move_on_after(lease.retry_interval):
+                await stop.wait()
+            if lease.holder is not None and await done():
+                break
+        tg.cancel_scope.cancel()
+    return taken

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Annotated
 
-import anyio
 import structlog
 import typer
 
 from worker.ops.cli import common
+from worker.ops.crash import run_guarded
 from worker.ops.runner import Runner
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def run(
         runner = Runner(application.domain, application.dsn, application.settings.worker, only=only)
         return await runner.run(until_caught_up=until_caught_up)
 
-    result = anyio.run(main)
+    result = run_guarded(main)
     _log_stopped(result, until_caught_up)
     if result.forced:
         raise SystemExit(130)

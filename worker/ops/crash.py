@@ -1,5 +1,10 @@
 """What ends ``worker run`` unexpectedly still ends it with a last log line and an exit code.
 
+A SIGTERM or SIGINT before the runner listens for signals (while the application loads, the
+database is found, the pool opens) ends it with ``worker stopped``, ``reason="signal during
+start-up"`` and exit code 128 + the signal's number (143, 130), rather than killing the process
+with no word.
+
 Anything that escapes the runner's task groups (an exception of the engine's own, or a handler
 that calls ``sys.exit`` or raises ``KeyboardInterrupt``, which no failure rule catches) is
 logged as ``worker stopped`` at level critical, naming the error and where it was raised, with
@@ -10,7 +15,9 @@ to be the usual one line.
 
 from __future__ import annotations
 
+import signal
 import traceback
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 import anyio
@@ -19,7 +26,8 @@ import structlog
 from worker.errors import WorkerError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
+    from types import FrameType
 
 log = structlog.get_logger("worker.cli")
 
@@ -44,16 +52,49 @@ def describe(error: BaseException) -> str:
     return f"{text} (raised in {where.name}, {where.filename}:{where.lineno})"
 
 
-def run_guarded(main: Callable[[], Awaitable[_T]]) -> _T:
-    """``anyio.run(main)``; what escapes it ends the process as the module says."""
+class Terminated(BaseException):
+    """A signal that came before the runner listened for it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    """Around loading and running: a signal before the runner's own handling, or anything
+    that escapes, ends the process as the module says; a ``WorkerError`` passes (one line)."""
+    previous = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return anyio.run(main)
+        yield
     except BaseException as error:  # the last word on the run, whatever it was
         found = leaf(error)
         if isinstance(found, WorkerError):
             raise found from None
+        if isinstance(found, Terminated):
+            log.warning("worker stopped", reason="signal during start-up", signal=str(found))
+            raise SystemExit(128 + found.signum) from None
         crashed(found)
         raise SystemExit(EXIT_CRASHED) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def guard(work: Callable[[], _T]) -> _T:
+    """``work()`` inside ``guarded``."""
+    with guarded():
+        return work()
+
+
+def run_guarded(main: Callable[[], Awaitable[_T]]) -> _T:
+    """``anyio.run(main)`` inside ``guarded``."""
+    with guarded():
+        return anyio.run(main)
 
 
 def crashed(error: BaseException) -> None:

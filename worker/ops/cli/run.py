@@ -9,7 +9,7 @@ import structlog
 import typer
 
 from worker.ops.cli import common
-from worker.ops.crash import run_guarded
+from worker.ops.crash import guard, run_guarded
 from worker.ops.runner import Runner
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def run(
     ] = None,
 ) -> None:
     """Run every consumer until SIGTERM/SIGINT (or until caught up)."""
-    application = common.load_app()
+    application = guard(common.load_app)
     if only:
         common.consumers_named(application.domain, only, "--only")
 

@@ -68,33 +68,6 @@ def test_a_read_only_command_starts_no_embedded_server(
     assert not data_dir.exists()
 
 
-def test_embedded_status_and_stop_show_and_end_the_server(tmp_path: Path) -> None:
-    """`worker embedded status` names the running server's data folder, socket and pid (exit
-    0); `worker embedded stop` ends it and waits until it has gone; then status says it is not
-    running (exit 1), and a second stop is a no-op (exit 0)."""
-    data_dir = tmp_path / "postgres"
-    try:
-        start_embedded(data_dir)
-        server = embedded.running(data_dir)
-        assert server is not None
-        shown = cli("embedded", "status", data_dir=data_dir)
-        assert shown.returncode == 0, shown.stdout + shown.stderr
-        assert f"running in {data_dir.resolve()}" in shown.stdout, shown.stdout
-        assert f"pid {server.pid}" in shown.stdout and ".s.PGSQL." in shown.stdout, shown.stdout
-        stopped = cli("embedded", "stop", data_dir=data_dir)
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        assert f"embedded PostgreSQL stopped (data folder {data_dir.resolve()}" in stopped.stdout
-        assert embedded.running(data_dir) is None
-        assert not (data_dir / "postmaster.pid").exists()
-    finally:
-        stop_embedded(data_dir)
-    after = cli("embedded", "status", data_dir=data_dir)
-    assert after.returncode == 1, after.stdout + after.stderr
-    assert "embedded PostgreSQL not running" in after.stdout, after.stdout
-    again = cli("embedded", "stop", data_dir=data_dir)
-    assert again.returncode == 0 and "was not running" in again.stdout, again.stdout
-
-
 PLUGIN_PROJECT_TEST = '''
 def test_the_server_is_there(worker_server_dsn):
     """Asks for the plugin's server only (no MessageDB install)."""
@@ -131,3 +104,38 @@ def test_the_plugin_stops_the_embedded_server_it_started(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (data_dir / "PG_VERSION").exists(), "the plugin used no embedded server"
     assert left is None, f"the plugin left the embedded server running (pid {left.pid})"
+
+
+def test_a_server_running_before_the_session_is_left_for_worker_embedded_stop(
+    tmp_path: Path,
+) -> None:
+    """An embedded server that ran before a test session outlives it (the plugin stops only
+    the one it started); `worker embedded status` then names its data folder, socket and pid
+    (exit 0), `worker embedded stop` ends it and waits until it has gone, after which status
+    says it is not running (exit 1) and a second stop is a no-op (exit 0)."""
+    project = tmp_path / "project"
+    data_dir = project / ".worker" / "test-postgres"
+    data_dir.parent.mkdir(parents=True)
+    try:
+        start_embedded(data_dir, "postgres")
+        server = embedded.running(data_dir)
+        assert server is not None
+        result = run_plugin_project(project)
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert embedded.running(data_dir) == server, "the plugin stopped a server it did not start"
+        shown = cli("embedded", "status", "--data-dir", str(data_dir), data_dir=tmp_path / "x")
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert f"running in {data_dir.resolve()}" in shown.stdout, shown.stdout
+        assert f"pid {server.pid}" in shown.stdout and ".s.PGSQL." in shown.stdout, shown.stdout
+        stopped = cli("embedded", "stop", "--data-dir", str(data_dir), data_dir=tmp_path / "x")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert f"stopped (data folder {data_dir.resolve()}, pid {server.pid})" in stopped.stdout
+        assert embedded.running(data_dir) is None
+        assert not (data_dir / "postmaster.pid").exists()
+    finally:
+        stop_embedded(data_dir)
+    after = cli("embedded", "status", data_dir=data_dir)
+    assert after.returncode == 1, after.stdout + after.stderr
+    assert "embedded PostgreSQL not running" in after.stdout, after.stdout
+    again = cli("embedded", "stop", data_dir=data_dir)
+    assert again.returncode == 0 and "was not running" in again.stdout, again.stdout

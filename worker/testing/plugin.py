@@ -4,7 +4,8 @@ Installed with the package (entry point ``pytest11``), so a project that install
 these fixtures with no conftest of its own:
 
 * ``worker_server_dsn`` (session): the server ``WORKER_EVENT_STORE__DATABASE_URI`` names, or an
-  embedded PostgreSQL in ``.worker/test-postgres`` under the pytest root when none is named;
+  embedded PostgreSQL in ``.worker/test-postgres`` under the pytest root when none is named
+  (stopped at the end of the session if the session started it);
 * ``worker_template_dsn`` (session): a database with MessageDB and the worker schema installed
   once, as the template of every test's database;
 * ``worker_dsn``: a fresh database for this test, copied from the template, dropped after;
@@ -29,6 +30,7 @@ import pytest
 
 from worker.engine.runner import Runner, RunResult
 from worker.engine.settings import EngineSettings
+from worker.store import embedded
 from worker.store.database import (
     create_pool,
     database_name,
@@ -112,14 +114,23 @@ async def _drop_orphans(dsn: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def worker_server_dsn(request: pytest.FixtureRequest) -> str:
-    """DSN of the test server's ``postgres`` database (named, else embedded)."""
+def worker_server_dsn(request: pytest.FixtureRequest) -> Iterator[str]:
+    """DSN of the test server's ``postgres`` database (named, else embedded). An embedded
+    server this session started is stopped when the session ends; one that was running
+    already is left running."""
     named = os.environ.get("WORKER_EVENT_STORE__DATABASE_URI")
     if not is_embedded(named):
         assert named is not None
-        return database_of(named, "postgres")
+        yield database_of(named, "postgres")
+        return
     folder = Path(request.config.rootpath) / ".worker" / "test-postgres"
-    return start_embedded(folder, "postgres")
+    running_before = embedded.running(folder) is not None
+    dsn = start_embedded(folder, "postgres")
+    try:
+        yield dsn
+    finally:
+        if not running_before:
+            embedded.stop(folder)
 
 
 @pytest.fixture(scope="session")

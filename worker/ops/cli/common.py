@@ -39,9 +39,10 @@ def settings() -> Settings:
     return loaded
 
 
-def load_app() -> App:
-    """The configured application: settings, domain and DSN."""
-    return App.load(settings())
+def load_app(*, read_only: bool = False) -> App:
+    """The configured application: settings, domain and DSN (a command that only reads,
+    ``read_only``, never starts the embedded server)."""
+    return App.load(settings(), read_only=read_only)
 
 
 def consumers_named(domain: Domain, names: list[str], option: str = "") -> list[str]:
@@ -72,10 +73,13 @@ def whole_number(what: str) -> Callable[[str], int]:
 
 
 def with_pool(
-    work: Callable[[App, asyncpg.Pool[Any]], Coroutine[Any, Any, Any]], **pool_options: Any
+    work: Callable[[App, asyncpg.Pool[Any]], Coroutine[Any, Any, Any]],
+    *,
+    read_only: bool = False,
+    **pool_options: Any,
 ) -> Any:
     """Run ``work(app, pool)`` on a pool of the configured database, closed afterwards."""
-    app = load_app()
+    app = load_app(read_only=read_only)
 
     async def main() -> Any:
         pool = await app.pool(**pool_options)

@@ -9,11 +9,10 @@ from typing import Annotated
 import anyio
 import typer
 
-from worker.errors import WorkerError
 from worker.ops.app import resolve_dsn
-from worker.ops.cli import common
+from worker.ops.cli import common, embedded
 from worker.ops.install import configured_domain, grant_role, install_application
-from worker.store.database import is_embedded, redact, stop_embedded
+from worker.store.database import redact
 
 app = typer.Typer(help="Install and inspect the event store database.", no_args_is_help=True)
 
@@ -76,16 +75,12 @@ def db_grant(
 def db_dsn(
     show_password: Annotated[bool, typer.Option(help="Print the password too.")] = False,
 ) -> None:
-    """Print the DSN in force (starting the embedded server if that is the one configured)."""
-    dsn = resolve_dsn(common.settings())
+    """Print the DSN in force (the embedded server's only while it runs: this starts none)."""
+    dsn = resolve_dsn(common.settings(), start=False)
     typer.echo(dsn if show_password else redact(dsn))
 
 
-@app.command("stop-embedded")
+@app.command("stop-embedded", hidden=True)
 def db_stop_embedded() -> None:
-    """Stop the embedded PostgreSQL, if this configuration uses it and it runs."""
-    settings = common.settings()
-    if not is_embedded(settings.event_store.dsn()):
-        raise WorkerError("this configuration names a PostgreSQL server; nothing embedded to stop")
-    stopped = stop_embedded(settings.event_store.embedded_data_dir)
-    typer.echo("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    """Stop the embedded PostgreSQL (the older name of `worker embedded stop`)."""
+    embedded.embedded_stop()

@@ -50,7 +50,7 @@ def dlq_list(
         await _check_consumer(app, pool, consumer)
         return await dead_letters.list_parked(pool, consumer, stream)
 
-    rows = common.with_pool(work)
+    rows = common.with_pool(work, read_only=True)
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row, default=str))
@@ -119,7 +119,7 @@ def dlq_show(
             row["message"] = None if message is None else dict(message)
         return row
 
-    row = common.with_pool(work)
+    row = common.with_pool(work, read_only=True)
     if row is None:
         raise WorkerError(f"no parked message with id {dead_letter_id}")
     if row["message"] is not None and not full:

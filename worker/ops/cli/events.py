@@ -53,7 +53,7 @@ def events_check(
                 store, app.domain, start=start, batch_size=batch_size, on_batch=report
             )
 
-        found: EventsCheck = common.with_pool(work)
+        found: EventsCheck = common.with_pool(work, read_only=True)
     _print(found, as_json)
     if found.failed:
         raise typer.Exit(1)

@@ -75,7 +75,7 @@ def status(
         raise UsageError(f"--interval must be more than 0 seconds, got {interval:g}")
     if count is not None and count < 1:
         raise UsageError(f"--count must be 1 or more, got {count}")
-    application = common.load_app()
+    application = common.load_app(read_only=True)
 
     async def once() -> list[dict[str, Any]]:
         pool = await application.pool(rights=privileges.READ)
@@ -162,7 +162,7 @@ def projections(
     The version is the code's, and the live tables' when they differ; the generation live and
     the one a rebuild is filling; the lag and states of its live consumers.
     """
-    application = common.load_app()
+    application = common.load_app(read_only=True)
 
     async def work() -> list[dict[str, Any]]:
         pool = await application.pool(rights=privileges.READ)

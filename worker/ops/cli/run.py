@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Annotated
 
-import anyio
 import structlog
 import typer
 
 from worker.ops import outcome
 from worker.ops.cli import common
+from worker.ops.crash import guard, run_guarded
 from worker.ops.runner import Runner
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ def run(
     ] = None,
 ) -> None:
     """Run every consumer until SIGTERM/SIGINT (or until caught up)."""
-    application = common.load_app()
+    application = guard(common.load_app)
     if only:
         common.consumers_named(application.domain, only, "--only")
 
@@ -39,7 +39,7 @@ def run(
         runner = Runner(application.domain, application.dsn, application.settings.worker, only=only)
         return await runner.run(until_caught_up=until_caught_up)
 
-    result = anyio.run(main)
+    result = run_guarded(main)
     _log_stopped(result, until_caught_up)
     for line in outcome.summary(result, until_caught_up):
         print(line, file=sys.stderr)

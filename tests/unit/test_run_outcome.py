@@ -43,6 +43,13 @@ def test_until_caught_up_exits_with_the_most_severe_code(run: RunResult, code: i
 def test_a_signalled_run_exits_0_whatever_it_met_and_130_on_a_second_signal() -> None:
     """A run ended by a signal exits 0 (what it met was shown as it ran); a second one, 130."""
     run = result(parked=True, due=True, stopped=True)
+    run.signalled = True
     assert outcome.exit_code(run, until_caught_up=False) == 0
     run.forced = True
     assert outcome.exit_code(run, until_caught_up=False) == 130
+
+
+def test_a_run_that_ends_on_its_own_because_every_consumer_halted_exits_1() -> None:
+    """Without ``--until-caught-up`` a run ends unsignalled only when every consumer halted: a
+    failure a supervisor (systemd's ``Restart=on-failure``) must see, not exit 0."""
+    assert outcome.exit_code(result(stopped=True), until_caught_up=False) == 1

@@ -5,7 +5,9 @@ The codes (README, "Commands"): 0 ran until signalled, or caught up with nothing
 2 a usage error; 3 caught up, but this run parked messages; 4 a projection is due for a
 rebuild and was not run; 130 a second signal. When several apply, the most severe wins:
 1, then 4, then 3. A run ended by a signal exits 0 (or 130): what it met was shown while it
-ran (``worker status``, ``/readyz``, metrics) and is printed as it ends.
+ran (``worker status``, ``/readyz``, metrics) and is printed as it ends. A run that ends on its
+own without ``--until-caught-up`` (every consumer halted) exits by the same rule as one with it,
+so a supervisor sees that it failed.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def exit_code(result: RunResult, until_caught_up: bool) -> int:
     """The run's exit code (see the module's docstring)."""
     if result.forced:
         return FORCED
-    if not until_caught_up:
+    if result.signalled:
         return OK
     if result.stopped or result.ahead:
         return FAILED

@@ -26,7 +26,8 @@ import asyncpg
 import structlog
 
 from worker.engine import queries as q
-from worker.engine.retry import is_transient
+from worker.engine.contact import Contact
+from worker.engine.retry import is_disconnection, is_transient
 from worker.errors import LeaseLostError
 from worker.store.database import connect
 
@@ -73,6 +74,7 @@ class Lease:
         self._acquired = False
         self._valid_until = 0.0
         self._limiter: anyio.CapacityLimiter | None = None  # the group token held with it
+        self.contact = Contact()  # whether its round trips reach the database
 
     @property
     def held(self) -> bool:
@@ -100,6 +102,7 @@ class Lease:
         """
         try:
             taken = await self._take()
+            self.contact.reached()
         finally:
             if not self._acquired and not keep_connection:
                 self._drop_connection()
@@ -120,9 +123,11 @@ class Lease:
             return False
         if epoch is None:  # another process inserted the first row at the same moment
             return False
-        self.epoch, self.holder, self.lost = epoch, None, None
+        previous, self.epoch, self.holder, self.lost = self.epoch, epoch, None, None
         self._acquired, self._valid_until = True, sent + self._validity()
-        if row is not None and not row["released"]:
+        if row is not None and not row["released"] and self._own(row, previous):
+            log.info("lease taken back", consumer=self.consumer, epoch=epoch)
+        elif row is not None and not row["released"]:
             takeovers[self.consumer] += 1
             log.warning(
                 "lease taken over",
@@ -135,6 +140,11 @@ class Lease:
         else:
             log.debug("lease acquired", consumer=self.consumer, epoch=epoch)
         return True
+
+    def _own(self, row: asyncpg.Record, previous: int) -> bool:
+        """Whether the lease being taken was this one's own (the epoch it last held, not given
+        up: its connection was lost, and it reconnected): taken back, not taken over."""
+        return bool(previous) and row["owner"] == owner_id() and row["epoch"] == previous
 
     def _validity(self) -> float:
         """How long after sending a successful renewal the holder may go on acting."""
@@ -160,6 +170,7 @@ class Lease:
                 if not is_transient(error):
                     raise
                 self._drop_connection()
+                self._trouble(error)
                 log.warning("lease check failed", consumer=self.consumer, error=str(error))
             finally:
                 if limiter is not None and self._limiter is None:
@@ -183,7 +194,9 @@ class Lease:
         (or a command fenced it)."""
         sent = anyio.current_time()
         conn = await self._connection()
-        if await conn.fetchval(q.RENEW_LEASE, self.consumer, self.epoch, self.ttl) is None:
+        renewed = await conn.fetchval(q.RENEW_LEASE, self.consumer, self.epoch, self.ttl)
+        self.contact.reached()
+        if renewed is None:
             self._fence(f"consumer {self.consumer} was taken over or fenced (epoch {self.epoch})")
             raise LeaseLostError(self.lost)
         self._valid_until = max(self._valid_until, sent + self._validity())
@@ -229,8 +242,14 @@ class Lease:
                 if not is_transient(error):
                     raise
                 self._drop_connection()
+                self._trouble(error)
                 log.warning("lease renewal failed", consumer=self.consumer, error=str(error))
                 await anyio.sleep(min(interval / 4, 1.0))
+
+    def _trouble(self, error: BaseException) -> None:
+        """A round trip failed: a connection error means the database was not reached."""
+        if is_disconnection(error):
+            self.contact.lost()
 
     def _fence(self, reason: str) -> None:
         self.lost, self._acquired = reason, False

@@ -16,6 +16,7 @@ class ConsumerState(StrEnum):
     PAUSED = "paused"  # an operator paused it: it holds its lease and handles nothing
     AHEAD = "ahead"  # its position is beyond the category head (an operator set it there)
     STOPPED = "stopped"  # halted on a failure (the ``stop`` action)
+    DISCONNECTED = "disconnected"  # cannot reach the database (its lease, its reads)
     DONE = "done"  # returned: stopped by a signal, or caught up in ``--until-caught-up``
     # Seen only from outside a process, in ``worker status``:
     NOT_RUNNING = "not_running"  # no process holds it

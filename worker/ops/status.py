@@ -57,7 +57,13 @@ def _known_consumers(
 
 
 def _state(
-    held: bool, reported: str | None, rebuilding: bool, caught_up: bool, ahead: bool, paused: bool
+    held: bool,
+    reported: str | None,
+    rebuilding: bool,
+    caught_up: bool,
+    ahead: bool,
+    paused: bool,
+    lapsed: bool = False,
 ) -> ConsumerState:
     if ahead:
         return ConsumerState.AHEAD
@@ -65,6 +71,8 @@ def _state(
         return ConsumerState.STOPPED
     if paused:
         return ConsumerState.PAUSED
+    if lapsed and not rebuilding:  # its holder stopped renewing it without giving it up
+        return ConsumerState.DISCONNECTED
     if not held:
         return ConsumerState.REBUILD_PAUSED if rebuilding else ConsumerState.NOT_RUNNING
     if rebuilding:
@@ -96,6 +104,7 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
             lag == 0,
             position > head,
             name in paused,
+            lapsed=bool(lease and not held and lease["unreleased"]),
         )
         report.append(
             ConsumerStatus(

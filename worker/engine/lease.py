@@ -171,7 +171,12 @@ class Lease:
                     raise
                 self._drop_connection()
                 self._trouble(error)
-                log.warning("lease check failed", consumer=self.consumer, error=str(error))
+                log.warning(
+                    "lease check failed",
+                    consumer=self.consumer,
+                    error=_described(error, "the lease's database timed out"),
+                    error_type=type(error).__name__,
+                )
             finally:
                 if limiter is not None and self._limiter is None:
                     limiter.release()
@@ -232,8 +237,9 @@ class Lease:
                 )
                 work.cancel()
                 return
+            allowed = max(self._valid_until - anyio.current_time(), 0.001)
             try:
-                with anyio.fail_after(max(self._valid_until - anyio.current_time(), 0.001)):
+                with anyio.fail_after(allowed):
                     await self.renew()
             except LeaseLostError:
                 work.cancel()
@@ -243,7 +249,12 @@ class Lease:
                     raise
                 self._drop_connection()
                 self._trouble(error)
-                log.warning("lease renewal failed", consumer=self.consumer, error=str(error))
+                log.warning(
+                    "lease renewal failed",
+                    consumer=self.consumer,
+                    error=_described(error, f"renewal timed out after {allowed:.1f} s"),
+                    error_type=type(error).__name__,
+                )
                 await anyio.sleep(min(interval / 4, 1.0))
 
     def _trouble(self, error: BaseException) -> None:
@@ -295,3 +306,11 @@ class Lease:
     async def close(self) -> None:
         """Release the lease if it is still ours, and close its connection."""
         await self.release(close=True)
+
+
+def _described(error: Exception, timed_out: str) -> str:
+    """What a failed round trip met, in words: ``timed_out`` for a timeout (whose own text is
+    empty), else the error's text (or its type's name, when it has none)."""
+    if isinstance(error, TimeoutError):
+        return timed_out
+    return str(error) or type(error).__name__

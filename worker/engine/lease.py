@@ -174,7 +174,7 @@ class Lease:
                 log.warning(
                     "lease check failed",
                     consumer=self.consumer,
-                    error=_described(error, "the lease's database timed out"),
+                    error=_described(error, "lease check timed out"),
                     error_type=type(error).__name__,
                 )
             finally:

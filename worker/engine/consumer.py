@@ -301,7 +301,7 @@ class Consumer:
         if not paused:
             rebuilding = self.refill_to is not None
             self.state = ConsumerState.REBUILDING if rebuilding else ConsumerState.RUNNING
-            await self.lease.report(self.state)
+            await self.lease.report(self._state)
         return self.paused
 
     async def _wait_paused(self, mark: int) -> None:
@@ -340,7 +340,7 @@ class Consumer:
             if self.refill_to is not None
             else ConsumerState.RUNNING
         )
-        await self.lease.report(self.state)
+        await self.lease.report(self._state)
         self._log.info(
             "consumer started",
             category=self.category,

@@ -609,14 +609,16 @@ class Batches:
         """Retry one failing message on its own, then park it or stop the consumer."""
         first_failed = datetime.now(UTC)
         attempt = 1
-        self.cursor.stats.handler_failures += 1
         bound = self._log.bind(
             stream_name=message.stream_name,
             position=message.position,
             global_position=message.global_position,
             type=message.type,
         )
+        await self._check_fenced(bound, error, confirm=True)
+        self.cursor.stats.handler_failures += 1
         while isinstance(decision := self._policy.decide(error, attempt), RetryAfter):
+            await self._check_fenced(bound, error)
             bound.warning(
                 "handler failed; retrying",
                 error=repr(error),
@@ -630,6 +632,7 @@ class Batches:
             except HandlerFailed as failed:
                 error, attempt = failed.error, attempt + 1
                 self.cursor.stats.handler_failures += 1
+        await self._check_fenced(bound, error, confirm=True)
         if isinstance(decision, Park):
             await self._park(message, dead_letters.Failure(error, attempt, first_failed))
             bound.error("message parked", error=repr(error), attempts=attempt)
@@ -642,6 +645,24 @@ class Batches:
             attempts=attempt,
         )
         raise ConsumerStoppedError(f"consumer {self.name} stopped at {message.global_position}")
+
+    async def _check_fenced(self, log: Any, error: BaseException, *, confirm: bool = False) -> None:
+        """A failure met once the lease is lost is the fence's doing, not the handler's (a
+        newer holder wrote the message first: a duplicate key): the batch rolls back, and
+        nothing is retried, parked or stopped here. ``confirm``: also ask the database whether
+        the lease's epoch is still current (a takeover the renewals have not met yet)."""
+        lease = self._lease
+        if lease.held:
+            current = await self._positions.lease_epoch(self.name) if confirm else None
+            if current is None or current == lease.epoch:
+                return
+            reason = (
+                f"consumer {self.name} was taken over (epoch {lease.epoch} is no longer current)"
+            )
+        else:
+            reason = lease.lost or f"consumer {self.name}: lease not held"
+        log.warning("lease lost; batch rolled back", error=repr(error), reason=reason)
+        raise LeaseLostError(reason) from error
 
     async def _park(self, message: Message, failure: dead_letters.Failure) -> None:
         await self.settle()

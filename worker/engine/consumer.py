@@ -24,7 +24,7 @@ from worker.engine.dead_letters import PostgresParkedMessages
 from worker.engine.lease import DEFAULT_TTL, Lease
 from worker.engine.positions import seed_from_former_slots
 from worker.engine.replays import Replays
-from worker.engine.retry import RetryPolicy, is_transient
+from worker.engine.retry import RetryPolicy, is_disconnection, is_transient
 from worker.engine.routes import route_table
 from worker.engine.state import ConsumerState
 from worker.engine.subscriber import Slot
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from worker.store.message_store import MessageStore
 
 log = structlog.get_logger("worker.consumer")
+
+_ENDED = frozenset({ConsumerState.STOPPED, ConsumerState.DONE})
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,7 @@ class Consumer:
         self.lease = Lease(dsn, self.name, ttl=options.lease_ttl)
         self.instance = subscriber.cls()
         self.state = ConsumerState.STARTING
+        self.fresh_at: float | None = None  # see ``lag_seconds``
         self._log = log.bind(consumer=self.name)
         self.batches = Batches(
             self.name,
@@ -138,6 +141,27 @@ class Consumer:
             refresh_interval=options.refresh_interval,
             log=self._log,
         )
+
+    @property
+    def state(self) -> ConsumerState:
+        """Where it is in its life; ``disconnected`` while it cannot reach the database
+        (unless it has halted or returned)."""
+        if self.lease.contact.up or self._state in _ENDED:
+            return self._state
+        return ConsumerState.DISCONNECTED
+
+    @state.setter
+    def state(self, state: ConsumerState) -> None:
+        self._state = state
+
+    def lag_seconds(self, now: float | None = None) -> float | None:
+        """How far behind the present its handling may be: ``now`` (wall clock) minus the time
+        of the oldest message it had yet to handle at its last read, or of that read when it
+        found nothing new. It keeps growing while the consumer cannot read (the database is
+        out of reach, it is paused or halted); ``None`` before its first read."""
+        if self.fresh_at is None:
+            return None
+        return max((time.time() if now is None else now) - self.fresh_at, 0.0)
 
     @property
     def position(self) -> int:
@@ -210,6 +234,8 @@ class Consumer:
                 if not is_transient(error):
                     raise
                 failures += 1
+                if is_disconnection(error):
+                    self.lease.contact.lost()
                 delay = self.options.policy.backoff(failures)
                 self._log.warning(
                     "connection trouble; retrying", error=str(error), delay=round(delay, 3)
@@ -263,9 +289,13 @@ class Consumer:
                 continue
             if ahead is None:
                 await self.batches.settle()  # (its position is where to read from)
+                sent = time.time()
                 batch = await self._read(self.position)
+                self.fresh_at = batch[0].time.timestamp() if batch else sent
             else:
                 batch, ahead = ahead, None
+                if batch:
+                    self.fresh_at = batch[0].time.timestamp()
             if batch:
                 quiet = 0
                 self.head, self._head_checked = None, True  # (a message at or past the position)
@@ -297,7 +327,7 @@ class Consumer:
         if not paused:
             rebuilding = self.refill_to is not None
             self.state = ConsumerState.REBUILDING if rebuilding else ConsumerState.RUNNING
-            await self.lease.report(self.state)
+            await self.lease.report(self._state)
         return self.paused
 
     async def _wait_paused(self, mark: int) -> None:
@@ -336,7 +366,7 @@ class Consumer:
             if self.refill_to is not None
             else ConsumerState.RUNNING
         )
-        await self.lease.report(self.state)
+        await self.lease.report(self._state)
         self._log.info(
             "consumer started",
             category=self.category,

@@ -26,7 +26,8 @@ import asyncpg
 import structlog
 
 from worker.engine import queries as q
-from worker.engine.retry import is_transient
+from worker.engine.contact import Contact
+from worker.engine.retry import is_disconnection, is_transient
 from worker.errors import LeaseLostError
 from worker.store.database import connect
 
@@ -73,6 +74,7 @@ class Lease:
         self._acquired = False
         self._valid_until = 0.0
         self._limiter: anyio.CapacityLimiter | None = None  # the group token held with it
+        self.contact = Contact()  # whether its round trips reach the database
 
     @property
     def held(self) -> bool:
@@ -100,6 +102,7 @@ class Lease:
         """
         try:
             taken = await self._take()
+            self.contact.reached()
         finally:
             if not self._acquired and not keep_connection:
                 self._drop_connection()
@@ -120,9 +123,11 @@ class Lease:
             return False
         if epoch is None:  # another process inserted the first row at the same moment
             return False
-        self.epoch, self.holder, self.lost = epoch, None, None
+        previous, self.epoch, self.holder, self.lost = self.epoch, epoch, None, None
         self._acquired, self._valid_until = True, sent + self._validity()
-        if row is not None and not row["released"]:
+        if row is not None and not row["released"] and self._own(row, previous):
+            log.info("lease taken back", consumer=self.consumer, epoch=epoch)
+        elif row is not None and not row["released"]:
             takeovers[self.consumer] += 1
             log.warning(
                 "lease taken over",
@@ -135,6 +140,11 @@ class Lease:
         else:
             log.debug("lease acquired", consumer=self.consumer, epoch=epoch)
         return True
+
+    def _own(self, row: asyncpg.Record, previous: int) -> bool:
+        """Whether the lease being taken was this one's own (the epoch it last held, not given
+        up: its connection was lost, and it reconnected): taken back, not taken over."""
+        return bool(previous) and row["owner"] == owner_id() and row["epoch"] == previous
 
     def _validity(self) -> float:
         """How long after sending a successful renewal the holder may go on acting."""
@@ -160,7 +170,13 @@ class Lease:
                 if not is_transient(error):
                     raise
                 self._drop_connection()
-                log.warning("lease check failed", consumer=self.consumer, error=str(error))
+                self._trouble(error)
+                log.warning(
+                    "lease check failed",
+                    consumer=self.consumer,
+                    error=_described(error, "lease check timed out"),
+                    error_type=type(error).__name__,
+                )
             finally:
                 if limiter is not None and self._limiter is None:
                     limiter.release()
@@ -183,7 +199,9 @@ class Lease:
         (or a command fenced it)."""
         sent = anyio.current_time()
         conn = await self._connection()
-        if await conn.fetchval(q.RENEW_LEASE, self.consumer, self.epoch, self.ttl) is None:
+        renewed = await conn.fetchval(q.RENEW_LEASE, self.consumer, self.epoch, self.ttl)
+        self.contact.reached()
+        if renewed is None:
             self._fence(f"consumer {self.consumer} was taken over or fenced (epoch {self.epoch})")
             raise LeaseLostError(self.lost)
         self._valid_until = max(self._valid_until, sent + self._validity())
@@ -219,8 +237,9 @@ class Lease:
                 )
                 work.cancel()
                 return
+            allowed = max(self._valid_until - anyio.current_time(), 0.001)
             try:
-                with anyio.fail_after(max(self._valid_until - anyio.current_time(), 0.001)):
+                with anyio.fail_after(allowed):
                     await self.renew()
             except LeaseLostError:
                 work.cancel()
@@ -229,8 +248,19 @@ class Lease:
                 if not is_transient(error):
                     raise
                 self._drop_connection()
-                log.warning("lease renewal failed", consumer=self.consumer, error=str(error))
+                self._trouble(error)
+                log.warning(
+                    "lease renewal failed",
+                    consumer=self.consumer,
+                    error=_described(error, f"renewal timed out after {allowed:.1f} s"),
+                    error_type=type(error).__name__,
+                )
                 await anyio.sleep(min(interval / 4, 1.0))
+
+    def _trouble(self, error: BaseException) -> None:
+        """A round trip failed: a connection error means the database was not reached."""
+        if is_disconnection(error):
+            self.contact.lost()
 
     def _fence(self, reason: str) -> None:
         self.lost, self._acquired = reason, False
@@ -276,3 +306,11 @@ class Lease:
     async def close(self) -> None:
         """Release the lease if it is still ours, and close its connection."""
         await self.release(close=True)
+
+
+def _described(error: Exception, timed_out: str) -> str:
+    """What a failed round trip met, in words: ``timed_out`` for a timeout (whose own text is
+    empty), else the error's text (or its type's name, when it has none)."""
+    if isinstance(error, TimeoutError):
+        return timed_out
+    return str(error) or type(error).__name__

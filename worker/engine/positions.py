@@ -32,6 +32,10 @@ class PositionStore(Protocol):
         """The highest position ever committed (above ``load`` after a reset)."""
         ...
 
+    async def lease_epoch(self, consumer: str) -> int | None:
+        """The consumer's current lease epoch (``None``: no lease was ever taken)."""
+        ...
+
 
 class PostgresPositionStore:
     """Positions in ``worker.positions``, fenced by the consumer's lease epoch."""
@@ -46,6 +50,10 @@ class PostgresPositionStore:
     async def high_water(self, consumer: str) -> int:
         value: int | None = await self._pool.fetchval(q.LOAD_HIGH_WATER, consumer)
         return value or 0
+
+    async def lease_epoch(self, consumer: str) -> int | None:
+        epoch: int | None = await self._pool.fetchval(q.LEASE_EPOCH, consumer)
+        return epoch
 
     async def commit(
         self, conn: Connection, consumer: str, position: int, epoch: int, expected: int

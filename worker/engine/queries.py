@@ -60,7 +60,7 @@ LEASE_LOCK_TIMEOUT: LiteralString = "SET LOCAL lock_timeout = '2s'"
 # that crashed: taken at once rather than after the ttl). A backend pid is visible to every
 # role; a pid reused by another session only makes the standby wait for the expiry.
 LEASE_FOR_TAKING: LiteralString = """
-SELECT owner, expires_at IS NULL AS released, expires_at < now() AS expired,
+SELECT owner, epoch, expires_at IS NULL AS released, expires_at < now() AS expired,
        NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid) AS gone,
        extract(epoch FROM now() - heartbeat_at)::float8 AS age
 FROM worker.leases l WHERE consumer = $1
@@ -211,9 +211,10 @@ SELECT consumer, paused_at, paused_by, reason FROM worker.paused ORDER BY consum
 STATUS_POSITIONS: LiteralString = "SELECT consumer, position, refill_to FROM worker.positions"
 
 # Held: renewed within its ttl by a session that still exists (a crashed holder's lease is
-# free at once, see worker.engine.lease).
+# free at once, see worker.engine.lease). Unreleased: not given up (a holder that lost its
+# connection, froze or died; a clean stop releases it).
 STATUS_LEASES: LiteralString = """
-SELECT consumer, owner, state,
+SELECT consumer, owner, state, expires_at IS NOT NULL AS unreleased,
        coalesce(expires_at > now(), false)
        AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = l.holder_pid) AS held
 FROM worker.leases l

@@ -95,6 +95,19 @@ def _transient(error: BaseException) -> bool:
     return False
 
 
+_CONFLICTS = (
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.LockNotAvailableError,
+)
+
+
+def is_disconnection(error: BaseException) -> bool:
+    """A transient error that says the database was not reached or did not answer (not a
+    conflict between transactions: a serialization failure, a deadlock, a lock not free)."""
+    return is_transient(error) and not isinstance(error, _CONFLICTS)
+
+
 def is_permanent(error: BaseException) -> bool:
     """Errors that no retry can fix: the message itself is bad."""
     return isinstance(error, MalformedMessageError)

@@ -17,6 +17,7 @@ class ConsumerState(StrEnum):
     AHEAD = "ahead"  # its position is beyond the category head (an operator set it there)
     STOPPED = "stopped"  # halted on a failure (the ``stop`` action)
     REBUILD_DUE = "rebuild_due"  # not run: its projection's tables no longer fit the code
+    DISCONNECTED = "disconnected"  # cannot reach the database (its lease, its reads)
     DONE = "done"  # returned: stopped by a signal, or caught up in ``--until-caught-up``
     # Seen only from outside a process, in ``worker status``:
     NOT_RUNNING = "not_running"  # no process holds it

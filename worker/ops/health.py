@@ -4,8 +4,9 @@ the watchdog).
 ``GET /healthz`` answers 200 while the worker's event loop runs (liveness); ``GET /readyz``
 answers 200 once every consumer runs, is caught up or stands by for a lease held elsewhere, and
 503 while it starts, while an in-place rebuild refills a projection, when a consumer's position
-is beyond its category's head, when a consumer halted on a failure, or when its projection is
-held back until rebuilt (readiness);
+is beyond its category's head, when a consumer halted on a failure, when its projection is held
+back until rebuilt, or when a consumer has been without its database for ``[worker]
+unready_after`` seconds (readiness);
 ``GET /metrics`` is the Prometheus text format. Metrics are read from the consumers when
 scraped, so the hot path pays nothing for them.
 """
@@ -28,7 +29,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from worker.engine import lease
-from worker.engine.state import READY, UP
+from worker.engine.state import READY, UP, ConsumerState
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -41,9 +42,21 @@ if TYPE_CHECKING:
 log = structlog.get_logger("worker.health")
 
 
-def ready(consumers: list[Consumer]) -> bool:
-    """True when no consumer is starting or halted."""
-    return bool(consumers) and all(c.state in READY for c in consumers)
+def ready(consumers: list[Consumer], unready_after: float = 30.0) -> bool:
+    """True when no consumer is starting or halted, nor has been without its database for
+    ``unready_after`` seconds (a shorter outage is ridden out: it reconnects on its own)."""
+    return bool(consumers) and all(_ready(c, unready_after) for c in consumers)
+
+
+def _ready(consumer: Consumer, unready_after: float) -> bool:
+    if consumer.state == ConsumerState.DISCONNECTED:
+        return consumer.lease.contact.down_for() < unready_after
+    return consumer.state in READY
+
+
+def database_up(consumers: list[Consumer]) -> bool:
+    """Whether every consumer's last round trip reached the database."""
+    return all(c.lease.contact.up for c in consumers)
 
 
 class ConsumerCollector:
@@ -83,6 +96,12 @@ class ConsumerCollector:
             "1 while an operator has the consumer paused (worker pause)",
             labels=["consumer"],
         )
+        lag_seconds = GaugeMetricFamily(
+            "worker_consumer_lag_seconds",
+            "Now minus the time of the oldest message not yet handled at the last read (or of "
+            "that read, when it found nothing new); grows while the consumer cannot read",
+            labels=["consumer"],
+        )
         takeovers = CounterMetricFamily(
             "worker_lease_takeovers",
             "Leases this process took over from a holder that stopped renewing them",
@@ -98,8 +117,30 @@ class ConsumerCollector:
             up.add_metric([c.name], 1 if c.state in UP else 0)
             paused.add_metric([c.name], 1 if c.paused else 0)
             takeovers.add_metric([c.name], lease.takeovers[c.name])
-        yield from (handled, parked, position, committed, lag, up, paused, takeovers)
+            seconds = c.lag_seconds()
+            if seconds is not None and c.state != ConsumerState.WAITING:
+                lag_seconds.add_metric([c.name], round(seconds, 3))
+        yield from (handled, parked, position, committed, lag, up, paused, takeovers, lag_seconds)
+        yield from self._states()
         yield from self._batches()
+
+    def _states(self) -> Iterator[Any]:
+        """Each consumer's state (1 for the one it is in), and whether the database answers."""
+        states = GaugeMetricFamily(
+            "worker_consumer_state",
+            "1 for the state the consumer is in, 0 for the others",
+            labels=["consumer", "state"],
+        )
+        for c in self._consumers:
+            current = c.state
+            for state in ConsumerState:
+                states.add_metric([c.name, state.value], 1 if state == current else 0)
+        yield states
+        yield GaugeMetricFamily(
+            "worker_database_up",
+            "1 while every consumer's last round trip reached the database, else 0",
+            value=1 if database_up(self._consumers) else 0,
+        )
 
     def _batches(self) -> Iterator[Any]:
         """What the consumers measured about their batches (``worker.engine.stats``)."""
@@ -152,9 +193,16 @@ class HealthServer:
     """A small HTTP server for probes and metrics, run in the runner's task group."""
 
     def __init__(
-        self, consumers: list[Consumer], store: MessageStore, host: str, port: int
+        self,
+        consumers: list[Consumer],
+        store: MessageStore,
+        host: str,
+        port: int,
+        *,
+        unready_after: float = 30.0,
     ) -> None:
         self._consumers = consumers
+        self._unready_after = unready_after
         self._store = store
         self._host = host
         self._port = port
@@ -204,7 +252,7 @@ class HealthServer:
             return "200 OK", b"ok\n", "text/plain"
         if path == "/readyz":
             states = ", ".join(f"{c.name}={c.state}" for c in self._consumers)
-            if ready(self._consumers):
+            if ready(self._consumers, self._unready_after):
                 return "200 OK", f"ready: {states}\n".encode(), "text/plain"
             return "503 Service Unavailable", f"not ready: {states}\n".encode(), "text/plain"
         if path == "/metrics":

@@ -49,7 +49,11 @@ class Runner(runner.Runner):
     async def _services(self, tg: TaskGroup, store: MessageStore) -> None:
         if self.process.http_port is not None:
             self.health = HealthServer(
-                self.result.consumers, store, self.process.http_host, self.process.http_port
+                self.result.consumers,
+                store,
+                self.process.http_host,
+                self.process.http_port,
+                unready_after=self.process.unready_after,
             )
             await tg.start(self.health.serve)
         interval = watchdog_interval()

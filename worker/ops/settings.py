@@ -143,6 +143,8 @@ class WorkerSettings(EngineSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
     gc_threshold: int = Field(default=10_000, ge=0)  # see worker.ops.collector
+    # Seconds a consumer may be without its database before /readyz says not ready.
+    unready_after: float = Field(default=30.0, ge=0)
 
 
 class Settings(BaseSettings):

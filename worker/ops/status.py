@@ -64,6 +64,7 @@ def _state(
     ahead: bool,
     paused: bool,
     due: bool = False,
+    lapsed: bool = False,
 ) -> ConsumerState:
     if ahead:
         return ConsumerState.AHEAD
@@ -73,6 +74,8 @@ def _state(
         return ConsumerState.PAUSED
     if not held and due:
         return ConsumerState.REBUILD_DUE
+    if lapsed and not rebuilding:  # its holder stopped renewing it without giving it up
+        return ConsumerState.DISCONNECTED
     if not held:
         return ConsumerState.REBUILD_PAUSED if rebuilding else ConsumerState.NOT_RUNNING
     if rebuilding:
@@ -116,6 +119,7 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
             position > head,
             name in paused,
             subscriber.name in due and not consumer.is_building,
+            lapsed=bool(lease and not held and lease["unreleased"]),
         )
         report.append(
             ConsumerStatus(

@@ -47,6 +47,10 @@ class MemoryPositionStore:
         """The committed position, 0 when the consumer never committed."""
         return self._positions.get(consumer, (0, 0))[0]
 
+    async def lease_epoch(self, consumer: str) -> int | None:
+        """As ``epoch``, for the engine (``PositionStore``)."""
+        return self._epochs.get(consumer)
+
     async def high_water(self, consumer: str) -> int:
         """The highest position ever committed (above ``load`` after a reset)."""
         return self._positions.get(consumer, (0, 0))[1]

@@ -52,6 +52,7 @@ from worker.engine.stats import ConsumerStats
 from worker.errors import ConsumerStoppedError, LeaseLostError
 from worker.model.event import malformed
 from worker.read.table import Table
+from worker.store.metadata import SCHEMA_VERSION
 from worker.store.transactions import begun, plain
 
 if TYPE_CHECKING:
@@ -265,6 +266,8 @@ class Batches:
                 route = routes.get(message[2])
                 if route is None or route.upcast is not None:
                     continue
+                if (meta := message[6]) is not None and SCHEMA_VERSION in meta:
+                    continue  # decoded in turn: its version is checked
                 try:
                     ready[message[4]] = route.validate(message[5] or "{}")
                 except Exception:  # it fails again in the handlers' turn
@@ -498,10 +501,13 @@ class Batches:
                 try:
                     event = ready.pop(message[4], None) if ready else None
                     if event is None:
+                        # ``route.decode``, inline: a message that states no schema version is
+                        # at a version-1 class's own.
+                        meta = message[6]
                         event = (
                             route.validate(message[5] or "{}")
-                            if route.upcast is None
-                            else route.upcast(message)
+                            if route.upcast is None and (meta is None or SCHEMA_VERSION not in meta)
+                            else route.checked(message)
                         )
                     ctx.message = message
                     if route.single is not None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from worker.model.event import decode, decoder, needs_upcasting
+from worker.store.metadata import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from worker.engine.context import Context
@@ -26,26 +27,33 @@ class Handlers:
     validate: Callable[[str], BaseEvent]
     single: Callable[..., Any] | None  # the one handler, when it is async
     single_sync: Callable[..., Any] | None  # the one handler, when it is a plain function
-    # For a class past version 1: decodes a whole message, upcasting older payloads
-    # (``validate`` then only serves messages known to be current).
+    # Decodes a whole message: checks the schema version it states, upcasts older payloads.
+    checked: Callable[[Message], BaseEvent]
+    # For a class past version 1: ``checked`` (``validate`` then only serves messages known to
+    # be current). For a class at version 1, ``validate`` serves every message that states no
+    # version (see ``states_no_version``), ``checked`` the others.
     upcast: Callable[[Message], BaseEvent] | None = None
 
     @classmethod
     def of(cls, event_class: type[BaseEvent], calls: tuple[Call, ...]) -> Handlers:
         one = calls[0] if len(calls) == 1 else None
+        checked = decoder(event_class)
         return cls(
             event_class,
             calls,
             event_class.__pydantic_validator__.validate_json,
             one[0] if one is not None and one[1] else None,
             one[0] if one is not None and not one[1] else None,
-            decoder(event_class) if needs_upcasting(event_class) else None,
+            checked,
+            checked if needs_upcasting(event_class) else None,
         )
 
     def decode(self, message: Message) -> BaseEvent:
-        """The message's event (pydantic's ``ValidationError`` when its data does not fit)."""
-        upcast = self.upcast
-        return self.validate(message[5] or "{}") if upcast is None else upcast(message)
+        """The message's event (pydantic's ``ValidationError`` when its data does not fit;
+        ``MalformedMessageError`` for a bad or newer schema version, or an upcaster that fails)."""
+        if self.upcast is None and states_no_version(message[6]):
+            return self.validate(message[5] or "{}")
+        return self.checked(message)
 
     async def call_all(self, event: BaseEvent, ctx: Context) -> None:
         """Call every handler of the type, in registration order."""
@@ -60,6 +68,12 @@ class Handlers:
         event = decode(self.event_class, message)
         ctx.message = message
         await self.call_all(event, ctx)
+
+
+def states_no_version(metadata_json: str | None) -> bool:
+    """Whether a message's metadata (as stored, JSON text) states no schema version, so that a
+    class at version 1 reads it as its own (the engine's hot loop makes this test inline)."""
+    return metadata_json is None or SCHEMA_VERSION not in metadata_json
 
 
 def route_table(subscriber: Subscriber, instance: Any) -> dict[str, Handlers]:

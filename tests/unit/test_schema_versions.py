@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from worker import BaseAggregate, BaseEvent, Context, Domain, NewMessage, apply, on
+from worker.engine.routes import at_first_version
 from worker.errors import MalformedMessageError
 from worker.testing import MemoryMessageStore, in_stream, project
 
@@ -123,6 +124,39 @@ async def test_a_message_newer_than_its_version_1_class_is_parked_at_once() -> N
     with its newer fields dropped: it is parked at once, naming both versions."""
     error = await parked_at_once(placed("x", {"schemaVersion": "9"}))
     assert "written at schema version 9, newer than Placed's (1)" in error
+
+
+async def test_a_newer_version_is_found_beside_a_nested_version_1() -> None:
+    """The fast path reads the version from the metadata's text: a nested ``schemaVersion`` 1
+    does not hide a top-level 9."""
+    metadata = {"origin": {"schemaVersion": "1"}, "schemaVersion": 9}
+    error = await parked_at_once(placed("x", metadata))
+    assert "written at schema version 9, newer than Placed's (1)" in error
+
+
+@pytest.mark.parametrize(
+    ("metadata_json", "first"),
+    [
+        (None, True),
+        ('{"correlationStreamName": "order-1"}', True),
+        ('{"schemaVersion": "1", "traceparent": "00-ab"}', True),  # as jsonb prints it
+        ('{"schemaVersion":"1"}', True),  # as orjson writes it
+        ('{"a": 1, "schemaVersion": 1}', True),
+        ('{"schemaVersion":1,"a":2}', True),
+        ('{"schemaVersion": "12"}', False),
+        ('{"schemaVersion": 12}', False),
+        ('{"schemaVersion": 1.5}', False),
+        ('{"schemaVersion": "1x"}', False),
+        ('{"o": {"schemaVersion": "1"}, "schemaVersion": "2"}', False),
+        ('{"note": "schemaVersion"}', False),  # (read in full: it says version 1)
+    ],
+)
+def test_the_fast_path_takes_only_messages_at_version_1(
+    metadata_json: str | None, first: bool
+) -> None:
+    """``at_first_version`` says yes only where the metadata's text shows version 1 (or none);
+    every other message has its version read in full."""
+    assert at_first_version(metadata_json) is first
 
 
 async def test_a_message_that_an_upcaster_fails_on_is_parked_at_once() -> None:

@@ -48,6 +48,7 @@ from worker.engine.partitions import (
     run_partitions,
 )
 from worker.engine.retry import Park, RetryAfter, Stop, is_transient
+from worker.engine.routes import at_first_version
 from worker.engine.stats import ConsumerStats
 from worker.errors import ConsumerStoppedError, LeaseLostError
 from worker.model.event import malformed
@@ -266,7 +267,7 @@ class Batches:
                 route = routes.get(message[2])
                 if route is None or route.upcast is not None:
                     continue
-                if (meta := message[6]) is not None and SCHEMA_VERSION in meta:
+                if not at_first_version(message[6]):
                     continue  # decoded in turn: its version is checked
                 try:
                     ready[message[4]] = route.validate(message[5] or "{}")
@@ -501,12 +502,15 @@ class Batches:
                 try:
                     event = ready.pop(message[4], None) if ready else None
                     if event is None:
-                        # ``route.decode``, inline: a message that states no schema version is
-                        # at a version-1 class's own.
+                        # ``route.decode``, inline: a message that states no schema version
+                        # (or 1) is at a version-1 class's own.
                         meta = message[6]
                         event = (
                             route.validate(message[5] or "{}")
-                            if route.upcast is None and (meta is None or SCHEMA_VERSION not in meta)
+                            if route.upcast is None
+                            and (
+                                meta is None or SCHEMA_VERSION not in meta or at_first_version(meta)
+                            )
                             else route.checked(message)
                         )
                     ctx.message = message

@@ -175,27 +175,28 @@ def decoder(cls: type[BaseEvent]) -> Callable[[Message], BaseEvent]:
             raise _malformed(message, f"{detail} ({current})")
         data = orjson.loads(message[5] or "{}")
         for step in range(version, current):
-            data = _upcast(cls, steps.get(step), step, data, message)
+            upcast = steps.get(step)
+            if upcast is None:
+                raise _malformed(message, f"no upcaster of {cls.__qualname__} from version {step}")
+            try:
+                data = upcast(data)
+            except Exception as error:
+                raise _upcaster_failed(cls, upcast, step, error, message) from error
         event = from_python(data)
         return event
 
     return decode_one
 
 
-def _upcast(
-    cls: type[BaseEvent], upcast: Upcaster | None, step: int, data: Any, message: Message
-) -> Any:
-    """One step of the chain; a missing upcaster, or one that raises, makes the message
-    malformed (no retry can help: the upcaster is a pure function of the stored data)."""
-    if upcast is None:
-        raise _malformed(message, f"no upcaster of {cls.__qualname__} from version {step}")
-    try:
-        return upcast(data)
-    except Exception as error:
-        name = getattr(upcast, "__name__", repr(upcast))
-        detail = f"upcaster {name} of {cls.__qualname__} from version {step} to {step + 1}"
-        said = " ".join(str(error).split())  # one line, whatever the error's text
-        raise _malformed(message, f"{detail} raised {type(error).__name__}: {said}") from error
+def _upcaster_failed(
+    cls: type[BaseEvent], upcast: Upcaster, step: int, error: Exception, message: Message
+) -> MalformedMessageError:
+    """An upcaster that raised makes its message malformed: no retry can help, as an upcaster
+    is a pure function of the stored payload."""
+    name = getattr(upcast, "__name__", repr(upcast))
+    detail = f"upcaster {name} of {cls.__qualname__} from version {step} to {step + 1}"
+    said = " ".join(str(error).split())  # one line, whatever the error's text
+    return _malformed(message, f"{detail} raised {type(error).__name__}: {said}")
 
 
 def _malformed(message: Message, detail: str) -> MalformedMessageError:

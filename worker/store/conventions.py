@@ -48,6 +48,7 @@ from worker.store.layout import (
     metadata_object,
     snake_case,
     version_in,
+    version_number,
 )
 from worker.store.protean import ProteanConventions, camel_case_name, dashed_id, normalized_name
 
@@ -92,7 +93,11 @@ class EventideConventions(Conventions):
         # hot path of every message of a class past version 1), so it is decoded only then.
         if metadata_json is None or SCHEMA_VERSION not in metadata_json:
             return None
-        return version_in(metadata_object(metadata_json), SCHEMA_VERSION)
+        metadata = metadata_object(metadata_json)
+        version = version_number(metadata.get(SCHEMA_VERSION))
+        if version is None:  # (``version_in``, inline)
+            return version_in(metadata, SCHEMA_VERSION)
+        return version
 
     def fact_category(self, category: str) -> str:
         return f"{category}:fact"

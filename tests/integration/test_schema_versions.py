@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.integration.test_engine import FAST
+from tests.integration.test_validation_ahead import BATCH, counting_domain, run
 from worker import BaseEvent, Context, Domain, NewMessage, Runner, on
 
 if TYPE_CHECKING:
@@ -165,3 +166,23 @@ def test_events_check_lists_a_message_an_upcaster_fails_on_without_a_traceback(
     assert (found["checked"], found["failed"]) == (2, 1), found
     first = found["types"]["Noted"]["first_failure"]["error"]
     assert "upcaster text_to_note of Noted from version 1 to 2 raised KeyError: 'text'" in first
+
+
+async def test_a_newer_message_read_ahead_is_not_validated_ahead(
+    store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
+) -> None:
+    """A newer-version message in the batch read ahead (whose messages are validated while the
+    batch before waits on the database) is left to the handlers' turn, which parks it."""
+    bad = BATCH + 5
+    for n in range(2 * BATCH):
+        metadata = {"schemaVersion": 9} if n == bad else None
+        stream_name = "count-x" if n == bad else f"count-{n % 4}"
+        await store.write(stream_name, NewMessage("Counted", {"n": n}, metadata=metadata))
+    handled: list[int] = []
+    await run(counting_domain(handled), database_dsn)
+    assert bad not in handled
+    stored = [r["n"] for r in await pool.fetch("SELECT n FROM counts ORDER BY n")]
+    assert stored == [n for n in range(2 * BATCH) if n != bad]  # each once
+    rows = await pool.fetch("SELECT stream_name, attempts, error FROM worker.dead_letters")
+    assert [(r["stream_name"], r["attempts"]) for r in rows] == [("count-x", 1)]
+    assert "written at schema version 9, newer than Counted's (1)" in rows[0]["error"]

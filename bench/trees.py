@@ -1,11 +1,12 @@
 """Two source trees, alternately: the engine's no-op catch-up, plain and upcast, per tree.
 
 Writes the engine benchmark's 100,000 Order events once into a scratch database of its own
-(``worker_bench_trees``), then runs one process per tree in turn (A B A B ..., ``--pairs``
-times), each with that tree's ``worker`` and ``bench`` (its directory first on the path): the
-no-op projector of ``bench.engine`` over version-1 classes, and that of ``bench.upcast`` over
-the same classes at version 2 (every message upcast), ``--rounds`` catch-ups each. Reports each
-figure's median per tree and the median and range of the per-pair ratios A/B.
+(``worker_bench_trees``), then runs one process per tree in turn (A B, B A, A B, ...,
+``--pairs`` pairs), each with that tree's ``worker`` and ``bench`` (its directory first on the
+path): the no-op projector of ``bench.engine`` over version-1 classes, and that of
+``bench.upcast`` over the same classes at version 2 (every message upcast), ``--rounds``
+catch-ups each. Reports each figure's median per tree and the median and range of the per-pair
+ratios A/B.
 
     git archive <commit> | tar -x -C /tmp/base
     .venv/bin/python -m bench.trees . /tmp/base [--pairs P] [--rounds R]
@@ -85,9 +86,13 @@ def main() -> None:
     options = parser.parse_args()
     dsn = anyio.run(prepare, options.events)
     runs: list[tuple[dict[str, float], dict[str, float]]] = []
-    for _ in range(options.pairs):
-        a = run_tree(options.a.resolve(), dsn, options.rounds)
-        b = run_tree(options.b.resolve(), dsn, options.rounds)
+    for pair in range(options.pairs):
+        if pair % 2:  # A B, then B A: a drift of the machine's speed weighs on both alike
+            b = run_tree(options.b.resolve(), dsn, options.rounds)
+            a = run_tree(options.a.resolve(), dsn, options.rounds)
+        else:
+            a = run_tree(options.a.resolve(), dsn, options.rounds)
+            b = run_tree(options.b.resolve(), dsn, options.rounds)
         runs.append((a, b))
         print(f"pair {len(runs)}: A {a}  B {b}  load {os.getloadavg()[0]:.2f}", flush=True)
     for name in FIGURES:

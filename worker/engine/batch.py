@@ -267,7 +267,8 @@ class Batches:
                 route = routes.get(message[2])
                 if route is None or route.upcast is not None:
                     continue
-                if not at_first_version(message[6]):
+                meta = message[6]
+                if meta is not None and SCHEMA_VERSION in meta and not at_first_version(meta):
                     continue  # decoded in turn: its version is checked
                 try:
                     ready[message[4]] = route.validate(message[5] or "{}")

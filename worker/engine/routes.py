@@ -71,28 +71,28 @@ class Handlers:
 
 
 _KEY = f'"{SCHEMA_VERSION}"'
-_ONE = (
-    ': "1"',
-    ':"1"',
-    ": 1,",
-    ": 1}",
-    ":1,",
-    ":1}",
-)  # as jsonb prints it, and as orjson writes it
+# The key with version 1, as jsonb prints it and as orjson writes it.
+_ONE1, _ONE2, _ONE3, _ONE4, _ONE5, _ONE6 = (
+    _KEY + value for value in (': "1"', ": 1,", ": 1}", ':"1"', ":1,", ":1}")
+)
 
 
 def at_first_version(metadata_json: str | None) -> bool:
     """Whether a message's metadata (as stored, JSON text) states no schema version or version 1,
-    read from the text without decoding it: the fast path of a class at version 1 (the engine's
-    hot loop tests ``SCHEMA_VERSION not in metadata_json`` inline first). Only one mention of the
-    key, followed by 1: whether it is the top-level key or a nested one, the version is 1."""
-    if metadata_json is None:
+    read from the text without decoding it: the fast path of a class at version 1 (the engine
+    tests ``SCHEMA_VERSION not in metadata_json`` inline first). The key mentioned once,
+    followed by 1: top-level or nested, the version is 1. Operators and one count only: this
+    runs for every message of a class at version 1 that Eventide-style writers sent."""
+    if metadata_json is None or _KEY not in metadata_json:
         return True
-    at = metadata_json.find(_KEY)
-    if at < 0:
-        return True
-    after = at + len(_KEY)
-    return metadata_json.startswith(_ONE, after) and metadata_json.find(_KEY, after) < 0
+    return (
+        _ONE1 in metadata_json
+        or _ONE2 in metadata_json
+        or _ONE3 in metadata_json
+        or _ONE4 in metadata_json
+        or _ONE5 in metadata_json
+        or _ONE6 in metadata_json
+    ) and metadata_json.count(_KEY) == 1
 
 
 def route_table(subscriber: Subscriber, instance: Any) -> dict[str, Handlers]:

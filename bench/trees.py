@@ -6,7 +6,7 @@ Writes the engine benchmark's 100,000 Order events once into a scratch database 
 path): the no-op projector of ``bench.engine`` over version-1 classes, and that of
 ``bench.upcast`` over the same classes at version 2 (every message upcast), ``--rounds``
 catch-ups each. Reports each figure's median per tree and the median and range of the per-pair
-ratios A/B.
+ratios A/B. The scratch database is dropped at the end.
 
     git archive <commit> | tar -x -C /tmp/base
     .venv/bin/python -m bench.trees . /tmp/base [--pairs P] [--rounds R]
@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import asyncpg
 
 from bench.engine import EVENTS_PER_STREAM, fresh_database, server_dsn, write_events
 from worker.ops.log import configure_logging
@@ -34,6 +35,7 @@ FIGURES = ("noop", "upcast")
 CHILD = """
 import json, sys
 import anyio
+import asyncpg
 from bench.engine import engine_catch_up, noop_domain
 from bench.upcast import upcast_domain
 from worker.ops.log import configure_logging
@@ -69,6 +71,14 @@ def run_tree(tree: Path, dsn: str, rounds: int) -> dict[str, float]:
     return {name: statistics.median(rates[name]) for name in FIGURES}
 
 
+async def drop() -> None:
+    admin = await asyncpg.connect(server_dsn())
+    try:
+        await admin.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
 async def prepare(events: int) -> str:
     configure_logging("warning")
     dsn = await fresh_database(server_dsn(), DATABASE)
@@ -95,6 +105,7 @@ def main() -> None:
             b = run_tree(options.b.resolve(), dsn, options.rounds)
         runs.append((a, b))
         print(f"pair {len(runs)}: A {a}  B {b}  load {os.getloadavg()[0]:.2f}", flush=True)
+    anyio.run(drop)
     for name in FIGURES:
         ratios = [a[name] / b[name] for a, b in runs]
         print(

@@ -86,6 +86,12 @@ class ReplayFailedError(WorkerError):
         self.replayed = replayed
 
 
+class MissingRowError(WorkerError, LookupError):
+    """``Table.update`` of a read-model row that does not exist: the handler's message fails
+    (retried, then parked) rather than its change being lost; ``update_if_present`` skips a
+    missing row, ``add`` creates it."""
+
+
 class InMemorySQLError(WorkerError):
     """Code under test ran SQL on a connection of the in-memory testing kit (a handler using
     ``ctx.conn``): it needs PostgreSQL. Use ``ctx.table`` and ``ctx.write``, or test it against

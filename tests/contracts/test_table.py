@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, Field
 
 from worker import Increment, ReadModel
+from worker.errors import MissingRowError
 from worker.read.model import POSITION_COLUMN, create_table_sql, physical
 from worker.read.table import Table
 from worker.store.database import create_pool
@@ -140,15 +141,60 @@ async def test_put_inserts_or_replaces_the_whole_row(backend: Backend) -> None:
     assert await backend.rows(Row) == [(Row(k=1, b="y"), 2), (Row(k=2, a=2), 1)]
 
 
-async def test_update_changes_columns_of_an_existing_row_only(backend: Backend) -> None:
-    """update sets columns and adds Increments; a missing row stays missing."""
+async def test_update_changes_columns_of_an_existing_row(backend: Backend) -> None:
+    """update sets columns and adds Increments."""
     async with backend.batch(Row) as t:
         t.put(Row(k=1, a=1, n=10))
     backend.at = 5
     async with backend.batch(Row) as t:
         t.update(1, a=7, n=Increment(3))
-        t.update(2, a=7, n=Increment(3))
     assert await backend.rows(Row) == [(Row(k=1, a=7, n=13), 5)]
+
+
+async def test_update_of_a_missing_row_fails_naming_the_model_and_the_key(
+    backend: Backend,
+) -> None:
+    """An update of a row that does not exist is an error (found at the flush, with no extra
+    round trip while the batch goes well): the batch writes nothing."""
+    async with backend.batch(Row) as t:
+        t.put(Row(k=1, a=1))
+    with pytest.raises(MissingRowError, match=r"^Row: no row with key 2 to update"):
+        async with backend.batch(Row) as t:
+            t.update(1, a=7)
+            t.update(2, a=7, n=Increment(3))
+    assert await backend.rows(Row) == [(Row(k=1, a=1), 1)]
+
+
+async def test_update_of_a_row_known_missing_fails_at_once(backend: Backend) -> None:
+    """An update of a row the batch deleted, or read as missing, fails in the handler's call."""
+    async with backend.batch(Row) as t:
+        t.delete(1)
+        with pytest.raises(MissingRowError, match=r"^Row: no row with key 1 to update"):
+            t.update(1, a=1)
+        assert await t.get(2) is None
+        with pytest.raises(MissingRowError, match=r"^Row: no row with key 2 to update"):
+            t.update(2, a=1)
+
+
+async def test_update_if_present_ignores_a_missing_row(backend: Backend) -> None:
+    """update_if_present changes an existing row like update; a missing row stays missing."""
+    async with backend.batch(Row) as t:
+        t.put(Row(k=1, a=1, n=10))
+    backend.at = 5
+    async with backend.batch(Row) as t:
+        t.update_if_present(1, a=7, n=Increment(3))
+        t.update_if_present(2, a=7, n=Increment(3))
+        t.delete(3)
+        t.update_if_present(3, a=1)
+    assert await backend.rows(Row) == [(Row(k=1, a=7, n=13), 5)]
+
+
+async def test_an_exact_batch_skips_an_update_of_a_missing_row(backend: Backend) -> None:
+    """After a reset, a replayed update of a row that is gone (deleted by a later message) is
+    skipped: the history it belongs to went well the first time."""
+    async with backend.batch(Row, exact=True) as t:
+        t.update(1, a=1)
+    assert await backend.rows(Row) == []
 
 
 async def test_add_creates_a_missing_row_from_the_defaults(backend: Backend) -> None:
@@ -187,15 +233,25 @@ async def test_changes_of_one_key_in_one_batch_merge(backend: Backend) -> None:
 
 
 async def test_an_update_before_an_add_counts_only_if_the_row_existed(backend: Backend) -> None:
-    """update then add in one batch: on an existing row both apply; on a missing one the update
-    does nothing and the add creates the row."""
+    """update_if_present then add in one batch: on an existing row both apply; on a missing one
+    the update does nothing and the add creates the row."""
     async with backend.batch(Row) as t:
         t.put(Row(k=1, n=1))
     async with backend.batch(Row) as t:
         for key in (1, 2):
-            t.update(key, n=Increment(10), a=5)
+            t.update_if_present(key, n=Increment(10), a=5)
             t.add(key, n=Increment(1))
     assert [r for r, _ in await backend.rows(Row)] == [Row(k=1, a=5, n=12), Row(k=2, n=1)]
+
+
+async def test_an_update_of_a_missing_row_before_an_add_fails(backend: Backend) -> None:
+    """update then add of a missing row in one batch: the update is an error, though the add
+    would have created the row."""
+    with pytest.raises(MissingRowError, match=r"^Row: no row with key 2 to update"):
+        async with backend.batch(Row) as t:
+            t.update(2, n=Increment(10))
+            t.add(2, n=Increment(1))
+    assert await backend.rows(Row) == []
 
 
 async def test_delete_then_add_starts_a_new_row(backend: Backend) -> None:
@@ -211,7 +267,7 @@ async def test_delete_then_add_starts_a_new_row(backend: Backend) -> None:
         t.delete(2)
         t.put(Row(k=2, b="new"))
         t.delete(3)
-        t.update(3, a=1)
+        t.update_if_present(3, a=1)
     assert [r for r, _ in await backend.rows(Row)] == [Row(k=1, n=1), Row(k=2, b="new")]
 
 
@@ -412,6 +468,7 @@ ops = st.one_of(
     st.tuples(st.just("add"), keys, st.integers(-2, 2), st.one_of(st.none(), st.just("z"))),
     st.tuples(st.just("delete"), keys),
     st.tuples(st.just("get"), keys),
+    st.tuples(st.just("strict"), keys, st.integers(-2, 2)),  # update: the row must exist
 )
 
 
@@ -420,11 +477,14 @@ async def apply(table: Table, op: tuple[Any, ...]) -> Any:
     if kind == "put":
         table.put(Row(k=key, a=op[2], b=op[3]))
     elif kind == "update":
-        table.update(key, n=Increment(op[3]), **({} if op[2] is None else {"a": op[2]}))
+        changes = {} if op[2] is None else {"a": op[2]}
+        table.update_if_present(key, n=Increment(op[3]), **changes)
     elif kind == "add":
         table.add(key, n=Increment(op[2]), **({} if op[3] is None else {"b": op[3]}))
     elif kind == "delete":
         table.delete(key)
+    elif kind == "strict":
+        table.update(key, n=Increment(op[2]))
     else:
         row = await table.get(key)
         return None if row is None else row.model_dump()
@@ -435,15 +495,19 @@ async def replay(
     backend: Backend, history: list[tuple[Any, ...]], cuts: list[int], reset: int
 ) -> tuple[list[Any], list[Any], list[Any]]:
     """Apply ``history`` in batches cut at ``cuts``, then again from ``reset`` in exact mode;
-    what get returned, and the rows after each pass."""
+    what get returned (and the batches an update of a missing row failed), and the rows after
+    each pass."""
     seen: list[Any] = []
     bounds = sorted({0, len(history), *[c % (len(history) + 1) for c in cuts]})
-    backend.at = 0
     for start, end in itertools.pairwise(bounds):
-        async with backend.batch(Row) as table:
-            for op in history[start:end]:
-                backend.at += 1
-                seen.append(await apply(table, op))
+        backend.at = start
+        try:
+            async with backend.batch(Row) as table:
+                for op in history[start:end]:
+                    backend.at += 1
+                    seen.append(await apply(table, op))
+        except MissingRowError as error:  # the batch wrote nothing
+            seen.append(str(error))
     first = await backend.rows(Row)
     backend.at = reset % (len(history) + 1)
     async with backend.batch(Row, exact=True) as table:

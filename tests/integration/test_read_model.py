@@ -56,7 +56,7 @@ def apply_batched(table: Table, op: tuple[Any, ...]) -> Any:
         changes: dict[str, Any] = {"n": Increment(op[3])}
         if op[2] is not None:
             changes["a"] = op[2]
-        table.update(key, **changes)
+        table.update_if_present(key, **changes)
     elif kind == "add":
         changes = {"n": Increment(op[2])}
         if op[3] is not None:

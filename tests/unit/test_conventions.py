@@ -21,6 +21,7 @@ from worker.store.conventions import (
     PROTEAN,
     Outgoing,
     ParsedType,
+    SchemaVersionError,
     SnapshotLayoutError,
     conventions_named,
 )
@@ -387,7 +388,15 @@ def test_a_schema_version_is_a_positive_integer_or_its_digits() -> None:
     assert EVENTIDE.schema_version("Placed", '{"a": 1, "schemaVersion": 4}') == 4
     for absent in (None, "{}", "[1]", '"schemaVersion"', '{"correlationStreamName": "x"}'):
         assert EVENTIDE.schema_version("Placed", absent) is None
-    for bad in ("true", "0", "-1", '"0"', '"v2"', "2.5", "null", "{}"):
-        assert EVENTIDE.schema_version("Placed", f'{{"schemaVersion": {bad}}}') is None
     assert PROTEAN.schema_version("Legacy", '{"domain": {"version": "5"}}') == 5
-    assert PROTEAN.schema_version("Legacy", '{"domain": {"version": true}}') is None
+    assert PROTEAN.schema_version("Legacy", '{"domain": {}}') is None
+
+
+@pytest.mark.parametrize("bad", ["true", "0", "-1", '"0"', '"v2"', '"\u00b3"', "2.5", "null", "{}"])
+def test_a_stated_schema_version_that_is_no_positive_integer_is_refused(bad: str) -> None:
+    """A version that is stated but is no positive integer is not read as absent (version 1):
+    ``SchemaVersionError`` names the value."""
+    with pytest.raises(SchemaVersionError, match=r"^schemaVersion .* is not a positive integer$"):
+        EVENTIDE.schema_version("Placed", f'{{"schemaVersion": {bad}}}')
+    with pytest.raises(SchemaVersionError, match=r"^domain.version .* is not a positive integer$"):
+        PROTEAN.schema_version("Legacy", f'{{"domain": {{"version": {bad}}}}}')

@@ -71,7 +71,7 @@ class Accounts:
 
     @on(Deposited)
     async def deposited(self, event: Deposited, ctx: Context) -> None:
-        ctx.table(Account).update(
+        ctx.table(Account).update_if_present(
             event.account, balance=Increment(event.amount), deposits=Increment(1)
         )
 
@@ -95,8 +95,9 @@ def history() -> list[Any]:
 
 
 async def test_a_projector_folds_events_into_its_read_models() -> None:
-    """put, update with Increment, add creating rows, delete; an update of a missing row
-    changes nothing; the consumer's position is the category head."""
+    """put, update_if_present with Increment, add creating rows, delete; an
+    update_if_present of a missing row changes nothing; the consumer's position is the category
+    head."""
     result = await project(Accounts, history(), domain=domain)
     assert result.rows(Account) == [Account(account="1", owner="ann", balance=12, deposits=2)]
     assert result.by_key(TagCount) == {

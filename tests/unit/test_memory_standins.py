@@ -82,7 +82,8 @@ async def batched(table: Table, op: tuple[Any, ...]) -> Any:
     if kind == "put":
         table.put(Row(k=key, a=op[2], b=op[3]))
     elif kind == "update":
-        table.update(key, n=Increment(op[3]), **({} if op[2] is None else {"a": op[2]}))
+        changes = {} if op[2] is None else {"a": op[2]}
+        table.update_if_present(key, n=Increment(op[3]), **changes)
     elif kind == "add":
         table.add(key, n=Increment(op[2]), **({} if op[3] is None else {"b": op[3]}))
     elif kind == "delete":
@@ -123,7 +124,7 @@ async def test_a_memory_table_on_its_own_commits_at_flush() -> None:
     table = MemoryTable(Row)
     table.put(Row(k=1, a=1))
     table.add(2, n=Increment(3))
-    table.update(9, a=1)
+    table.update_if_present(9, a=1)
     assert table.rows() == []
     await table.flush()
     assert table.rows() == [Row(k=1, a=1), Row(k=2, n=3)]

@@ -48,11 +48,13 @@ from worker.engine.partitions import (
     run_partitions,
 )
 from worker.engine.retry import Park, RetryAfter, Stop, is_transient
+from worker.engine.routes import at_first_version
 from worker.engine.stats import ConsumerStats
 from worker.errors import ConsumerStoppedError, LeaseLostError
 from worker.model.event import malformed
 from worker.read.handed import handed_to
 from worker.read.table import Table
+from worker.store.metadata import SCHEMA_VERSION
 from worker.store.transactions import begun, plain
 
 if TYPE_CHECKING:
@@ -269,6 +271,9 @@ class Batches:
                 route = routes.get(message[2])
                 if route is None or route.upcast is not None:
                     continue
+                meta = message[6]
+                if meta is not None and SCHEMA_VERSION in meta and not at_first_version(meta):
+                    continue  # decoded in turn: its version is checked
                 try:
                     ready[message[4]] = route.validate(message[5] or "{}")
                 except Exception:  # it fails again in the handlers' turn
@@ -503,10 +508,16 @@ class Batches:
                 try:
                     event = ready.pop(message[4], None) if ready else None
                     if event is None:
+                        # ``route.decode``, inline: a message that states no schema version
+                        # (or 1) is at a version-1 class's own.
+                        meta = message[6]
                         event = (
                             route.validate(message[5] or "{}")
                             if route.upcast is None
-                            else route.upcast(message)
+                            and (
+                                meta is None or SCHEMA_VERSION not in meta or at_first_version(meta)
+                            )
+                            else route.checked(message)
                         )
                     ctx.message = message
                     if route.single is not None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from worker.model.event import decode, decoder, needs_upcasting
+from worker.store.metadata import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from worker.engine.context import Context
@@ -27,26 +28,33 @@ class Handlers:
     validate: Callable[[str], BaseEvent]
     single: Callable[..., Any] | None  # the one handler, when it is async
     single_sync: Callable[..., Any] | None  # the one handler, when it is a plain function
-    # For a class past version 1: decodes a whole message, upcasting older payloads
-    # (``validate`` then only serves messages known to be current).
+    # Decodes a whole message: checks the schema version it states, upcasts older payloads.
+    checked: Callable[[Message], BaseEvent]
+    # For a class past version 1: ``checked`` (``validate`` then only serves messages known to
+    # be current). For a class at version 1, ``validate`` serves every message that states no
+    # version or version 1 (see ``at_first_version``), ``checked`` the others.
     upcast: Callable[[Message], BaseEvent] | None = None
 
     @classmethod
     def of(cls, event_class: type[BaseEvent], calls: tuple[Call, ...]) -> Handlers:
         one = calls[0] if len(calls) == 1 else None
+        checked = decoder(event_class)
         return cls(
             event_class,
             calls,
             event_class.__pydantic_validator__.validate_json,
             one[0] if one is not None and one[1] else None,
             one[0] if one is not None and not one[1] else None,
-            decoder(event_class) if needs_upcasting(event_class) else None,
+            checked,
+            checked if needs_upcasting(event_class) else None,
         )
 
     def decode(self, message: Message) -> BaseEvent:
-        """The message's event (pydantic's ``ValidationError`` when its data does not fit)."""
-        upcast = self.upcast
-        return self.validate(message[5] or "{}") if upcast is None else upcast(message)
+        """The message's event (pydantic's ``ValidationError`` when its data does not fit;
+        ``MalformedMessageError`` for a bad or newer schema version, or an upcaster that fails)."""
+        if self.upcast is None and at_first_version(message[6]):
+            return self.validate(message[5] or "{}")
+        return self.checked(message)
 
     async def call_all(self, event: BaseEvent, ctx: Context) -> None:
         """Call every handler of the type, in registration order."""
@@ -74,6 +82,31 @@ async def settle(call: Callable[..., Any], returned: Any, ctx: Context) -> None:
         await returned
     if ctx.unawaited:
         raise ctx.not_awaited(call)
+
+
+_KEY = f'"{SCHEMA_VERSION}"'
+# The key with version 1, as jsonb prints it and as orjson writes it.
+_ONE1, _ONE2, _ONE3, _ONE4, _ONE5, _ONE6 = (
+    _KEY + value for value in (': "1"', ": 1,", ": 1}", ':"1"', ":1,", ":1}")
+)
+
+
+def at_first_version(metadata_json: str | None) -> bool:
+    """Whether a message's metadata (as stored, JSON text) states no schema version or version 1,
+    read from the text without decoding it: the fast path of a class at version 1 (the engine
+    tests ``SCHEMA_VERSION not in metadata_json`` inline first). The key mentioned once,
+    followed by 1: top-level or nested, the version is 1. Operators and one count only: this
+    runs for every message of a class at version 1 that Eventide-style writers sent."""
+    if metadata_json is None or _KEY not in metadata_json:
+        return True
+    return (
+        _ONE1 in metadata_json
+        or _ONE2 in metadata_json
+        or _ONE3 in metadata_json
+        or _ONE4 in metadata_json
+        or _ONE5 in metadata_json
+        or _ONE6 in metadata_json
+    ) and metadata_json.count(_KEY) == 1
 
 
 def route_table(subscriber: Subscriber, instance: Any) -> dict[str, Handlers]:

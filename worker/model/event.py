@@ -16,7 +16,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from worker.errors import MalformedMessageError, RegistrationError
-from worker.store.conventions import EVENTIDE, Outgoing
+from worker.store.conventions import EVENTIDE, Outgoing, SchemaVersionError
 from worker.store.metadata import follow
 
 if TYPE_CHECKING:
@@ -90,7 +90,8 @@ Upcaster: TypeAlias = "Callable[[dict[str, Any]], dict[str, Any]]"
 
 def schema_version(message: Message, cls: type[BaseEvent] | None = None) -> int:
     """The schema version a message's data was written at, as the conventions of ``cls``'s
-    domain say (Eventide: metadata ``schemaVersion``; Protean: the type's ``.v<n>``), else 1."""
+    domain say (Eventide: metadata ``schemaVersion``; Protean: the type's ``.v<n>``), else 1;
+    ``SchemaVersionError`` when it states one that is no positive integer."""
     layout = (cls.__conventions__ if cls is not None else None) or EVENTIDE
     return layout.schema_version(message[2], message[6]) or 1
 
@@ -126,8 +127,9 @@ def needs_upcasting(cls: type[BaseEvent]) -> bool:
 def decode(cls: type[BaseEvent], message: Message) -> BaseEvent:
     """The message's data as an instance of ``cls``, upcast from the version it was written at.
 
-    Data that does not validate, a version newer than the class's, or a missing upcaster raise
-    ``MalformedMessageError`` (permanent for that message).
+    Data that does not validate, a schema version that is no positive integer or is newer than
+    the class's, a missing upcaster or one that raises: ``MalformedMessageError`` (permanent for
+    that message, which is never half-read).
     """
     try:
         return _decoder_of(cls)(message)
@@ -161,7 +163,10 @@ def decoder(cls: type[BaseEvent]) -> Callable[[Message], BaseEvent]:
     steps = cls.__upcasters__
 
     def decode_one(message: Message) -> BaseEvent:
-        version = version_of(message[2], message[6]) or 1
+        try:
+            version = version_of(message[2], message[6]) or 1
+        except SchemaVersionError as error:
+            raise _malformed(message, str(error)) from None
         if version == current:
             event: BaseEvent = from_json(message[5] or "{}")
             return event
@@ -173,11 +178,25 @@ def decoder(cls: type[BaseEvent]) -> Callable[[Message], BaseEvent]:
             upcast = steps.get(step)
             if upcast is None:
                 raise _malformed(message, f"no upcaster of {cls.__qualname__} from version {step}")
-            data = upcast(data)
+            try:
+                data = upcast(data)
+            except Exception as error:
+                raise _upcaster_failed(cls, upcast, step, error, message) from error
         event = from_python(data)
         return event
 
     return decode_one
+
+
+def _upcaster_failed(
+    cls: type[BaseEvent], upcast: Upcaster, step: int, error: Exception, message: Message
+) -> MalformedMessageError:
+    """An upcaster that raised makes its message malformed: no retry can help, as an upcaster
+    is a pure function of the stored payload."""
+    name = getattr(upcast, "__name__", repr(upcast))
+    detail = f"upcaster {name} of {cls.__qualname__} from version {step} to {step + 1}"
+    said = " ".join(str(error).split())  # one line, whatever the error's text
+    return _malformed(message, f"{detail} raised {type(error).__name__}: {said}")
 
 
 def _malformed(message: Message, detail: str) -> MalformedMessageError:

@@ -12,6 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from worker.read.model import Increment
 
+UPDATE = "update"  # of a row that must exist
+IF_PRESENT = "update_if_present"  # of a row, if it exists
+
+
+class MissingRow(Exception):
+    """``step`` was asked to ``UPDATE`` a row known not to exist (the table names it)."""
+
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -27,6 +35,7 @@ class Pending:
     sets: dict[str, Any] = field(default_factory=dict)
     increments: dict[str, Any] = field(default_factory=dict)
     upsert: bool = False  # the patch creates the row when missing (``add``)
+    strict: bool = False  # the patch needs the row to exist (``update``)
     absent: bool = False  # known not to exist
     deleted: bool = False  # to be deleted (implies absent)
     position: int = 0  # newest message that changed this key in the batch
@@ -41,7 +50,8 @@ class Pending:
 def step(
     state: Pending, kind: str, payload: Any, position: int, new: Callable[[Any], ReadModel]
 ) -> Pending:
-    """The key's state after one change (``new(changes)`` makes a row from the defaults).
+    """The key's state after one change (``new(changes)`` makes a row from the defaults);
+    ``MissingRow`` for an ``UPDATE`` of a row known not to exist.
 
     The key's position is the newest message that changed it: handlers of a concurrent batch
     (``concurrency=n``) may change one key out of global order.
@@ -58,9 +68,12 @@ def step(
         return state
     if not state.is_patch:
         if not upsert:
+            if kind == UPDATE:
+                raise MissingRow
             return state
         return Pending(row=new(payload), position=position, stored=state.stored)
     state.upsert = state.upsert or upsert
+    state.strict = state.strict or kind == UPDATE
     state.position = position
     merge(state, payload)
     return state

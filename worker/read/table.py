@@ -1,9 +1,10 @@
 """The ``Table`` unit of work: one read model's changes within one batch, written set-based.
 
 A projector's handlers change rows through ``ctx.table(Model)``: ``put`` (whole row), ``update``
-(some columns, ``Increment`` for counters), ``add`` (counters, creating the row if needed),
-``delete`` and ``await get``. Changes are merged per key in memory (``worker.read.merge``) and
-reach PostgreSQL at the end of the batch in a few set-based statements (many rows each).
+(some columns of a row that must exist, ``Increment`` for counters), ``update_if_present``,
+``add`` (counters, creating the row if needed), ``delete`` and ``await get``. Changes are merged
+per key in memory (``worker.read.merge``) and reach PostgreSQL at the end of the batch in a few
+set-based statements (many rows each).
 """
 
 from __future__ import annotations
@@ -11,19 +12,35 @@ from __future__ import annotations
 import enum
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import orjson
 from pydantic import BaseModel
 
+from worker.errors import MissingRowError
 from worker.read.handed import handed
-from worker.read.merge import Pending, apply, merge, patch_changes, step
+from worker.read.merge import (
+    IF_PRESENT,
+    UPDATE,
+    MissingRow,
+    Pending,
+    apply,
+    merge,
+    patch_changes,
+    step,
+)
 from worker.read.model import POSITION_COLUMN, ReadModel, field_types, physical, quote
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
     from worker.store.types import Connection
+
+
+_PATCHING = frozenset((UPDATE, IF_PRESENT, "add"))
+
+# A patch's statement: (creates a missing row, needs the row, set columns, incremented columns).
+Shape: TypeAlias = tuple[bool, bool, tuple[str, ...], tuple[str, ...]]
 
 
 class TableFactory(Protocol):
@@ -89,12 +106,14 @@ class Table:
         self._change(key, "put", row)
 
     def update(self, key: Any, **changes: Any) -> None:
-        """Change some columns of an existing row (no effect when the row does not exist)."""
+        """Change some columns of an existing row. A missing row is an error
+        (``MissingRowError``): at once when the batch knows the row is missing (deleted, or
+        read), else at the flush; in a batch replayed after a reset it is skipped."""
         if not changes.keys() <= self._column_names:  # (inline: a projector's hot path)
             self._check(changes)
         state = self._rows.get(key)
         if state is None or state.ops is not None or self.exact or state.absent:
-            self._change(key, "update", changes)
+            self._change(key, UPDATE, changes)
             return
         # The hot path, as ``_change`` would take it: a key the batch already changes, a whole
         # row (changed in memory) or a patch (which this one extends).
@@ -102,9 +121,15 @@ class Table:
             apply(state.row, changes)
         else:
             merge(state, changes)
+            state.strict = True
         position = self._position()
         if position > state.position:  # (concurrent partitions: out of order)
             state.position = position
+
+    def update_if_present(self, key: Any, **changes: Any) -> None:
+        """Like ``update``, but a missing row is skipped: no row is created, nothing fails."""
+        self._check(changes)
+        self._change(key, IF_PRESENT, changes)
 
     def add(self, key: Any, **changes: Any) -> None:
         """Like ``update``, but creates the row (other columns at their defaults) if missing."""
@@ -125,10 +150,14 @@ class Table:
     def _change(self, key: Any, kind: str, payload: Any) -> None:
         position = self._position()
         state = self._rows.get(key)
-        patching = kind == "update" or kind == "add"
+        if kind == UPDATE and self.exact:
+            kind = IF_PRESENT  # a replay: its messages went well the first time
+        patching = kind in _PATCHING
         if state is None:
             if patching and not self.exact:  # first change of this key in the batch
-                state = self._rows[key] = Pending(upsert=kind == "add", position=position)
+                state = self._rows[key] = Pending(
+                    upsert=kind == "add", strict=kind == UPDATE, position=position
+                )
                 merge(state, payload)
                 return
             state = self._rows[key] = Pending()
@@ -138,8 +167,9 @@ class Table:
                 if position > state.position:  # (concurrent partitions: out of order)
                     state.position = position
                 return
-            if not state.absent and not state.deleted and (kind == "update" or state.upsert):
+            if not state.absent and not state.deleted and (kind != "add" or state.upsert):
                 merge(state, payload)  # a patch (no row known) that this change extends
+                state.strict = state.strict or kind == UPDATE
                 if position > state.position:
                     state.position = position
                 return
@@ -161,12 +191,27 @@ class Table:
             # An update of a row not known to exist, then an add: whether the update counts
             # depends on the row, so the key is resolved by loading it at flush.
             state.ops = [
-                (state.position, "update", patch_changes(state)),
+                (state.position, UPDATE if state.strict else IF_PRESENT, patch_changes(state)),
                 (position, kind, payload),
             ]
             state.sets, state.increments = {}, {}
             return
-        self._rows[key] = step(state, kind, payload, position, partial(self._new, key))
+        self._rows[key] = self._step(key, state, kind, payload, position)
+
+    def _step(self, key: Any, state: Pending, kind: str, payload: Any, position: int) -> Pending:
+        """``step``, with a missing row named."""
+        try:
+            return step(state, kind, payload, position, partial(self._new, key))
+        except MissingRow:
+            raise self.missing_row(key) from None
+
+    def missing_row(self, key: Any, more: int = 0) -> MissingRowError:
+        """The error of an ``update`` of a row that does not exist (and ``more`` others)."""
+        others = f" (and {more} more)" if more else ""
+        return MissingRowError(
+            f"{self.model.__qualname__}: no row with key {key!r} to update{others}; "
+            "update_if_present skips a missing row, add creates it"
+        )
 
     def _new(self, key: Any, changes: dict[str, Any]) -> ReadModel:
         values = self.model.new_row_defaults()
@@ -245,12 +290,12 @@ class Table:
         if state.ops is not None:
             for position, kind, payload in state.ops:
                 if not self.exact or position > stored:
-                    base = step(base, kind, payload, position, partial(self._new, key))
+                    base = self._step(key, base, kind, payload, position)
             self._rows[key] = base
             return
         if state.is_patch:
-            kind = "add" if state.upsert else "update"
-            base = step(base, kind, patch_changes(state), state.position, partial(self._new, key))
+            kind = "add" if state.upsert else UPDATE if state.strict else IF_PRESENT
+            base = self._step(key, base, kind, patch_changes(state), state.position)
         self._rows[key] = base
 
     # -- flushing ----------------------------------------------------------------------------
@@ -261,7 +306,7 @@ class Table:
         if unresolved:
             await self._load(unresolved)
         rows: list[tuple[ReadModel, int]] = []
-        patches: dict[tuple[bool, tuple[str, ...], tuple[str, ...]], list[tuple[Any, Pending]]] = {}
+        patches: dict[Shape, list[tuple[Any, Pending]]] = {}
         deletes: list[Any] = []
         for key, state in self._rows.items():
             if state.deleted:
@@ -270,7 +315,12 @@ class Table:
                 if state.original is None or state.row.model_dump() != state.original:
                     rows.append((state.row, state.position))
             elif state.is_patch and (state.sets or state.increments or state.upsert):
-                shape = (state.upsert, tuple(sorted(state.sets)), tuple(sorted(state.increments)))
+                shape = (
+                    state.upsert,
+                    state.strict and not state.upsert,
+                    tuple(sorted(state.sets)),
+                    tuple(sorted(state.increments)),
+                )
                 patches.setdefault(shape, []).append((key, state))
         self._rows.clear()
         if deletes:
@@ -325,10 +375,8 @@ class Table:
             return [v.value if isinstance(v, enum.Enum) else v for v in values]
         return values
 
-    async def _patch_rows(
-        self, shape: tuple[bool, tuple[str, ...], tuple[str, ...]], items: list[tuple[Any, Pending]]
-    ) -> None:
-        upsert, sets, increments = shape
+    async def _patch_rows(self, shape: Shape, items: list[tuple[Any, Pending]]) -> None:
+        upsert, strict, sets, increments = shape
         key_cols = list(self.model.key_columns())
         # A row the upsert creates takes the model's defaults for the columns it is not given
         # (not the table's: its DDL holds plain literals only, no list nor factory).
@@ -364,7 +412,16 @@ class Table:
                 f"UPDATE {self.name} AS t SET {', '.join(assign)} "
                 f"FROM unnest({self._array_args(names)}) AS v({', '.join(quoted)}) WHERE {match}"
             )
-        await self._conn.execute(sql, *columns)
+        status = await self._conn.execute(sql, *columns)
+        if strict and int(status.rsplit(" ", 1)[-1]) < len(items):
+            await self._refuse_missing([key for key, _ in items])
+
+    async def _refuse_missing(self, keys: list[Any]) -> None:
+        """Raise ``MissingRowError`` for the ``keys`` whose rows do not exist (an update found
+        fewer rows than keys: one more round trip, on the way to failing)."""
+        found = await self._fetch(keys)
+        missing = [key for key in keys if key not in found]
+        raise self.missing_row(missing[0], len(missing) - 1)
 
 
 def _json_default(value: Any) -> Any:

@@ -41,11 +41,13 @@ from worker.store.layout import (
     ConventionsName,
     Outgoing,
     ParsedType,
+    SchemaVersionError,
     SnapshotLayoutError,
     _is_count,
     is_command_stream,
     metadata_object,
     snake_case,
+    version_in,
     version_number,
 )
 from worker.store.protean import ProteanConventions, camel_case_name, dashed_id, normalized_name
@@ -60,6 +62,7 @@ __all__ = [
     "Outgoing",
     "ParsedType",
     "ProteanConventions",
+    "SchemaVersionError",
     "SnapshotLayoutError",
     "camel_case_name",
     "conventions_named",
@@ -90,7 +93,11 @@ class EventideConventions(Conventions):
         # hot path of every message of a class past version 1), so it is decoded only then.
         if metadata_json is None or SCHEMA_VERSION not in metadata_json:
             return None
-        return version_number(metadata_object(metadata_json).get(SCHEMA_VERSION))
+        metadata = metadata_object(metadata_json)
+        version = version_number(metadata.get(SCHEMA_VERSION))
+        if version is None:  # (``version_in``, inline)
+            return version_in(metadata, SCHEMA_VERSION)
+        return version
 
     def fact_category(self, category: str) -> str:
         return f"{category}:fact"

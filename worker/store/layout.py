@@ -100,7 +100,7 @@ class Conventions(ABC):
         parsed = self.parse_type(type_name).version
         if parsed is not None:
             return parsed
-        return version_number(metadata_object(metadata_json).get(SCHEMA_VERSION))
+        return version_in(metadata_object(metadata_json), SCHEMA_VERSION)
 
     @property
     def id_factory(self) -> Callable[[], str] | None:
@@ -193,11 +193,28 @@ def metadata_object(metadata_json: str | None) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+class SchemaVersionError(ValueError):
+    """A message's schema version that is present but no positive integer: the message cannot
+    be read (which version its data is at is unknown)."""
+
+
+def version_in(holder: Mapping[str, Any], key: str, name: str = SCHEMA_VERSION) -> int | None:
+    """The schema version ``holder[key]`` states (``name`` in the error); ``None`` when the key
+    is absent; ``SchemaVersionError`` when it holds no positive integer (``null`` included)."""
+    if key not in holder:
+        return None
+    value = holder[key]
+    version = version_number(value)
+    if version is None:
+        raise SchemaVersionError(f"{name} {value!r:.40} is not a positive integer")
+    return version
+
+
 def version_number(value: Any) -> int | None:
     """A schema version as metadata holds it: a positive integer, or its digits as a string
     (as some Eventide-style writers store it); ``None`` for anything else."""
     if type(value) is int:  # not isinstance: a bool is no version
         return value if value > 0 else None
-    if type(value) is str and value.isdigit():
+    if type(value) is str and value.isascii() and value.isdigit():
         return int(value) or None
     return None

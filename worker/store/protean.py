@@ -31,7 +31,7 @@ from worker.store.layout import (
     _is_count,
     is_command_stream,
     metadata_object,
-    version_number,
+    version_in,
 )
 
 
@@ -64,7 +64,7 @@ class ProteanConventions(Conventions):
         if parsed is not None:
             return parsed
         domain = metadata_object(metadata_json).get("domain")
-        return version_number(domain.get("version")) if isinstance(domain, dict) else None
+        return version_in(domain, "version", "domain.version") if isinstance(domain, dict) else None
 
     @property
     def id_factory(self) -> Callable[[], str] | None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from worker.read.merge import Pending
+    from worker.read.table import Shape
     from worker.store.types import Connection
 
 M = TypeVar("M", bound=ReadModel)
@@ -124,11 +125,10 @@ class MemoryTable(Table):
             values = {n: self._value(n, row.__dict__[n]) for n in self._names}
             self._insert(row.key(), values, position)
 
-    async def _patch_rows(
-        self, shape: tuple[bool, tuple[str, ...], tuple[str, ...]], items: list[tuple[Any, Pending]]
-    ) -> None:
+    async def _patch_rows(self, shape: Shape, items: list[tuple[Any, Pending]]) -> None:
         joined(self._conn)
-        upsert, sets, increments = shape
+        upsert, strict, sets, increments = shape
+        missing = [key for key, _ in items if strict and key not in self.stored.data]
         for key, state in items:
             changes = {n: self._value(n, state.sets[n]) for n in sets}
             if upsert:
@@ -148,6 +148,8 @@ class MemoryTable(Table):
                 self._insert(key, values, state.position)
             elif upsert:
                 self._insert(key, new, state.position)
+        if missing:  # (as Table finds them: after the statement)
+            raise self.missing_row(missing[0], len(missing) - 1)
 
     # -- values as PostgreSQL keeps them -----------------------------------------------------
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from worker.model.event import decode, decoder, needs_upcasting
+from worker.store.conventions import EVENTIDE
 from worker.store.metadata import SCHEMA_VERSION
 
 if TYPE_CHECKING:
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
     from worker.engine.subscriber import Subscriber
     from worker.model.event import BaseEvent
     from worker.store.message import Message
+
+# How many versions past a class's own its newer types are recognised (and parked) by, where
+# types name their version.
+NEWER_VERSIONS = 100
 
 Call: TypeAlias = tuple[Callable[..., Any], bool]  # a bound handler method; is it async
 
@@ -117,6 +122,13 @@ def route_table(subscriber: Subscriber, instance: Any) -> dict[str, Handlers]:
         by_class.setdefault(route.event_class, []).append((method, route.is_async))
     table: dict[str, Handlers] = {}
     for cls, calls in by_class.items():
+        handlers = Handlers.of(cls, tuple(calls))
         for type_name in (cls.type_name(), *cls.__aliases__):
-            table[type_name] = Handlers.of(cls, tuple(calls))
+            table[type_name] = handlers
+        # Where a type names its version (Protean's ``.v<n>``), a newer version's type is no
+        # unknown type to skip: it goes to the class's full decoding, which parks it as newer.
+        newer = replace(handlers, upcast=handlers.checked)
+        conventions = cls.__conventions__ or EVENTIDE
+        for type_name in conventions.newer_types(cls.type_name(), NEWER_VERSIONS):
+            table.setdefault(type_name, newer)
     return table

@@ -89,6 +89,12 @@ class Conventions(ABC):
         from the current one (every one of them decodes into the class)."""
         return ()
 
+    def newer_types(self, type_name: str, versions: int) -> tuple[str, ...]:
+        """The types the next ``versions`` schema versions of the class now written as
+        ``type_name`` would be written as, where a type names its version (Protean's): a reader
+        meeting one is older than the writer. None where types name no version."""
+        return ()
+
     @abstractmethod
     def parse_type(self, type_name: str) -> ParsedType:
         """The registered name and the schema version a message type names."""

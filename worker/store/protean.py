@@ -53,6 +53,13 @@ class ProteanConventions(Conventions):
     def older_types(self, domain: str, event: str, version: int) -> tuple[str, ...]:
         return tuple(self.event_type(domain, event, v) for v in range(1, version))
 
+    def newer_types(self, type_name: str, versions: int) -> tuple[str, ...]:
+        parsed = self.parse_type(type_name)
+        if parsed.version is None:
+            return ()
+        start = parsed.version + 1
+        return tuple(f"{parsed.name}.v{v}" for v in range(start, start + versions))
+
     def parse_type(self, type_name: str) -> ParsedType:
         match = self._TYPE.match(type_name)
         if match is None:

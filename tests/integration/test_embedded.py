@@ -8,17 +8,36 @@ Starting an embedded server costs seconds: two tests here start one.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from worker.store import embedded
 from worker.store.database import start_embedded, stop_embedded
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def server_tmp() -> Iterator[Path]:
+    """A folder for an embedded server's data, outside pytest's own temporary folders: as root,
+    the server runs as a user of its own that must traverse the folders above its data, and
+    another pytest session on the machine resets pytest's base folder to owner-only."""
+    folder = Path(tempfile.mkdtemp(prefix="worker-embedded-test-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 READ_ONLY = [
     ("status",),
@@ -91,10 +110,10 @@ def run_plugin_project(project: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_plugin_stops_the_embedded_server_it_started(tmp_path: Path) -> None:
+def test_the_plugin_stops_the_embedded_server_it_started(server_tmp: Path) -> None:
     """With no server named, the pytest plugin starts an embedded PostgreSQL for the session
     and stops it when the session ends: no server is left running in its data folder."""
-    project = tmp_path / "project"
+    project = server_tmp / "project"
     data_dir = project / ".worker" / "test-postgres"
     try:
         result = run_plugin_project(project)
@@ -107,13 +126,13 @@ def test_the_plugin_stops_the_embedded_server_it_started(tmp_path: Path) -> None
 
 
 def test_a_server_running_before_the_session_is_left_for_worker_embedded_stop(
-    tmp_path: Path,
+    server_tmp: Path,
 ) -> None:
     """An embedded server that ran before a test session outlives it (the plugin stops only
     the one it started); `worker embedded status` then names its data folder, socket and pid
     (exit 0), `worker embedded stop` ends it and waits until it has gone, after which status
     says it is not running (exit 1) and a second stop is a no-op (exit 0)."""
-    project = tmp_path / "project"
+    project = server_tmp / "project"
     data_dir = project / ".worker" / "test-postgres"
     data_dir.parent.mkdir(parents=True)
     try:
@@ -123,11 +142,11 @@ def test_a_server_running_before_the_session_is_left_for_worker_embedded_stop(
         result = run_plugin_project(project)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert embedded.running(data_dir) == server, "the plugin stopped a server it did not start"
-        shown = cli("embedded", "status", "--data-dir", str(data_dir), data_dir=tmp_path / "x")
+        shown = cli("embedded", "status", "--data-dir", str(data_dir), data_dir=server_tmp / "x")
         assert shown.returncode == 0, shown.stdout + shown.stderr
         assert f"running in {data_dir.resolve()}" in shown.stdout, shown.stdout
         assert f"pid {server.pid}" in shown.stdout and ".s.PGSQL." in shown.stdout, shown.stdout
-        stopped = cli("embedded", "stop", "--data-dir", str(data_dir), data_dir=tmp_path / "x")
+        stopped = cli("embedded", "stop", "--data-dir", str(data_dir), data_dir=server_tmp / "x")
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         assert f"stopped (data folder {data_dir.resolve()}, pid {server.pid})" in stopped.stdout
         assert embedded.running(data_dir) is None

@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench setup clean image image-test image-clean
+.PHONY: demo test lint docs bench setup clean image image-test image-clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check worker tests domain projections handlers bench
 	$(BIN)/mypy --strict worker
 
+# The reference in docs/ (MkDocs, Material theme) into site/; --strict fails on a broken link or
+# anchor. It builds offline: the CLI reference and the API reference are generated from the code.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python -m bench.engine
 
@@ -56,4 +61,4 @@ image-clean:
 clean:
 	-test ! -x $(BIN)/worker || $(BIN)/worker embedded stop
 	-test ! -x $(BIN)/worker || $(BIN)/worker embedded stop --data-dir .worker/test-postgres
-	rm -rf $(VENV) .worker .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .worker .pytest_cache .mypy_cache .ruff_cache site

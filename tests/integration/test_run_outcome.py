@@ -1,4 +1,4 @@
-"""How `worker run` ends: its exit code and what it says about the run (README, "Commands")."""
+"""How `worker run` ends: its exit code and what it says about the run (docs/commands.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The package's layers import one way, and no module imports itself back through others.
 
 Every import counts: at module level, inside functions and under ``TYPE_CHECKING``. The
-layers and what each may import are those of the README's layout section.
+layers and what each may import are those of docs/layout.md.
 """
 
 from __future__ import annotations

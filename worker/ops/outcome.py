@@ -1,6 +1,6 @@
 """How ``worker run`` ends: its exit code, and what it says on stderr about the run.
 
-The codes (README, "Commands"): 0 ran until signalled, or caught up with nothing parked;
+The codes (docs/commands.md): 0 ran until signalled, or caught up with nothing parked;
 1 could not start, or a consumer stopped on a failure (or sits beyond its category head);
 2 a usage error; 3 caught up, but this run parked messages; 4 a projection is due for a
 rebuild and was not run; 130 a second signal. When several apply, the most severe wins:

@@ -19,8 +19,6 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-    from worker.domain import Domain
-
 
 class _Invocation:
     """The root command's options, set before any command runs."""
@@ -45,21 +43,6 @@ def load_app(*, read_only: bool = False) -> App:
     return App.load(settings(), read_only=read_only)
 
 
-def consumers_named(domain: Domain, names: list[str], option: str = "") -> list[str]:
-    """The consumers ``names`` stand for (a subscriber stands for all of its consumers), in
-    the domain's order; ``UsageError`` (exit 2) listing the known names for an unknown one."""
-    subscribers = {s.name for s in domain.subscribers}
-    slots = [(s.name, slot.name) for s in domain.subscribers for slot in s.slots()]
-    known = subscribers | {name for _, name in slots}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise UsageError(
-            f"{option + ' ' if option else ''}{', '.join(unknown)}: no such consumer or "
-            f"subscriber; known: {', '.join(sorted(known)) or 'none'}"
-        )
-    return [slot for owner, slot in slots if owner in names or slot in names]
-
-
 def whole_number(what: str) -> Callable[[str], int]:
     """A parser for an option or argument that takes a whole number (0 or more): anything else
     is a ``UsageError`` naming ``what`` (one line, exit 2), not a usage box."""
@@ -76,15 +59,17 @@ def with_pool(
     work: Callable[[App, asyncpg.Pool[Any]], Coroutine[Any, Any, Any]],
     *,
     read_only: bool = False,
+    app: App | None = None,
     **pool_options: Any,
 ) -> Any:
-    """Run ``work(app, pool)`` on a pool of the configured database, closed afterwards."""
-    app = load_app(read_only=read_only)
+    """Run ``work(app, pool)`` on a pool of the configured database (of ``app``, else of the
+    application this invocation loads), closed afterwards: every command's way to a pool."""
+    application = app or load_app(read_only=read_only)
 
     async def main() -> Any:
-        pool = await app.pool(**pool_options)
+        pool = await application.pool(**pool_options)
         try:
-            return await work(app, pool)
+            return await work(application, pool)
         finally:
             await pool.close()
 

@@ -20,9 +20,10 @@ from worker.model.aggregate import BaseAggregate, apply
 from worker.model.entity import BaseEntity
 from worker.model.event import BaseEvent
 from worker.model.repository import Repository
-from worker.ops.app import open_store, resolve_dsn
+from worker.ops.app import App, open_app, open_store, resolve_dsn
+from worker.ops.log import configure_logging
 from worker.ops.runner import Runner
-from worker.ops.settings import Settings, load_settings
+from worker.ops.settings import Settings, WorkerSettings, load_settings
 from worker.read.model import Increment, ReadModel
 from worker.store.database import connect, create_pool, redact
 from worker.store.installer import install
@@ -32,6 +33,7 @@ from worker.store.metadata import follow
 
 __all__ = [
     "AggregateNotFoundError",
+    "App",
     "BaseAggregate",
     "BaseEntity",
     "BaseEvent",
@@ -56,7 +58,9 @@ __all__ = [
     "Settings",
     "VersionConflictError",
     "WorkerError",
+    "WorkerSettings",
     "apply",
+    "configure_logging",
     "connect",
     "create_pool",
     "follow",
@@ -64,6 +68,7 @@ __all__ = [
     "install",
     "load_settings",
     "on",
+    "open_app",
     "open_store",
     "redact",
     "resolve_dsn",

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from worker.errors import UsageError
-from worker.ops.app import App, connect_options
+from worker.ops.app import connect_options, open_app
 from worker.ops.log import configure_logging
 from worker.ops.settings import Settings, load_settings
 from worker.store.database import configure
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import asyncpg
+
+    from worker.ops.app import App
 
 
 class _Invocation:
@@ -40,7 +42,7 @@ def settings() -> Settings:
 def load_app(*, read_only: bool = False) -> App:
     """The configured application: settings, domain and DSN (a command that only reads,
     ``read_only``, never starts the embedded server)."""
-    return App.load(settings(), read_only=read_only)
+    return open_app(invocation.config, read_only=read_only)
 
 
 def whole_number(what: str) -> Callable[[str], int]:

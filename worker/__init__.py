@@ -1,5 +1,7 @@
 """Event sourcing and an async projection worker on the genuine MessageDB."""
 
+from typing import TYPE_CHECKING
+
 from worker.domain import Domain
 from worker.engine.context import Context
 from worker.engine.retry import Retry, RetryPolicy
@@ -22,7 +24,6 @@ from worker.model.event import BaseEvent
 from worker.model.repository import Repository
 from worker.ops.app import App, open_app, open_store, resolve_dsn
 from worker.ops.log import configure_logging
-from worker.ops.runner import Runner
 from worker.ops.settings import Settings, WorkerSettings, load_settings
 from worker.read.model import Increment, ReadModel
 from worker.store.database import connect, create_pool, redact
@@ -30,6 +31,11 @@ from worker.store.installer import install
 from worker.store.message import Message, NewMessage
 from worker.store.message_store import MessageStore
 from worker.store.metadata import follow
+
+if TYPE_CHECKING:
+    from worker.engine.runner import Runner  # what the factory below builds
+else:
+    from worker.ops.runner import Runner  # the engine's Runner with a process's services
 
 __all__ = [
     "AggregateNotFoundError",

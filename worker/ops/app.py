@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from worker.domain import Domain
+    from worker.engine import runner
     from worker.ops.settings import Settings
     from worker.store.privileges import Right
 
@@ -82,7 +83,7 @@ class App:
         configure(connect_options(settings))
         return cls(settings, load_domain(settings), resolve_dsn(settings, start=not read_only))
 
-    def runner(self, *, only: list[str] | None = None) -> Runner:
+    def runner(self, *, only: list[str] | None = None) -> runner.Runner:
         """The worker of this application (``worker run``'s), to run in this process."""
         return Runner(self.domain, self.dsn, self.settings.worker, only=only)
 

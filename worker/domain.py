@@ -7,13 +7,15 @@ the ``[domain] instance`` setting (``module:attribute``) after importing ``[doma
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from worker.engine.options import SubscriberOptions, taking_options
 from worker.engine.subscriber import Kind, Subscriber, build_subscriber, remember
 from worker.errors import RegistrationError
 from worker.model.registration import WriteSide
-from worker.store.conventions import Conventions, ConventionsName, conventions_named
+
+if TYPE_CHECKING:
+    from worker.store.conventions import Conventions, ConventionsName
 
 T = TypeVar("T", bound=type[Any])
 
@@ -59,8 +61,6 @@ class Domain(WriteSide):
     ) -> None:
         super().__init__(name, snapshot_threshold=snapshot_threshold, conventions=conventions)
         self._subscribers: list[Subscriber] = []
-        # How each subscriber was registered, to name it again when the conventions change.
-        self._subscriber_options: list[tuple[Kind, type[Any], SubscriberOptions]] = []
 
     @classmethod
     def from_settings(cls, settings: Configuration) -> Domain:
@@ -72,20 +72,26 @@ class Domain(WriteSide):
         )
 
     def configure(self, settings: Configuration) -> None:
-        """Apply ``[domain]`` settings to a domain created in application code."""
+        """The registration phase of a loaded application: apply ``[domain]`` settings to a
+        domain created in application code, and name every declared class by its conventions
+        (``init``)."""
         self.snapshot_threshold = settings.domain.snapshot_threshold
-        if settings.domain.conventions is not None:
-            self.use_conventions(settings.domain.conventions)
+        self.init(settings.domain.conventions)
 
     def use_conventions(self, conventions: ConventionsName | Conventions) -> None:
-        """Switch to other conventions, naming every registered class again (categories, types,
-        ids, subscribers' categories). Do it before any repository or worker is made."""
-        if not self._rename(conventions_named(conventions)):
-            return
+        """Switch to other conventions (``init``). Do it before any repository or worker is
+        made."""
+        self.init(conventions)
+
+    def init(self, conventions: ConventionsName | Conventions | None = None) -> bool:
+        """Name every declared class by ``conventions`` once (``WriteSide.init``), and describe
+        every projector and handler again on the events so named."""
+        if not super().init(conventions):
+            return False
         self._subscribers = [
-            build_subscriber(cls, kind=kind, options=options)
-            for kind, cls, options in self._subscriber_options
+            build_subscriber(s.cls, kind=s.kind, options=s.options) for s in self._subscribers
         ]
+        return True
 
     # -- read side: projectors and event handlers --------------------------------------------
 
@@ -118,7 +124,6 @@ class Domain(WriteSide):
             if any(s.name == subscriber.name for s in self._subscribers):
                 raise RegistrationError(f"a projector or handler named {subscriber.name!r} exists")
             self._subscribers.append(subscriber)
-            self._subscriber_options.append((kind, cls, options))
             remember(subscriber)
             return cls
 

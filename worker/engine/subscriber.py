@@ -93,16 +93,12 @@ class Subscriber:
         return self.options.start_from
 
     @property
-    def concurrency(self) -> int:
-        """Partitions of a batch handled at once."""
-        return self.options.concurrency
-
-    @property
     def concurrent(self) -> Concurrency | None:
         """How its batches are handled concurrently; ``None``: one message at a time."""
-        if self.concurrency == 1:
+        options = self.options
+        if options.concurrency == 1:
             return None
-        return Concurrency(self.concurrency, self.options.partition_by or by_stream)
+        return Concurrency(options.concurrency, options.partition_by or by_stream)
 
     def consumer_name(self, category: str) -> str:
         """The stable name of the consumer of ``category``: ``{name}:{category}``."""

@@ -31,18 +31,20 @@ from worker.ops.status import watch as watch_status
 from worker.store import privileges
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Sequence
     from typing import TypeAlias
 
     import asyncpg
     from rich.table import Table
 
+    from worker.domain import Domain
     from worker.engine.rebuild import RebuildOutcome
     from worker.engine.subscriber import Subscriber
     from worker.ops.app import App
     from worker.ops.status import Frame
 
     Report: TypeAlias = Callable[[int, int, float], None]  # (done, total, seconds so far)
+    StatusReport: TypeAlias = Callable[[asyncpg.Pool[Any], Domain], Awaitable[Sequence[Any]]]
 
 log = structlog.get_logger("worker.cli")
 
@@ -77,14 +79,21 @@ def status(
         _watch(as_json, 2.0 if interval is None else interval, count)
         return
 
-    async def once(application: App, pool: asyncpg.Pool[Any]) -> list[dict[str, Any]]:
-        return [s.as_dict() for s in await consumer_status(pool, application.domain)]
-
-    rows = common.with_pool(once, read_only=True, rights=privileges.READ)
+    rows = _rows(consumer_status)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     output.console().print(_status_table(rows))
+
+
+def _rows(report: StatusReport) -> list[dict[str, Any]]:
+    """The rows of a report on the configured database, read with the read-only rights."""
+
+    async def work(application: App, pool: asyncpg.Pool[Any]) -> list[dict[str, Any]]:
+        return [row.as_dict() for row in await report(pool, application.domain)]
+
+    rows: list[dict[str, Any]] = common.with_pool(work, read_only=True, rights=privileges.READ)
+    return rows
 
 
 def _status_table(rows: list[dict[str, Any]], rates: bool = False) -> Table:
@@ -156,11 +165,7 @@ def projections(
     The version is the code's, and the live tables' when they differ; the generation live and
     the one a rebuild is filling; the lag and states of its live consumers.
     """
-
-    async def work(application: App, pool: asyncpg.Pool[Any]) -> list[dict[str, Any]]:
-        return [p.as_dict() for p in await projection_status(pool, application.domain)]
-
-    rows = common.with_pool(work, read_only=True, rights=privileges.READ)
+    rows = _rows(projection_status)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

@@ -8,7 +8,6 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-import structlog
 import typer
 from rich.console import Group
 from rich.live import Live
@@ -45,8 +44,6 @@ if TYPE_CHECKING:
 
     Report: TypeAlias = Callable[[int, int, float], None]  # (done, total, seconds so far)
     StatusReport: TypeAlias = Callable[[asyncpg.Pool[Any], Domain], Awaitable[Sequence[Any]]]
-
-log = structlog.get_logger("worker.cli")
 
 app = typer.Typer()
 

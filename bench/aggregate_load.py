@@ -14,11 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from worker import BaseAggregate, BaseEvent, Domain, MessageStore, apply, create_pool
-from worker.ops.app import resolve_dsn
-from worker.ops.settings import load_settings
-from worker.store.database import connect, with_database
-from worker.store.installer import install, quote_identifier
+from worker import (
+    BaseAggregate,
+    BaseEvent,
+    Domain,
+    MessageStore,
+    apply,
+    connect,
+    create_pool,
+    install,
+    load_settings,
+    resolve_dsn,
+)
+from worker.admin import quote_identifier, with_database
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -36,10 +36,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from bench.engine import fresh_database, server_dsn
-from worker import BaseEvent, Domain, Runner, handle
-from worker.ops.log import configure_logging
-from worker.ops.settings import load_settings
-from worker.store.database import connect
+from worker import (
+    BaseEvent,
+    Domain,
+    Runner,
+    configure_logging,
+    connect,
+    handle,
+    load_settings,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

@@ -43,22 +43,34 @@ import anyio.lowlevel
 import asyncpg
 
 from domain import OrderConfirmed, OrderItem, OrderPlaced, OrderShipped
-from worker import Domain, Runner, on
-from worker.ops import collector
-from worker.ops.log import configure_logging
-from worker.ops.settings import MessageDBSettings, load_settings
-from worker.read.model import physical, view_name
-from worker.store import queries as store_queries
-from worker.store.database import connect, is_embedded, start_embedded, with_database
-from worker.store.installer import install, quote_identifier
-from worker.store.message import Message, utc_time
-from worker.store.schema import set_notify_trigger
+from worker import (
+    Domain,
+    Message,
+    MessageStore,
+    Runner,
+    configure_logging,
+    connect,
+    install,
+    load_settings,
+    on,
+)
+from worker.admin import (
+    MessageDBSettings,
+    is_embedded,
+    quote_identifier,
+    set_notify_trigger,
+    start_embedded,
+    table_name,
+    tune_collector,
+    utc_time,
+    view_name,
+    with_database,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from worker import Context
-    from worker.ops.settings import WorkerSettings
+    from worker import Context, WorkerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "engine.json"
@@ -303,17 +315,7 @@ async def raw_validated(dsn: str) -> tuple[int, float]:
     conns = [await connect(dsn), await connect(dsn)]
 
     async def read(conn: asyncpg.Connection[Any], after: int) -> list[Message]:
-        rows: list[Message] = await conn.fetch(
-            store_queries.READ_CATEGORY,
-            CATEGORY,
-            after + 1,
-            BATCH,
-            None,
-            None,
-            None,
-            record_class=Message,
-        )
-        return rows
+        return await MessageStore(conn).read_category(CATEGORY, after + 1, BATCH)
 
     try:
         count, turn = 0, 0
@@ -452,17 +454,7 @@ async def raw_set_based_validated(dsn: str) -> tuple[int, float]:
     conn, reader = await connect(dsn), await connect(dsn)
 
     async def read(on: asyncpg.Connection[Any], after: int, into: list[list[Message]]) -> None:
-        rows: list[Message] = await on.fetch(
-            store_queries.READ_CATEGORY,
-            CATEGORY,
-            after + 1,
-            BATCH,
-            None,
-            None,
-            None,
-            record_class=Message,
-        )
-        into.append(rows)
+        into.append(await MessageStore(on).read_category(CATEGORY, after + 1, BATCH))
 
     try:
         await conn.execute(BASELINE_TABLES)
@@ -558,7 +550,7 @@ async def reset_engine(dsn: str, domain: Domain, name: str) -> None:
         )
         for model in subscriber.read_models:
             await conn.execute(f"DROP VIEW IF EXISTS {view_name(model)}")
-            await conn.execute(f"DROP TABLE IF EXISTS {physical(model, generation or 1)}")
+            await conn.execute(f"DROP TABLE IF EXISTS {table_name(model, generation or 1)}")
         for consumer in (subscriber.consumer_name(c) for c in subscriber.categories):
             await conn.execute("DELETE FROM worker.positions WHERE consumer = $1", consumer)
     finally:
@@ -733,7 +725,7 @@ async def main(options: Options) -> dict[str, Any]:
     settings = load_settings().worker
     # The collector as the worker process sets it (``worker.Runner`` does at its first run),
     # from the start: baselines and engine run under the same settings.
-    collector.tune(settings.gc_threshold)
+    tune_collector(settings.gc_threshold)
     dsn = await fresh_database(server_dsn())
     streams = options.events // EVENTS_PER_STREAM
     n = streams * EVENTS_PER_STREAM

@@ -27,15 +27,14 @@ from bench.engine import (
     summary_domain,
     write_events,
 )
-from worker.ops import collector
-from worker.ops.log import configure_logging
-from worker.ops.settings import load_settings
+from worker import configure_logging, load_settings
+from worker.admin import tune_collector
 
 
 async def main(projector: str, events: int) -> tuple[cProfile.Profile, int, float]:
     configure_logging("warning")
     settings = load_settings().worker
-    collector.tune(settings.gc_threshold)  # as the worker process sets it
+    tune_collector(settings.gc_threshold)  # as the worker process sets it
     dsn = await fresh_database(server_dsn())
     await write_events(dsn, events // EVENTS_PER_STREAM)
     domain = noop_domain() if projector == "noop" else summary_domain()

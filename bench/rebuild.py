@@ -46,8 +46,8 @@ from bench.engine import (
     server_info,
     write_events,
 )
-from worker.ops.log import configure_logging
-from worker.store.installer import quote_identifier
+from worker import configure_logging
+from worker.admin import quote_identifier
 
 RESULTS = ROOT / "bench" / "results" / "rebuild.json"
 DATABASE = "worker_bench_rebuild"

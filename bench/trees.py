@@ -26,7 +26,7 @@ import anyio
 import asyncpg
 
 from bench.engine import EVENTS_PER_STREAM, fresh_database, server_dsn, write_events
-from worker.ops.log import configure_logging
+from worker import configure_logging
 
 DATABASE = "worker_bench_trees"
 FIGURES = ("noop", "upcast")

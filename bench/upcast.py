@@ -29,9 +29,7 @@ from bench.engine import (
     write_events,
 )
 from domain import OrderConfirmed, OrderPlaced, OrderShipped
-from worker import Domain, on
-from worker.ops.log import configure_logging
-from worker.ops.settings import load_settings
+from worker import Domain, configure_logging, load_settings, on
 
 if TYPE_CHECKING:
     from worker import Context

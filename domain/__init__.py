@@ -3,7 +3,7 @@
 ``import domain`` registers everything on ``domain.domain`` (``[domain] instance`` in domain.toml).
 """
 
-from worker.domain import Domain
+from worker import Domain
 
 domain: Domain = Domain("shop")
 

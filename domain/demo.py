@@ -17,9 +17,7 @@ from rich.table import Table
 
 from domain import Book, Order, OrderItem, domain
 from projections.orders_by_status import OrdersByStatus
-from worker import MessageStore, Runner, load_settings
-from worker.ops.app import App
-from worker.ops.log import configure_logging
+from worker import App, MessageStore, open_app
 
 if TYPE_CHECKING:
     import asyncpg
@@ -55,7 +53,7 @@ async def write_history(store: MessageStore, orders: int = 300, books: int = 12)
 
 async def run_with_progress(app: App, pool: asyncpg.Pool[Any]) -> None:
     """Run every consumer until caught up, with a progress bar over all categories."""
-    runner = Runner(app.domain, app.dsn, app.settings.worker)
+    runner = app.runner()
     heads = {}
     for subscriber in app.domain.subscribers:
         for category in subscriber.categories:
@@ -121,9 +119,7 @@ async def show(pool: asyncpg.Pool[Any]) -> None:
 
 
 async def main() -> None:
-    settings = load_settings()
-    configure_logging("warning", settings.worker.log_format)
-    app = App.load(settings)
+    app = open_app(worker={"log_level": "warning"})
     pool = await app.pool()
     try:
         with console.status("writing the example history"):

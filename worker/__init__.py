@@ -1,5 +1,7 @@
 """Event sourcing and an async projection worker on the genuine MessageDB."""
 
+from typing import TYPE_CHECKING
+
 from worker.domain import Domain
 from worker.engine.context import Context
 from worker.engine.retry import Retry, RetryPolicy
@@ -20,9 +22,9 @@ from worker.model.aggregate import BaseAggregate, apply
 from worker.model.entity import BaseEntity
 from worker.model.event import BaseEvent
 from worker.model.repository import Repository
-from worker.ops.app import open_store, resolve_dsn
-from worker.ops.runner import Runner
-from worker.ops.settings import Settings, load_settings
+from worker.ops.app import App, open_app, open_store, resolve_dsn
+from worker.ops.log import configure_logging
+from worker.ops.settings import Settings, WorkerSettings, load_settings
 from worker.read.model import Increment, ReadModel
 from worker.store.database import connect, create_pool, redact
 from worker.store.installer import install
@@ -30,8 +32,14 @@ from worker.store.message import Message, NewMessage
 from worker.store.message_store import MessageStore
 from worker.store.metadata import follow
 
+if TYPE_CHECKING:
+    from worker.engine.runner import Runner  # what the factory below builds
+else:
+    from worker.ops.runner import Runner  # the engine's Runner with a process's services
+
 __all__ = [
     "AggregateNotFoundError",
+    "App",
     "BaseAggregate",
     "BaseEntity",
     "BaseEvent",
@@ -56,7 +64,9 @@ __all__ = [
     "Settings",
     "VersionConflictError",
     "WorkerError",
+    "WorkerSettings",
     "apply",
+    "configure_logging",
     "connect",
     "create_pool",
     "follow",
@@ -64,6 +74,7 @@ __all__ = [
     "install",
     "load_settings",
     "on",
+    "open_app",
     "open_store",
     "redact",
     "resolve_dsn",

@@ -15,6 +15,7 @@ from tests.deploy._files import DEPLOY
 from tests.integration.test_engine import FAST, deposit, ledger_domain
 from tests.integration.test_health import get
 from worker import Runner
+from worker.ops.runner import probes_of
 
 if TYPE_CHECKING:
     from worker import MessageStore
@@ -68,6 +69,13 @@ def test_expressions_parse_into_metric_names() -> None:
     assert metric_names(expr) == {"worker_x_bucket", "worker_y"}
 
 
+def probes(runner: Any) -> Any:
+    """The runner's probes server, once started."""
+    server = probes_of(runner)
+    assert server is not None
+    return server
+
+
 async def scraped(store: MessageStore, database_dsn: str) -> set[str]:
     """The sample names on `/metrics` of a runner that handled messages and parked one."""
     await deposit(store, accounts=2, per_account=3)
@@ -76,11 +84,11 @@ async def scraped(store: MessageStore, database_dsn: str) -> set[str]:
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: runner.run(handle_signals=False))
         with anyio.fail_after(10):
-            while runner.health is None or any(
+            while probes_of(runner) is None or any(
                 c.state != "caught_up" for c in runner.result.consumers
             ):
                 await anyio.sleep(0.01)
-        status, body = await get(runner.health.port, "/metrics")
+        status, body = await get(probes(runner).port, "/metrics")
         runner.request_stop()
     assert status == 200
     return {

@@ -18,6 +18,7 @@ from tests.faults._support import APP_CONFIG, wait_until
 from tests.faults.app import tally
 from tests.integration.test_health import get
 from worker import MessageStore, NewMessage, Runner
+from worker.ops.runner import probes_of
 from worker.ops.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -34,6 +35,13 @@ TALLIES = "tallies:tally"
 QUIET = WorkerSettings(
     poll_interval_min=5, poll_interval_max=5, http_port=0, http_host="127.0.0.1", lease_ttl=30
 )
+
+
+def probes(runner: Any) -> Any:
+    """The runner's probes server, once started."""
+    server = probes_of(runner)
+    assert server is not None
+    return server
 
 
 async def cli(dsn: str, config: Any, *args: str) -> tuple[int, str, str]:
@@ -102,19 +110,19 @@ async def test_readyz_is_not_ready_while_a_position_is_beyond_the_head(
         tg.start_soon(lambda: runner.run(handle_signals=False))
         consumer = await _started(runner)
         await wait_until(_state_is(consumer, "ahead"), 10, "the consumer to report 'ahead'")
-        assert runner.health is not None
-        status, body = await get(runner.health.port, "/readyz")
+        assert probes_of(runner) is not None
+        status, body = await get(probes(runner).port, "/readyz")
         assert status == 503 and f"{TALLIES}=ahead" in body, body
         for _ in range(3):
             await store.write("tally-a", NewMessage("Tallied", {"account_id": "a", "amount": 1}))
         await wait_until(_state_is(consumer, "caught_up"), 10, "the consumer to catch up")
-        assert (await get(runner.health.port, "/readyz"))[0] == 200
+        assert (await get(probes(runner).port, "/readyz"))[0] == 200
         runner.request_stop()
 
 
 async def _started(runner: Runner) -> Any:
     async def started() -> bool:
-        return runner.health is not None and bool(runner.result.consumers)
+        return probes_of(runner) is not None and bool(runner.result.consumers)
 
     await wait_until(started, 10, "the runner to start")
     return runner.result.consumers[0]
@@ -151,8 +159,8 @@ async def test_in_place_rebuild_beside_an_idle_worker_refills_at_once(
         consumer = await _started(runner)
         await wait_until(_state_is(consumer, "caught_up"), 10, "the first build")
         first = await pool.fetch("SELECT * FROM tally_totals ORDER BY account_id")
-        assert runner.health is not None
-        assert (await get(runner.health.port, "/readyz"))[0] == 200
+        assert probes_of(runner) is not None
+        assert (await get(probes(runner).port, "/readyz"))[0] == 200
 
         tally.GATE, tally.REACHED, tally.GATE_AT = anyio.Event(), anyio.Event(), head - 10
         code, out, err = await cli(database_dsn, TALLY_CONFIG, "rebuild", "tallies", "--in-place")
@@ -160,7 +168,7 @@ async def test_in_place_rebuild_beside_an_idle_worker_refills_at_once(
         assert "running worker" in out and "refills" in out, out
         with anyio.fail_after(2):  # far below the 5 s poll: woken by the command
             await tally.REACHED.wait()
-        status, body = await get(runner.health.port, "/readyz")
+        status, body = await get(probes(runner).port, "/readyz")
         assert status == 503 and f"{TALLIES}=rebuilding" in body, body
         code, out, err = await cli(database_dsn, TALLY_CONFIG, "status", "--json")
         (row,) = json.loads(out)
@@ -168,7 +176,7 @@ async def test_in_place_rebuild_beside_an_idle_worker_refills_at_once(
 
         tally.GATE.set()
         await wait_until(_state_is(consumer, "caught_up"), 10, "the refill to catch up")
-        assert (await get(runner.health.port, "/readyz"))[0] == 200
+        assert (await get(probes(runner).port, "/readyz"))[0] == 200
         assert await pool.fetch("SELECT * FROM tally_totals ORDER BY account_id") == first
         refill = await pool.fetchval(
             "SELECT refill_to FROM worker.positions WHERE consumer = $1", TALLIES

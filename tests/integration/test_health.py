@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.test_engine import FAST, Deposited, deposit, ledger_domain
 from worker import Context, Domain, Runner, handle
 from worker.ops.health import watchdog_interval
+from worker.ops.runner import probes_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,6 +23,13 @@ if TYPE_CHECKING:
     from worker import MessageStore
 
 pytestmark = pytest.mark.anyio
+
+
+def probes(runner: Any) -> Any:
+    """The runner's probes server, once started."""
+    server = probes_of(runner)
+    assert server is not None
+    return server
 
 
 async def get(port: int, path: str) -> tuple[int, str]:
@@ -53,12 +61,12 @@ async def test_probes_and_metrics_follow_the_consumers(
         tg.start_soon(lambda: runner.run(handle_signals=False))
         with anyio.fail_after(10):
             while (
-                runner.health is None
+                probes_of(runner) is None
                 or not runner.result.consumers
                 or (runner.result.consumers[0].state != "caught_up")
             ):
                 await anyio.sleep(0.01)
-        port = runner.health.port
+        port = probes(runner).port
         assert await get(port, "/healthz") == (200, "ok\n")
         status, body = await get(port, "/readyz")
         assert status == 200 and body.startswith("ready: ledger:acct=")
@@ -158,11 +166,11 @@ async def test_metrics_time_batches_and_count_failures_per_consumer(
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: runner.run(handle_signals=False))
         with anyio.fail_after(10):
-            while runner.health is None or any(
+            while probes_of(runner) is None or any(
                 c.state != "caught_up" for c in runner.result.consumers
             ):
                 await anyio.sleep(0.01)
-        _, metrics = await get(runner.health.port, "/metrics")
+        _, metrics = await get(probes(runner).port, "/metrics")
         runner.request_stop()
     samples = {
         (s.name, s.labels.get("le")): s.value
@@ -207,14 +215,14 @@ async def test_metrics_show_partitions_in_flight_and_the_committed_position(
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: runner.run(handle_signals=False))
         with anyio.fail_after(10):
-            while runner.health is None or len(waiting) < 4:
+            while probes_of(runner) is None or len(waiting) < 4:
                 await anyio.sleep(0.01)
-        _, during = await get(runner.health.port, "/metrics")
+        _, during = await get(probes(runner).port, "/metrics")
         release.set()
         with anyio.fail_after(10):
             while runner.result.consumers[0].state != "caught_up":
                 await anyio.sleep(0.01)
-        _, after = await get(runner.health.port, "/metrics")
+        _, after = await get(probes(runner).port, "/metrics")
         runner.request_stop()
     head = await store.category_head("acct")
     assert 'worker_partitions_in_flight{consumer="notifier:acct"} 4.0' in during

@@ -16,6 +16,7 @@ from tests.integration.test_health import get
 from tests.integration.test_read_schema import write_shop
 from worker import BaseEvent, Context, Domain, NewMessage, Runner, handle
 from worker.errors import RegistrationError
+from worker.ops.runner import probes_of
 from worker.ops.settings import WorkerSettings
 from worker.ops.status import watch
 
@@ -38,6 +39,13 @@ def one_line(result: Result, code: int, *expected: str) -> None:
     assert len(result.errors) == 1, result
     for text in expected:
         assert text in result.errors[0], result
+
+
+def probes(runner: Any) -> Any:
+    """The runner's probes server, once started."""
+    server = probes_of(runner)
+    assert server is not None
+    return server
 
 
 async def tallied(store: MessageStore, *amounts: int) -> int:
@@ -97,10 +105,10 @@ async def test_pause_holds_a_running_consumer_until_resumed_even_across_a_restar
         later = await tallied(store, 3)
         await anyio.sleep(0.3)  # several poll intervals: a running consumer would have moved
         assert await position(pool) == head
-        assert runner.health is not None
-        ready, body = await get(runner.health.port, "/readyz")
+        assert probes_of(runner) is not None
+        ready, body = await get(probes(runner).port, "/readyz")
         assert ready == 200 and f"{TALLIES}=paused" in body, body
-        _, metrics = await get(runner.health.port, "/metrics")
+        _, metrics = await get(probes(runner).port, "/metrics")
         assert f'worker_consumer_paused{{consumer="{TALLIES}"}} 1.0' in metrics
         row = await status_of(database_dsn)
         assert row["state"] == "paused" and row["lag_messages"] == 1, row

@@ -16,6 +16,7 @@ from tests.integration.test_health import get
 from worker import Runner
 from worker.engine import lease
 from worker.engine.lease import Lease
+from worker.ops.runner import probes_of
 from worker.ops.status import consumer_status
 
 if TYPE_CHECKING:
@@ -37,6 +38,13 @@ SETTINGS = FAST.model_copy(
         "notify": False,
     }
 )
+
+
+def probes(runner: Any) -> Any:
+    """The runner's probes server, once started."""
+    server = probes_of(runner)
+    assert server is not None
+    return server
 
 
 async def until(condition: Callable[[], Awaitable[bool]], what: str, within: float = 20) -> None:
@@ -73,7 +81,7 @@ async def test_a_database_outage_shows_in_state_gauges_and_readiness_then_passes
 
     async def in_state() -> bool:
         consumers = runner.result.consumers
-        return runner.health is not None and bool(consumers) and consumers[0].state == state
+        return probes_of(runner) is not None and bool(consumers) and consumers[0].state == state
 
     with capture_logs() as logs:
         async with anyio.create_task_group() as outer:
@@ -82,8 +90,8 @@ async def test_a_database_outage_shows_in_state_gauges_and_readiness_then_passes
             async with anyio.create_task_group() as tg:
                 tg.start_soon(lambda: runner.run(handle_signals=False))
                 await until(in_state, "the first catch-up")
-                assert runner.health is not None
-                port = runner.health.port
+                assert probes_of(runner) is not None
+                port = probes(runner).port
                 assert await sample(port, "worker_database_up") == 1
 
                 proxy.cut()

@@ -14,6 +14,7 @@ from tests.cli import FAULTS_APP, worker
 from tests.faults.app import tally
 from tests.integration.test_health import get
 from worker import NewMessage, Runner
+from worker.ops.runner import probes_of
 from worker.ops.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -28,6 +29,13 @@ TALLIES = "tallies:tally"
 SETTINGS = WorkerSettings(
     poll_interval_min=0.01, poll_interval_max=0.05, http_port=0, http_host="127.0.0.1"
 )
+
+
+def probes(runner: Any) -> Any:
+    """The runner's probes server, once started."""
+    server = probes_of(runner)
+    assert server is not None
+    return server
 
 
 async def columns_changed(store: MessageStore, pool: asyncpg.Pool[Any], dsn: str) -> None:
@@ -73,8 +81,8 @@ async def test_readyz_is_not_ready_while_a_projection_is_due_for_a_rebuild(
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: runner.run(handle_signals=False))
         with anyio.fail_after(10):
-            while runner.health is None or not runner.result.needs_rebuild:
+            while probes_of(runner) is None or not runner.result.needs_rebuild:
                 await anyio.sleep(0.01)
-        ready, body = await get(runner.health.port, "/readyz")
+        ready, body = await get(probes(runner).port, "/readyz")
         runner.request_stop()
     assert ready == 503 and f"{TALLIES}=rebuild_due" in body, body

@@ -10,6 +10,7 @@ import structlog
 
 from worker import BaseEvent, Context, NewMessage, on
 from worker.engine.batch import Batches, Cursor
+from worker.engine.options import SubscriberOptions
 from worker.engine.retry import RetryPolicy
 from worker.engine.routes import route_table
 from worker.engine.subscriber import build_subscriber
@@ -52,7 +53,9 @@ async def test_a_holder_that_could_not_renew_commits_no_batch(kind: str) -> None
     for n in range(3):
         await store.write("clock-1", NewMessage(kind, {"n": n}))
     subscriber = build_subscriber(
-        Clock, name="clock", kind="projector", stream_categories=["clock"], aggregates=None
+        Clock,
+        kind="projector",
+        options=SubscriberOptions(name="clock", stream_categories=["clock"]),
     )
     positions, transactions = MemoryPositionStore(), MemoryTransactions()
     read_models = MemoryReadModels()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from worker import BaseEvent, on
+from worker.engine.options import SubscriberOptions
 from worker.engine.subscriber import build_subscriber
 from worker.testing import in_stream, project
 
@@ -34,7 +35,9 @@ class Recorder:
 
 
 RECORDER = build_subscriber(
-    Recorder, name="recorder", kind="projector", stream_categories=["tick"], aggregates=None
+    Recorder,
+    kind="projector",
+    options=SubscriberOptions(name="recorder", stream_categories=["tick"]),
 )
 
 

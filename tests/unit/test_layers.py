@@ -38,7 +38,7 @@ def modules() -> dict[str, Path]:
 
 def layer(module: str) -> str:
     parts = module.split(".")
-    if module == "worker":
+    if module in ("worker", "worker.admin"):
         return "api"
     if parts[1] == "__main__":
         return "main"
@@ -116,3 +116,66 @@ def test_the_check_sees_imports_under_type_checking_and_in_functions(tmp_path: P
     )
     known = {"worker.ops.settings": source, "worker.engine.runner": source, "worker.engine": source}
     assert imports(source, known) == {"worker.ops.settings", "worker.engine.runner"}
+
+
+# The modules an application, its tests and the benchmarks may import: the curated API, the
+# testing kit, database administration for scripts. Everything else is the package's inside.
+PUBLIC = frozenset({"worker", "worker.testing", "worker.admin"})
+
+# Code outside the package that uses it as a user would.
+USERS = (
+    "domain",
+    "projections",
+    "handlers",
+    "bench",
+    "tests/fixtures/user_project",
+    "tests/example",
+)
+
+
+def private_imports(path: Path, known: dict[str, Path]) -> list[str]:
+    """``path``'s imports of the package that go behind its public modules: a module not in
+    ``PUBLIC``, or a submodule taken as a name from a public one (``from worker import ops``)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+            names += [f"{node.module}.{a.name}" for a in node.names]
+            names = [n for n in names if n == node.module or n in known]
+        else:
+            continue
+        found += [
+            f"{path}:{node.lineno}: {name}"
+            for name in names
+            if name.split(".")[0] == "worker" and name not in PUBLIC
+        ]
+    return found
+
+
+def test_applications_and_benchmarks_import_only_public_modules() -> None:
+    """The example application, the user project of the tests and the benchmarks import
+    ``worker``, ``worker.testing`` and ``worker.admin`` only: what they need is public."""
+    known = modules()
+    root = PACKAGE.parent
+    wrong = [
+        line
+        for folder in USERS
+        for path in sorted((root / folder).rglob("*.py"))
+        for line in private_imports(path, known)
+    ]
+    assert not wrong, "imports of private modules:\n" + "\n".join(wrong)
+
+
+def test_the_private_import_check_sees_a_module_behind_the_api(tmp_path: Path) -> None:
+    """An import of an inner module, or of one taken as a name, is reported; public ones not."""
+    source = tmp_path / "app.py"
+    source.write_text(
+        "from worker import Domain\nfrom worker.testing import given\n"
+        "from worker.ops.log import configure_logging\nfrom worker import ops\n"
+        "import worker.store.database\n"
+    )
+    known = {"worker.ops": source, "worker.ops.log": source, "worker.store.database": source}
+    found = [line.split(": ")[1] for line in private_imports(source, known)]
+    assert found == ["worker.ops.log", "worker.ops", "worker.store.database"]

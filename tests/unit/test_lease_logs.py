@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from worker import BaseEvent, Context, NewMessage, on
 from worker.engine.batch import Batches, Cursor
 from worker.engine.lease import Lease
+from worker.engine.options import SubscriberOptions
 from worker.engine.retry import RetryPolicy
 from worker.engine.routes import route_table
 from worker.engine.subscriber import build_subscriber
@@ -66,7 +67,9 @@ async def test_a_failure_after_the_lease_was_taken_over_is_logged_as_fenced(
     store = MemoryMessageStore()
     await store.write("ship-1", NewMessage("Shipped", {"n": 1}))
     subscriber = build_subscriber(
-        Notifier, name="notifier", kind="handler", stream_categories=["ship"], aggregates=None
+        Notifier,
+        kind="handler",
+        options=SubscriberOptions(name="notifier", stream_categories=["ship"]),
     )
     positions, parked = MemoryPositionStore(), MemoryParkedMessages()
     handlers = Notifier()

@@ -8,5 +8,6 @@ the one consumer factory (``factory``), the runner, rebuilds, and the worker sch
 
 May import: ``worker.store``, ``worker.read``, ``worker.model.event`` (event types only) and
 ``worker.errors``. Never the ``Domain`` (it takes anything with ``subscribers``) nor operations:
-probes and systemd hook in through ``Runner._services`` / ``_notify``.
+probes and systemd are ``services`` given to the ``Runner`` (``services``). Operator actions
+(reset, pause, replay, discard, rebuild) are ``operations``.
 """

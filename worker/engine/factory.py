@@ -21,13 +21,13 @@ if TYPE_CHECKING:
 def consumer_options(settings: EngineSettings, subscriber: Subscriber) -> ConsumerOptions:
     """Options for one consumer: the engine's settings, overridden by the subscriber's own."""
     policy = RetryPolicy(
-        max_attempts=subscriber.max_attempts or settings.max_attempts,
-        action=subscriber.on_failure or settings.on_failure,
+        max_attempts=subscriber.options.max_attempts or settings.max_attempts,
+        action=subscriber.options.on_failure or settings.on_failure,
         base_delay=settings.retry_base_delay,
         max_delay=settings.retry_max_delay,
     )
     return ConsumerOptions(
-        batch_size=subscriber.batch_size or settings.batch_size,
+        batch_size=subscriber.options.batch_size or settings.batch_size,
         poll_min=settings.poll_interval_min,
         poll_max=settings.poll_interval_max,
         lease_ttl=settings.lease_ttl,

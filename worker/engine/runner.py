@@ -27,9 +27,12 @@ from worker.store.installer import check_installed
 from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from anyio.abc import TaskGroup
 
     from worker.engine.consumer import Consumer
+    from worker.engine.services import Service
     from worker.engine.settings import EngineSettings
     from worker.engine.subscriber import Subscriber, Subscriptions
     from worker.read.generations import RebuildDue
@@ -63,10 +66,10 @@ class RunResult:
 
 
 class Runner:
-    """Runs a domain's consumers against one database.
+    """Runs a domain's consumers against one database, and ``services`` beside them.
 
-    ``worker.Runner`` (``worker.ops.runner``) adds what a deployed process serves around it:
-    probes, metrics and systemd notifications, through ``_services`` and ``_notify``.
+    ``worker.Runner`` (``worker.ops.runner``) gives it what a deployed process serves around
+    it: probes, metrics and systemd notifications (``worker.engine.services``).
     """
 
     def __init__(
@@ -76,8 +79,10 @@ class Runner:
         settings: EngineSettings,
         *,
         only: list[str] | None = None,
+        services: Sequence[Service] = (),
     ) -> None:
         self.domain = domain
+        self.services = tuple(services)
         self.dsn = dsn
         self.settings = settings
         self.only = only
@@ -99,10 +104,14 @@ class Runner:
         ]
 
     async def _services(self, tg: TaskGroup, store: MessageStore) -> None:
-        """Start what runs beside the consumers (nothing here; probes in ``worker.Runner``)."""
+        """Start what runs beside the consumers (``services``)."""
+        for service in self.services:
+            await service.start(tg, self.result.consumers, store)
 
     def _notify(self, state: str) -> None:
-        """Tell the service manager about the run (``READY=1``, ``STOPPING=1``)."""
+        """Tell the services about the run (``READY=1``, ``STOPPING=1``)."""
+        for service in self.services:
+            service.notify(state)
 
     def request_stop(self) -> None:
         """Stop reading; batches in flight finish (within the deadline)."""

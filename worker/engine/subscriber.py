@@ -14,23 +14,22 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from worker.engine.declared import Declared
 from worker.engine.names import ConsumerName
+from worker.engine.options import StartFrom, SubscriberOptions
 from worker.engine.partitions import Concurrency, by_stream
 from worker.engine.signatures import check_callable, check_constructible
 from worker.errors import RegistrationError
 from worker.model.event import BaseEvent
 from worker.read.generations import Projection
-from worker.read.model import ReadModel
 from worker.store.stream_name import check_category
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-    from worker.engine.partitions import PartitionKey
-    from worker.engine.retry import FailureAction
+    from worker.read.model import ReadModel
+
 
 F = TypeVar("F", bound="Callable[..., Any]")
 Kind = Literal["projector", "handler"]
-StartFrom = Literal["origin", "head"]
 
 _MARK = "__worker_handles__"
 
@@ -76,23 +75,30 @@ class Subscriber:
     cls: type[Any]
     categories: tuple[str, ...]
     routes: tuple[Route, ...]
-    max_attempts: int | None = None
-    on_failure: FailureAction | None = None
-    batch_size: int | None = None
-    group_size: int = 1
-    read_models: tuple[type[ReadModel], ...] = ()
-    version: str | None = None
-    start_from: StartFrom = "origin"  # where a consumer with no position yet starts
-    concurrency: int = 1  # partitions of a batch handled at once (see ``partitions``)
-    partition_by: PartitionKey | None = None  # a message's partition; None: its stream
-    options: dict[str, Any] = field(default_factory=dict)
+    options: SubscriberOptions = field(default_factory=SubscriberOptions)
+
+    @property
+    def read_models(self) -> tuple[type[ReadModel], ...]:
+        """The read models it owns (a projector's)."""
+        return tuple(self.options.read_models)
+
+    @property
+    def version(self) -> str | None:
+        """Its code's version, as text."""
+        return None if self.options.version is None else str(self.options.version)
+
+    @property
+    def start_from(self) -> StartFrom:
+        """Where a consumer with no position yet starts."""
+        return self.options.start_from
 
     @property
     def concurrent(self) -> Concurrency | None:
         """How its batches are handled concurrently; ``None``: one message at a time."""
-        if self.concurrency == 1:
+        options = self.options
+        if options.concurrency == 1:
             return None
-        return Concurrency(self.concurrency, self.partition_by or by_stream)
+        return Concurrency(options.concurrency, options.partition_by or by_stream)
 
     def consumer_name(self, category: str) -> str:
         """The stable name of the consumer of ``category``: ``{name}:{category}``."""
@@ -112,7 +118,9 @@ class Subscriber:
 
     def slots(self) -> list[Slot]:
         """One slot per category, or ``group_size`` slots per category in a consumer group."""
-        members: list[int | None] = list(range(self.group_size)) if self.group_size > 1 else [None]
+        members: list[int | None] = (
+            list(range(size)) if (size := self.options.group_size) > 1 else [None]
+        )
         return [Slot(self, category, member) for category in self.categories for member in members]
 
 
@@ -137,7 +145,7 @@ class Slot:
 
     @property
     def size(self) -> int | None:
-        return None if self.member is None else self.subscriber.group_size
+        return None if self.member is None else self.subscriber.options.group_size
 
     @property
     def consumer(self) -> ConsumerName:
@@ -174,66 +182,20 @@ def routes_of(cls: type[Any]) -> tuple[Route, ...]:
 
 
 def build_subscriber(
-    cls: type[Any],
-    *,
-    name: str | None,
-    kind: Kind,
-    stream_categories: list[str] | tuple[str, ...] | None,
-    aggregates: list[type[Any]] | tuple[type[Any], ...] | None,
-    max_attempts: int | None = None,
-    on_failure: FailureAction | None = None,
-    batch_size: int | None = None,
-    read_models: list[type[ReadModel]] | tuple[type[ReadModel], ...] = (),
-    version: str | int | None = None,
-    group_size: int = 1,
-    start_from: StartFrom = "origin",
-    concurrency: int = 1,
-    partition_by: PartitionKey | None = None,
+    cls: type[Any], *, kind: Kind, options: SubscriberOptions | None = None
 ) -> Subscriber:
-    """Validate a decorated class and describe it as a ``Subscriber``."""
+    """Validate a decorated class and its options, and describe it as a ``Subscriber``."""
+    options = options or SubscriberOptions()
     routes = routes_of(cls)
     if not routes:
         raise RegistrationError(f"{cls.__qualname__} has no @on/@handle methods")
-    who = f"{kind} {name or cls.__name__!r}"
+    who = f"{kind} {options.name or cls.__name__!r}"
     check_calls(who, cls, routes)
-    categories = subscribed_categories(who, cls, routes, stream_categories, aggregates)
-    if not isinstance(group_size, int) or not 1 <= group_size <= 1024:
-        raise RegistrationError(f"group_size must be an integer in 1..1024, got {group_size!r}")
-    if on_failure not in (None, "park", "stop"):
-        raise RegistrationError(f"on_failure must be 'park' or 'stop', got {on_failure!r}")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise RegistrationError(f"{who}: concurrency must be an integer >= 1, got {concurrency!r}")
-    if partition_by is not None and not callable(partition_by):
-        raise RegistrationError(
-            f"{who}: partition_by must be a function of the message, got {partition_by!r}"
-        )
-    if partition_by is not None and concurrency == 1:
-        raise RegistrationError(
-            f"{who}: partition_by needs concurrency > 1 (with 1, every message is handled in "
-            "the order of the category)"
-        )
-    if start_from not in ("origin", "head"):
-        raise RegistrationError(f"start_from must be 'origin' or 'head', got {start_from!r}")
-    for model in read_models:
-        if not (isinstance(model, type) and issubclass(model, ReadModel)):
-            raise RegistrationError(f"read_models takes ReadModel classes, got {model!r}")
-        model.check()
-    return Subscriber(
-        name=name or cls.__name__,
-        kind=kind,
-        cls=cls,
-        categories=categories,
-        routes=routes,
-        max_attempts=max_attempts,
-        on_failure=on_failure,
-        batch_size=batch_size,
-        read_models=tuple(read_models),
-        version=None if version is None else str(version),
-        group_size=group_size,
-        start_from=start_from,
-        concurrency=concurrency,
-        partition_by=partition_by,
+    categories = subscribed_categories(
+        who, cls, routes, options.stream_categories, options.aggregates
     )
+    options.check(who, projector=kind == "projector")
+    return Subscriber(options.name or cls.__name__, kind, cls, categories, routes, options)
 
 
 def check_calls(who: str, cls: type[Any], routes: tuple[Route, ...]) -> None:
@@ -249,8 +211,8 @@ def subscribed_categories(
     who: str,
     cls: type[Any],
     routes: tuple[Route, ...],
-    stream_categories: list[str] | tuple[str, ...] | None,
-    aggregates: list[type[Any]] | tuple[type[Any], ...] | None,
+    stream_categories: Sequence[str] | None,
+    aggregates: Sequence[type[Any]] | None,
 ) -> tuple[str, ...]:
     """The categories a subscriber reads: those its handled event classes live in.
 
@@ -310,8 +272,8 @@ def _check_named_are_homes(
 
 
 def _named_categories(
-    stream_categories: list[str] | tuple[str, ...] | None,
-    aggregates: list[type[Any]] | tuple[type[Any], ...] | None,
+    stream_categories: Sequence[str] | None,
+    aggregates: Sequence[type[Any]] | None,
 ) -> tuple[tuple[str, ...], str]:
     """The explicitly named categories, in order, and what named them (for messages)."""
     named = [check_category(c) for c in stream_categories or []]

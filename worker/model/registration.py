@@ -7,7 +7,7 @@ needs nothing of the read side, so it lives here, beside the classes it register
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from worker.errors import RegistrationError
 from worker.model.aggregate import BaseAggregate
@@ -30,6 +30,34 @@ AggregateT = TypeVar("AggregateT", bound=BaseAggregate)
 EntityT = TypeVar("EntityT", bound=type[BaseEntity])
 
 
+class AggregateDeclared(NamedTuple):
+    """How an aggregate was declared (``@domain.aggregate``)."""
+
+    is_event_sourced: bool = False
+    stream_category: str | None = None
+    snapshot_threshold: int | None = None
+    fact_events: bool = False
+
+
+class EventDeclared(NamedTuple):
+    """How an event or command was declared (``@domain.event``, ``@domain.command``)."""
+
+    part_of: type[Any] | None = None
+    type_name: str | None = None
+    aliases: tuple[str, ...] = ()
+    category: str | None = None
+    command: bool = False
+
+
+class EntityDeclared(NamedTuple):
+    """An entity's declaration (its ``part_of`` is set on the class)."""
+
+
+ENTITY = EntityDeclared()
+AnyDeclared = AggregateDeclared | EventDeclared | EntityDeclared
+Declaration = tuple[type[Any], AnyDeclared]
+
+
 class WriteSide:
     """Registers a domain's write-side classes and makes their repositories."""
 
@@ -47,25 +75,43 @@ class WriteSide:
         self._event_classes: list[type[BaseEvent]] = []
         self._aggregates: list[type[BaseAggregate]] = []
         self._entities: list[type[BaseEntity]] = []
-        # How each class was registered, to name it again when the conventions change.
-        self._aggregate_options: dict[type[BaseAggregate], dict[str, Any]] = {}
-        self._event_options: dict[type[BaseEvent], dict[str, Any]] = {}
+        # Every class as it was declared, in order: what ``init`` names by the conventions.
+        self._declared: list[Declaration] = []
 
-    def _rename(self, chosen: Conventions) -> bool:
-        """Name every registered class again by ``chosen``; False when nothing changes."""
+    def init(self, conventions: ConventionsName | Conventions | None = None) -> bool:
+        """Name every declared class by ``conventions`` (default: the domain's own), once:
+        aggregates' categories and ids, entities' ids, events' types and categories. The
+        decorators name each class as it is declared; a domain whose conventions are chosen
+        later (``[domain] conventions`` in domain.toml) is named again here, before any
+        repository or worker is made. False when the conventions were those already in force."""
+        chosen = self.conventions if conventions is None else conventions_named(conventions)
         if chosen is self.conventions:
             return False
         self.conventions = chosen
         self._events = {}
-        for aggregate, options in self._aggregate_options.items():
-            self._configure_aggregate(aggregate, **options)
-        for entity in self._entities:
-            use_ids(entity, chosen.id_factory)
-        for event, options in self._event_options.items():
-            if options["type_name"] is None:
-                event.__type_name__ = ""  # named by the conventions again below
-            self._register_event(event, **options)
+        # Aggregates first: their events and entities take their categories and ids.
+        for kind in (AggregateDeclared, EntityDeclared, EventDeclared):
+            for cls, declared in self._declared:
+                if isinstance(declared, kind):
+                    self._name(cls, declared, again=True)
         return True
+
+    def _declare(self, cls: type[Any], declared: AnyDeclared) -> None:
+        """Name ``cls`` by the conventions in force and keep it as declared (its latest
+        declaration, when declared again)."""
+        self._name(cls, declared, again=False)
+        self._declared = [(known, d) for known, d in self._declared if known is not cls]
+        self._declared.append((cls, declared))
+
+    def _name(self, cls: type[Any], declared: AnyDeclared, *, again: bool) -> None:
+        if isinstance(declared, AggregateDeclared):
+            self._configure_aggregate(cls, declared)
+        elif isinstance(declared, EventDeclared):
+            if again and declared.type_name is None:
+                cls.__type_name__ = ""  # named by the conventions again
+            self._register_event(cls, declared)
+        else:
+            use_ids(cls, self.conventions.id_factory)
 
     def schema_version(self, message: Message) -> int | None:
         """The schema version a message was written at: the ``.v<n>`` of its type in Protean's
@@ -93,31 +139,21 @@ class WriteSide:
         the aggregate's own category, streams ``{category}-fact-{id}``).
         """
 
+        declared = AggregateDeclared(
+            is_event_sourced, stream_category, snapshot_threshold, fact_events
+        )
+
         def register(aggregate_cls: type[AggregateT]) -> type[AggregateT]:
-            options: dict[str, Any] = {
-                "is_event_sourced": is_event_sourced,
-                "stream_category": stream_category,
-                "snapshot_threshold": snapshot_threshold,
-                "fact_events": fact_events,
-            }
-            self._configure_aggregate(aggregate_cls, **options)
-            self._aggregate_options[aggregate_cls] = options
+            self._declare(aggregate_cls, declared)
             if aggregate_cls not in self._aggregates:
                 self._aggregates.append(aggregate_cls)
             return aggregate_cls
 
         return register(cls) if cls is not None else register
 
-    def _configure_aggregate(
-        self,
-        cls: type[BaseAggregate],
-        *,
-        is_event_sourced: bool,
-        stream_category: str | None,
-        snapshot_threshold: int | None,
-        fact_events: bool,
-    ) -> None:
+    def _configure_aggregate(self, cls: type[BaseAggregate], declared: AggregateDeclared) -> None:
         """Configure ``cls`` as an aggregate of this domain (what ``@domain.aggregate`` does)."""
+        is_event_sourced, stream_category, snapshot_threshold, fact_events = declared
         if not (isinstance(cls, type) and issubclass(cls, BaseAggregate)):
             raise RegistrationError(
                 f"{cls!r} must subclass worker.BaseAggregate to be an aggregate"
@@ -142,11 +178,8 @@ class WriteSide:
         if fact_events:
             if "FactEvent" not in cls.__dict__:
                 cls.FactEvent = fact_event_class(cls)
-            self._register_event(
-                cls.FactEvent,
-                part_of=cls,
-                category=self.conventions.fact_category(cls.__stream_category__),
-            )
+            category = self.conventions.fact_category(cls.__stream_category__)
+            self._register_event(cls.FactEvent, EventDeclared(part_of=cls, category=category))
 
     def entity(self, cls: EntityT | None = None, /, *, part_of: type[Any] | None = None) -> Any:
         """Register a child entity (an item of an aggregate's typed list field)."""
@@ -155,7 +188,7 @@ class WriteSide:
             if not (isinstance(entity_cls, type) and issubclass(entity_cls, BaseEntity)):
                 raise RegistrationError(f"{entity_cls!r} must subclass worker.BaseEntity")
             entity_cls.__part_of__ = part_of  # type: ignore[attr-defined]
-            use_ids(entity_cls, self.conventions.id_factory)
+            self._declare(entity_cls, ENTITY)
             if entity_cls not in self._entities:
                 self._entities.append(entity_cls)
             return entity_cls
@@ -266,26 +299,10 @@ class WriteSide:
             if not isinstance(version, int) or version < 1:
                 raise RegistrationError(f"{cls!r}: version must be 1 or more")
             cls.__version__ = version
-        options: dict[str, Any] = {
-            "part_of": part_of,
-            "type_name": type_name,
-            "aliases": tuple(aliases),
-            "category": category,
-            "command": command,
-        }
-        self._register_event(cls, **options)
-        self._event_options[cls] = options
+        self._declare(cls, EventDeclared(part_of, type_name, tuple(aliases), category, command))
 
-    def _register_event(
-        self,
-        cls: type[BaseEvent],
-        *,
-        part_of: type[Any] | None = None,
-        type_name: str | None = None,
-        aliases: Iterable[str] = (),
-        category: str | None = None,
-        command: bool = False,
-    ) -> None:
+    def _register_event(self, cls: type[BaseEvent], declared: EventDeclared) -> None:
+        part_of, type_name, aliases, category, command = declared
         if not (isinstance(cls, type) and issubclass(cls, BaseEvent)):
             raise RegistrationError(f"{cls!r} must subclass worker.BaseEvent to be an event")
         conventions = self.conventions

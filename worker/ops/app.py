@@ -11,6 +11,8 @@ import anyio
 
 from worker.errors import DatabaseUnavailableError
 from worker.ops.loader import load_domain
+from worker.ops.log import configure_logging
+from worker.ops.runner import Runner
 from worker.ops.settings import load_settings
 from worker.store import embedded, privileges
 from worker.store.database import (
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     import asyncpg
 
     from worker.domain import Domain
+    from worker.engine import runner
     from worker.ops.settings import Settings
     from worker.store.privileges import Right
 
@@ -80,6 +83,10 @@ class App:
         configure(connect_options(settings))
         return cls(settings, load_domain(settings), resolve_dsn(settings, start=not read_only))
 
+    def runner(self, *, only: list[str] | None = None) -> runner.Runner:
+        """The worker of this application (``worker run``'s), to run in this process."""
+        return Runner(self.domain, self.dsn, self.settings.worker, only=only)
+
     async def pool(
         self, max_size: int = 4, rights: tuple[Right, ...] = privileges.WRITE
     ) -> asyncpg.Pool[Any]:
@@ -93,6 +100,25 @@ class App:
             await pool.close()
             raise
         return pool
+
+
+def open_app(config: str | Path | None = None, *, read_only: bool = False, **overrides: Any) -> App:
+    """The application ``domain.toml`` configures, opened as ``worker`` commands open it.
+
+    ``config`` (else ``$WORKER_CONFIG``, else ``./domain.toml``) overlaid by ``WORKER_*``
+    variables and by ``overrides`` (as ``worker.load_settings`` takes them, e.g.
+    ``worker={"log_level": "warning"}``) gives the settings; logging is configured by
+    ``[worker] log_level`` and ``log_format`` (``worker.configure_logging``); the domain named by
+    ``[domain] instance`` is loaded; the database is resolved (``embedded`` starts the embedded
+    server, unless ``read_only``). ``App.pool()`` then opens a checked pool, ``App.runner()`` the
+    worker of this application::
+
+        app = open_app()
+        pool = await app.pool()
+    """
+    settings = load_settings(None if config is None else Path(config), **overrides)
+    configure_logging(settings.worker.log_level, settings.worker.log_format)
+    return App.load(settings, read_only=read_only)
 
 
 def open_store(

@@ -1,9 +1,9 @@
-"""``worker.Runner``: the engine's runner with what a deployed process serves around it.
+"""``worker.Runner``: the engine's runner with the services a deployed process runs beside it.
 
-Probes and Prometheus metrics on ``[worker] http_port``, and systemd's ``READY=1`` /
+Probes and Prometheus metrics on ``[worker] http_port``; systemd's ``READY=1`` /
 ``STOPPING=1`` notifications and, when the unit sets ``WatchdogSec``, ``WATCHDOG=1`` from the
-event loop at half that interval. The process's garbage collector is set for the work
-(``worker.ops.collector``).
+event loop at half that interval; the process's garbage collector set for the work
+(``worker.ops.collector``, ``[worker] gc_threshold``).
 """
 
 from __future__ import annotations
@@ -15,50 +15,84 @@ from worker.ops import collector
 from worker.ops.health import HealthServer, keep_watchdog, notify_systemd, watchdog_interval
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from anyio.abc import TaskGroup
 
-    from worker.engine.runner import RunResult
+    from worker.engine.consumer import Consumer
+    from worker.engine.services import Service
     from worker.engine.subscriber import Subscriptions
     from worker.ops.settings import WorkerSettings
     from worker.store.message_store import MessageStore
 
 
-class Runner(runner.Runner):
-    """Runs a domain's consumers; serves ``/healthz``, ``/readyz`` and ``/metrics`` when
-    ``http_port`` is set, tells systemd when it is ready and when it stops, and keeps its
-    watchdog fed while the event loop runs."""
+def Runner(
+    domain: Subscriptions,
+    dsn: str,
+    settings: WorkerSettings,
+    *,
+    only: list[str] | None = None,
+    services: Sequence[Service] | None = None,
+) -> runner.Runner:
+    """The engine's ``Runner`` of ``domain``'s consumers (``only`` these, when given) with
+    ``services`` beside them, by default those of a deployed process (``deployed``): it serves
+    ``/healthz``, ``/readyz`` and ``/metrics`` when ``http_port`` is set, tells systemd when it
+    is ready and when it stops, keeps its watchdog fed, and sets the garbage collector."""
+    chosen = deployed(settings) if services is None else services
+    return runner.Runner(domain, dsn, settings, only=only, services=chosen)
 
-    def __init__(
-        self,
-        domain: Subscriptions,
-        dsn: str,
-        settings: WorkerSettings,
-        *,
-        only: list[str] | None = None,
-    ) -> None:
-        super().__init__(domain, dsn, settings, only=only)
-        self.process = settings
-        self.health: HealthServer | None = None
 
-    async def run(self, *, until_caught_up: bool = False, handle_signals: bool = True) -> RunResult:
-        """Run until signalled (or, with ``until_caught_up``, until every consumer is), with
-        the garbage collector set for the work (``[worker] gc_threshold``)."""
-        collector.tune(self.process.gc_threshold)
-        return await super().run(until_caught_up=until_caught_up, handle_signals=handle_signals)
+def deployed(settings: WorkerSettings) -> tuple[Service, ...]:
+    """The services of a deployed process, as ``settings`` ask for them."""
+    return (Collector(settings.gc_threshold), Probes(settings), Systemd())
 
-    async def _services(self, tg: TaskGroup, store: MessageStore) -> None:
-        if self.process.http_port is not None:
-            self.health = HealthServer(
-                self.result.consumers,
-                store,
-                self.process.http_host,
-                self.process.http_port,
-                unready_after=self.process.unready_after,
-            )
-            await tg.start(self.health.serve)
+
+def probes_of(run: runner.Runner) -> HealthServer | None:
+    """The probes and metrics server ``run`` serves, once started (``None`` without
+    ``http_port``)."""
+    found = [s.server for s in run.services if isinstance(s, Probes)]
+    return found[0] if found else None
+
+
+class Collector:
+    """Sets the garbage collector for the work when the run starts."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+
+    async def start(self, tg: TaskGroup, consumers: list[Consumer], store: MessageStore) -> None:
+        collector.tune(self.threshold)
+
+    def notify(self, state: str) -> None:
+        pass
+
+
+class Probes:
+    """``/healthz``, ``/readyz`` and ``/metrics`` on ``[worker] http_host:http_port``."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.server: HealthServer | None = None
+
+    async def start(self, tg: TaskGroup, consumers: list[Consumer], store: MessageStore) -> None:
+        port = self.settings.http_port
+        if port is None:
+            return
+        host, unready_after = self.settings.http_host, self.settings.unready_after
+        self.server = HealthServer(consumers, store, host, port, unready_after=unready_after)
+        await tg.start(self.server.serve)
+
+    def notify(self, state: str) -> None:
+        pass
+
+
+class Systemd:
+    """systemd's notifications, and its watchdog fed from the event loop when the unit asks."""
+
+    async def start(self, tg: TaskGroup, consumers: list[Consumer], store: MessageStore) -> None:
         interval = watchdog_interval()
         if interval is not None:
             tg.start_soon(keep_watchdog, interval)
 
-    def _notify(self, state: str) -> None:
+    def notify(self, state: str) -> None:
         notify_systemd(state)

@@ -133,7 +133,7 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
                 leaseholder=lease["owner"] if held and lease else None,
                 parked=parked.get(name, 0),
                 pause_reason=paused[name]["reason"] if name in paused else None,
-                concurrency=subscriber.concurrency,
+                concurrency=subscriber.options.concurrency,
             )
         )
     return report

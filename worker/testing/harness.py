@@ -147,15 +147,15 @@ async def project(
     mark = store.messages()[-1].global_position if store.messages() else 0
     transactions = MemoryTransactions()
     policy = _Policy(
-        max_attempts=max_attempts or described.max_attempts or 3,
-        action=on_failure or described.on_failure or "park",
+        max_attempts=max_attempts or described.options.max_attempts or 3,
+        action=on_failure or described.options.on_failure or "park",
     )
     result = Projected(described, store, read_models, positions, parked, transactions, emitted=[])
     declared = _declared(subscriber, described, domain)
     consumers = [
         await _consumer(slot, instance, result, policy, declared) for slot in described.slots()
     ]
-    size = batch_size or described.batch_size or 1000
+    size = batch_size or described.options.batch_size or 1000
     await _run(consumers, result, policy, size, max_emitted)
     result.emitted = [m for m in store.messages() if m.global_position > mark]
     return result
@@ -169,9 +169,7 @@ def _describe(subscriber: type[Any] | Subscriber, domain: Subscriptions | None) 
             if found.cls is subscriber:
                 return found
         raise RegistrationError(f"{subscriber.__qualname__} is not registered in this domain")
-    return build_subscriber(
-        subscriber, name=None, kind="projector", stream_categories=None, aggregates=None
-    )
+    return build_subscriber(subscriber, kind="projector")
 
 
 def _declared(

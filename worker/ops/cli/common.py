@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from worker.errors import UsageError
-from worker.ops.app import App, connect_options
+from worker.ops.app import connect_options, open_app
 from worker.ops.log import configure_logging
 from worker.ops.settings import Settings, load_settings
 from worker.store.database import configure
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     import asyncpg
 
-    from worker.domain import Domain
+    from worker.ops.app import App
 
 
 class _Invocation:
@@ -42,22 +42,7 @@ def settings() -> Settings:
 def load_app(*, read_only: bool = False) -> App:
     """The configured application: settings, domain and DSN (a command that only reads,
     ``read_only``, never starts the embedded server)."""
-    return App.load(settings(), read_only=read_only)
-
-
-def consumers_named(domain: Domain, names: list[str], option: str = "") -> list[str]:
-    """The consumers ``names`` stand for (a subscriber stands for all of its consumers), in
-    the domain's order; ``UsageError`` (exit 2) listing the known names for an unknown one."""
-    subscribers = {s.name for s in domain.subscribers}
-    slots = [(s.name, slot.name) for s in domain.subscribers for slot in s.slots()]
-    known = subscribers | {name for _, name in slots}
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise UsageError(
-            f"{option + ' ' if option else ''}{', '.join(unknown)}: no such consumer or "
-            f"subscriber; known: {', '.join(sorted(known)) or 'none'}"
-        )
-    return [slot for owner, slot in slots if owner in names or slot in names]
+    return open_app(invocation.config, read_only=read_only)
 
 
 def whole_number(what: str) -> Callable[[str], int]:
@@ -76,15 +61,17 @@ def with_pool(
     work: Callable[[App, asyncpg.Pool[Any]], Coroutine[Any, Any, Any]],
     *,
     read_only: bool = False,
+    app: App | None = None,
     **pool_options: Any,
 ) -> Any:
-    """Run ``work(app, pool)`` on a pool of the configured database, closed afterwards."""
-    app = load_app(read_only=read_only)
+    """Run ``work(app, pool)`` on a pool of the configured database (of ``app``, else of the
+    application this invocation loads), closed afterwards: every command's way to a pool."""
+    application = app or load_app(read_only=read_only)
 
     async def main() -> Any:
-        pool = await app.pool(**pool_options)
+        pool = await application.pool(**pool_options)
         try:
-            return await work(app, pool)
+            return await work(application, pool)
         finally:
             await pool.close()
 

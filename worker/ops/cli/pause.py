@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from worker.engine import pauses
-from worker.engine.lease import owner_id
+from worker.engine import operations
 from worker.ops.cli import common
 
 if TYPE_CHECKING:
@@ -39,24 +38,21 @@ def pause(
     The running worker stops handling them at once and keeps their leases.
     """
 
-    async def work(app: App, pool: asyncpg.Pool[Any]) -> tuple[list[str], list[str]]:
-        consumers = common.consumers_named(app.domain, names)
-        done = await pauses.pause(pool, consumers, owner_id(), reason)
-        return consumers, done
+    async def work(app: App, pool: asyncpg.Pool[Any]) -> operations.Changed:
+        return await operations.pause(pool, app.domain, names, reason)
 
-    consumers, done = common.with_pool(work)
-    for name in consumers:
-        typer.echo(f"{name}: paused" if name in done else f"{name}: was paused already")
+    done = common.with_pool(work)
+    for name in done.named:
+        typer.echo(f"{name}: paused" if name in done.changed else f"{name}: was paused already")
 
 
 @app.command("resume")
 def resume(names: Names) -> None:
     """Resume paused consumers: the worker holding them goes on at once."""
 
-    async def work(app: App, pool: asyncpg.Pool[Any]) -> tuple[list[str], list[str]]:
-        consumers = common.consumers_named(app.domain, names)
-        return consumers, await pauses.resume(pool, consumers)
+    async def work(app: App, pool: asyncpg.Pool[Any]) -> operations.Changed:
+        return await operations.resume(pool, app.domain, names)
 
-    consumers, done = common.with_pool(work)
-    for name in consumers:
-        typer.echo(f"{name}: resumed" if name in done else f"{name}: was not paused")
+    done = common.with_pool(work)
+    for name in done.named:
+        typer.echo(f"{name}: resumed" if name in done.changed else f"{name}: was not paused")

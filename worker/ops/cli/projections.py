@@ -8,7 +8,6 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
-import structlog
 import typer
 from rich.console import Group
 from rich.live import Live
@@ -23,30 +22,28 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from worker.engine.lease import Lease, owner_id
-from worker.engine.positions import PostgresPositionStore, reset_held
-from worker.engine.rebuild import RebuildOutcome, find_projector, rebuild
-from worker.engine.rebuild import check_rights as check_rebuild_rights
-from worker.errors import UsageError, WorkerError
+from worker.engine import operations
+from worker.errors import UsageError
 from worker.ops.cli import common, output
 from worker.ops.status import consumer_status, projection_status
 from worker.ops.status import watch as watch_status
 from worker.store import privileges
-from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable, Sequence
     from typing import TypeAlias
 
+    import asyncpg
     from rich.table import Table
 
+    from worker.domain import Domain
+    from worker.engine.rebuild import RebuildOutcome
     from worker.engine.subscriber import Subscriber
     from worker.ops.app import App
     from worker.ops.status import Frame
 
     Report: TypeAlias = Callable[[int, int, float], None]  # (done, total, seconds so far)
-
-log = structlog.get_logger("worker.cli")
+    StatusReport: TypeAlias = Callable[[asyncpg.Pool[Any], Domain], Awaitable[Sequence[Any]]]
 
 app = typer.Typer()
 
@@ -75,23 +72,25 @@ def status(
         raise UsageError(f"--interval must be more than 0 seconds, got {interval:g}")
     if count is not None and count < 1:
         raise UsageError(f"--count must be 1 or more, got {count}")
-    application = common.load_app(read_only=True)
-
-    async def once() -> list[dict[str, Any]]:
-        pool = await application.pool(rights=privileges.READ)
-        try:
-            return [s.as_dict() for s in await consumer_status(pool, application.domain)]
-        finally:
-            await pool.close()
-
     if watch:
-        _watch(application, as_json, 2.0 if interval is None else interval, count)
+        _watch(as_json, 2.0 if interval is None else interval, count)
         return
-    rows = anyio.run(once)
+
+    rows = _rows(consumer_status)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
     output.console().print(_status_table(rows))
+
+
+def _rows(report: StatusReport) -> list[dict[str, Any]]:
+    """The rows of a report on the configured database, read with the read-only rights."""
+
+    async def work(application: App, pool: asyncpg.Pool[Any]) -> list[dict[str, Any]]:
+        return [row.as_dict() for row in await report(pool, application.domain)]
+
+    rows: list[dict[str, Any]] = common.with_pool(work, read_only=True, rights=privileges.READ)
+    return rows
 
 
 def _status_table(rows: list[dict[str, Any]], rates: bool = False) -> Table:
@@ -110,19 +109,20 @@ def _status_table(rows: list[dict[str, Any]], rates: bool = False) -> Table:
     return table
 
 
-def _watch(application: App, as_json: bool, interval: float, count: int | None) -> None:
+def _watch(as_json: bool, interval: float, count: int | None) -> None:
     """Frames of ``worker status``: redrawn in place on a terminal, printed one after another
     (or as JSON lines) elsewhere. Ctrl-C ends it (exit 0)."""
     console = output.console()
     live = not as_json and sys.stdout.isatty()
 
-    async def frames(show: Callable[[Frame], None]) -> None:
-        pool = await application.pool(rights=privileges.READ)
-        try:
+    application = common.load_app(read_only=True)
+
+    def frames(show: Callable[[Frame], None]) -> None:
+        async def work(application: App, pool: asyncpg.Pool[Any]) -> None:
             async for frame in watch_status(pool, application.domain, interval, count):
                 show(frame)
-        finally:
-            await pool.close()
+
+        common.with_pool(work, app=application, rights=privileges.READ)
 
     def title(frame: Frame) -> str:
         at = frame.at.strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -137,7 +137,7 @@ def _watch(application: App, as_json: bool, interval: float, count: int | None) 
 
     try:
         if not live:
-            anyio.run(frames, printed)
+            frames(printed)
             return
         with Live(console=console, auto_refresh=False) as screen:
 
@@ -148,7 +148,7 @@ def _watch(application: App, as_json: bool, interval: float, count: int | None) 
                 )
                 screen.update(view, refresh=True)
 
-            anyio.run(frames, redrawn)
+            frames(redrawn)
     except KeyboardInterrupt:
         return
 
@@ -162,16 +162,7 @@ def projections(
     The version is the code's, and the live tables' when they differ; the generation live and
     the one a rebuild is filling; the lag and states of its live consumers.
     """
-    application = common.load_app(read_only=True)
-
-    async def work() -> list[dict[str, Any]]:
-        pool = await application.pool(rights=privileges.READ)
-        try:
-            return [p.as_dict() for p in await projection_status(pool, application.domain)]
-        finally:
-            await pool.close()
-
-    rows = anyio.run(work)
+    rows = _rows(projection_status)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return
@@ -228,50 +219,14 @@ def reset(
     ] = False,
 ) -> None:
     """Set a consumer's position (it resumes with the message after it)."""
-    application = common.load_app()
-    slots = {slot.name: slot for s in application.domain.subscribers for slot in s.slots()}
-    if consumer not in slots:
-        raise UsageError(
-            f"no consumer named {consumer!r}; known: {', '.join(sorted(slots)) or 'none'}"
+
+    async def work(application: App, pool: asyncpg.Pool[Any]) -> int:
+        domain = application.domain
+        return await operations.reset(
+            pool, application.dsn, domain, consumer, to, wait=wait, force=force
         )
-    category = slots[consumer].category
 
-    async def work() -> int:
-        pool = await application.pool()
-        lease = Lease(application.dsn, consumer)
-        try:
-            head = await MessageStore(pool).category_head(category) or 0
-            if to > head and not force:
-                raise UsageError(
-                    f"--to {to} is beyond the head of category {category!r} ({head}): "
-                    f"{consumer} would skip every message written until the store passes "
-                    "it; pass --force to set it anyway"
-                )
-            if await lease.try_acquire():
-                positions = PostgresPositionStore(pool)
-                before = await positions.load(consumer)
-                await positions.set(consumer, to)
-            elif wait:
-                before = await reset_held(pool, consumer, to)
-            else:
-                raise WorkerError(
-                    f"consumer {consumer!r} is held by a running worker ({lease.holder}); stop "
-                    "it, or pass --wait to set the position under it"
-                )
-            log.info(
-                "position reset",
-                consumer=consumer,
-                old=before,
-                new=to,
-                by=owner_id(),
-                holder=lease.holder,
-            )
-            return before
-        finally:
-            await lease.release()
-            await pool.close()
-
-    before = anyio.run(work)
+    before = common.with_pool(work)
     typer.echo(f"{consumer}: position {before} -> {to}")
 
 
@@ -294,28 +249,14 @@ def rebuild_command(
     if (projection is None) == (not every):
         raise UsageError("name one projection, or pass --all (not both)")
     application = common.load_app()
-    if every:
-        subscribers = [s for s in application.domain.subscribers if s.read_models]
-        if not subscribers:
-            raise WorkerError("no projection in this domain declares read models")
-    else:
-        assert projection is not None
-        subscribers = [find_projector(application.domain.subscribers, projection)]
-    anyio.run(_check_rights, application, subscribers, in_place)
+    subscribers = operations.projections_to_rebuild(application.domain, projection)
+
+    async def check(application: App, pool: asyncpg.Pool[Any]) -> None:
+        await operations.check_rebuild_rights(pool, subscribers, in_place=in_place)
+
+    common.with_pool(check, app=application)
     for subscriber in subscribers:
         _rebuild_one(application, subscriber, in_place)
-
-
-async def _check_rights(application: App, subscribers: list[Subscriber], in_place: bool) -> None:
-    """Refuse before any progress is shown, or any projection rebuilt, when this role may not
-    rebuild them all (the owner role's work)."""
-    pool = await application.pool()
-    try:
-        async with pool.acquire() as conn:
-            for subscriber in subscribers:
-                await check_rebuild_rights(conn, subscriber, in_place=in_place)
-    finally:
-        await pool.close()
 
 
 def _rebuild_one(application: App, subscriber: Subscriber, in_place: bool) -> None:
@@ -323,9 +264,9 @@ def _rebuild_one(application: App, subscriber: Subscriber, in_place: bool) -> No
     if sys.stdout.isatty():
         with Progress(*_bar_columns(projection)) as progress:
             report = _bar(progress)
-            outcome = anyio.run(_rebuild, application, subscriber, in_place, report)
+            outcome = _rebuild(application, subscriber, in_place, report)
     else:
-        outcome = anyio.run(_rebuild, application, subscriber, in_place, _lines(projection))
+        outcome = _rebuild(application, subscriber, in_place, _lines(projection))
     if outcome.refilled_by:
         typer.echo(
             f"{projection}: tables emptied; the running worker "
@@ -338,26 +279,23 @@ def _rebuild_one(application: App, subscriber: Subscriber, in_place: bool) -> No
         typer.echo(f"{projection}: live generation {outcome.generation}")
 
 
-async def _rebuild(
+def _rebuild(
     application: App, subscriber: Subscriber, in_place: bool, report: Report
 ) -> RebuildOutcome:
-    started = anyio.current_time()
+    async def work(application: App, pool: asyncpg.Pool[Any]) -> RebuildOutcome:
+        started = anyio.current_time()
 
-    def progress(done: int, total: int) -> None:
-        report(done, total, max(anyio.current_time() - started, 1e-6))
+        def progress(done: int, total: int) -> None:
+            report(done, total, max(anyio.current_time() - started, 1e-6))
 
-    pool = await application.pool(max_size=3 * len(subscriber.slots()) + 2)
-    try:
-        return await rebuild(
-            application.dsn,
-            pool,
-            application.settings.worker,
-            subscriber,
-            in_place=in_place,
-            on_progress=progress,
+        settings = application.settings.worker
+        return await operations.rebuild_projection(
+            pool, application.dsn, settings, subscriber, in_place=in_place, on_progress=progress
         )
-    finally:
-        await pool.close()
+
+    size = 3 * len(subscriber.slots()) + 2
+    outcome: RebuildOutcome = common.with_pool(work, app=application, max_size=size)
+    return outcome
 
 
 def _bar_columns(projection: str) -> tuple[ProgressColumn, ...]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import structlog
 import typer
 
+from worker.engine import operations
 from worker.ops import outcome
 from worker.ops.cli import common
 from worker.ops.crash import guard, run_guarded
@@ -33,7 +34,7 @@ def run(
     """Run every consumer until SIGTERM/SIGINT (or until caught up)."""
     application = guard(common.load_app)
     if only:
-        common.consumers_named(application.domain, only, "--only")
+        operations.consumers_named(application.domain, only, "--only")
 
     async def main() -> RunResult:
         runner = Runner(application.domain, application.dsn, application.settings.worker, only=only)

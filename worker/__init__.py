@@ -4,6 +4,7 @@ from typing import TYPE_CHECKING
 
 from worker.domain import Domain
 from worker.engine.context import Context
+from worker.engine.options import SubscriberOptions
 from worker.engine.retry import Retry, RetryPolicy
 from worker.engine.subscriber import handle, on
 from worker.errors import (
@@ -15,6 +16,10 @@ from worker.errors import (
     InvalidStreamNameError,
     MalformedMessageError,
     MissingApplyError,
+    MissingRowError,
+    NotAwaitedError,
+    RegistrationError,
+    UndeclaredReadModelError,
     VersionConflictError,
     WorkerError,
 )
@@ -55,13 +60,18 @@ __all__ = [
     "Message",
     "MessageStore",
     "MissingApplyError",
+    "MissingRowError",
     "NewMessage",
+    "NotAwaitedError",
     "ReadModel",
+    "RegistrationError",
     "Repository",
     "Retry",
     "RetryPolicy",
     "Runner",
     "Settings",
+    "SubscriberOptions",
+    "UndeclaredReadModelError",
     "VersionConflictError",
     "WorkerError",
     "WorkerSettings",

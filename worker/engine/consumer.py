@@ -19,7 +19,8 @@ import structlog
 
 from worker.engine import pauses, standby
 from worker.engine import queries as q
-from worker.engine.batch import Batches, Cursor
+from worker.engine.batch import Batches
+from worker.engine.cursor import Cursor
 from worker.engine.dead_letters import PostgresParkedMessages
 from worker.engine.lease import DEFAULT_TTL, Lease
 from worker.engine.positions import seed_from_former_slots
@@ -218,7 +219,9 @@ class Consumer:
                     break
                 failures = 0
                 consume = partial(self._consume, stop, until_caught_up)
-                await self.lease.hold(partial(self.batches.committing_behind, consume))
+                if (pipeline := self.batches.pipeline) is not None:
+                    consume = partial(pipeline.running, consume)
+                await self.lease.hold(consume)
                 break
             except PositionMovedError as error:
                 self._log.warning("position moved; starting again from it", error=str(error))
@@ -288,7 +291,7 @@ class Consumer:
                 ahead = None
                 continue
             if ahead is None:
-                await self.batches.settle()  # (its position is where to read from)
+                await self.batches.drain()  # (its position is where to read from)
                 sent = time.time()
                 batch = await self._read(self.position)
                 self.fresh_at = batch[0].time.timestamp() if batch else sent
@@ -300,7 +303,8 @@ class Consumer:
                 quiet = 0
                 self.head, self._head_checked = None, True  # (a message at or past the position)
                 if len(batch) == self.options.batch_size:
-                    ahead = await self.batches.process_reading_ahead(batch, self._read)
+                    full = partial(self.batches.process_full, batch)
+                    ahead = await self.batches.ahead.around(batch, full, self._read)
                     continue
                 await self.batches.process(batch)
             await self.batches.commit_position()
@@ -421,7 +425,7 @@ class Consumer:
     async def _recheck(self) -> None:
         """Told on the control channel that a command changed this consumer: confirm the lease
         (a fenced one raises ``LeaseLostError``) and the position."""
-        await self.batches.settle()
+        await self.batches.drain()
         await self.lease.renew()
         await self._check_pause(force=True)
         committed = await self._positions.load(self.name)

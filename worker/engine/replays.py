@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from worker.engine import dead_letters
 from worker.engine import queries as q
-from worker.engine.batch import HandlerFailed
-from worker.engine.retry import is_transient
+from worker.engine.outcomes import HandlerFailed, handler_failure
 from worker.errors import LeaseLostError, ReplayFailedError
 from worker.read.handed import handed_to
 
@@ -55,7 +54,7 @@ class Replays:
         if not force and now - self._refreshed_at < self._refresh_interval:
             return
         self._refreshed_at = now
-        await self._batches.settle()  # what a batch committing behind parks counts
+        await self._batches.drain()  # what a batch committing behind parks counts
         self._cursor.parked = await dead_letters.parked_streams(self._pool, self.name)
         for stream, requested in list(self._cursor.parked.items()):
             if not requested:
@@ -79,7 +78,7 @@ class Replays:
         error, the stream's replay request is withdrawn, and ``ReplayFailedError`` says where
         and why.
         """
-        await self._batches.settle()
+        await self._batches.drain()
         done = 0
         for dead_letter_id, global_position in await dead_letters.parked_of_stream(
             self._pool, self.name, stream_name
@@ -119,9 +118,9 @@ class Replays:
                     await route.dispatch(message, ctx)
                     await ctx.flush()
                 except Exception as error:
-                    if is_transient(error):
+                    if (failed := handler_failure(0, message, error)) is None:
                         raise
-                    raise HandlerFailed(0, error) from error
+                    raise failed from failed.cause
                 finally:
                     handed_to.reset(handed)
                     ctx.drop_unawaited()  # a failed handler's writes: they never run

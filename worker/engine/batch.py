@@ -28,12 +28,13 @@ import anyio
 from worker.engine import dead_letters
 from worker.engine.context import Context
 from worker.engine.cursor import Cursor
-from worker.engine.handling import Handling, handle_all, handle_concurrently
+from worker.engine.fencing import check_fenced, check_held
+from worker.engine.handling import Handling, flush, handle_all, handle_concurrently
 from worker.engine.outcomes import FlushFailed, HandlerFailed, write_failure
 from worker.engine.pipeline import CommitPipeline, committed
 from worker.engine.read_ahead import ReadAhead
 from worker.engine.retry import Park, RetryAfter, Stop, is_transient
-from worker.errors import ConsumerStoppedError, LeaseLostError
+from worker.errors import ConsumerStoppedError
 from worker.read.table import Table
 from worker.store.transactions import begun, plain
 
@@ -99,6 +100,7 @@ class Batches:
         self._lease = lease
         self._policy = policy
         self.cursor = cursor
+        self._fence = (lease, positions, name)
         self._log = log
         self.ahead = ahead or ReadAhead(routes)
         # A projector's full batches may commit behind the next one (``worker.engine.pipeline``).
@@ -193,13 +195,13 @@ class Batches:
                     if ctx.touched() or begun(conn):  # something to write: behind the next
                         pending.writing = True
                         pending.handled.set()
-                await self._flush(ctx, len(batch))
+                await flush(ctx, len(batch))
                 handled = time.perf_counter()
                 if not begun(conn):  # nothing to commit but the position: on its own, or later
                     now = not self._may_wait()
                     if now:
                         await self._commit_position(plain(conn), batch[-1].global_position)
-                    self._committed(batch, started, handled, queued, committed=now)
+                    self._committed(batch, started, handled, queued, now=now)
                     return
                 await self._commit_position(conn, batch[-1].global_position)
                 committing = True
@@ -239,7 +241,7 @@ class Batches:
         if now:  # one statement of its own: the compare-and-set needs no BEGIN/COMMIT
             async with self._transactions.statement() as conn:
                 await self._commit_position(conn, batch[-1].global_position)
-        self._committed(batch, started, started, 0, committed=now)
+        self._committed(batch, started, started, 0, now=now)
 
     def _may_wait(self) -> bool:
         """Whether a batch that wrote nothing may leave its position for later (see the
@@ -252,7 +254,7 @@ class Batches:
     async def _commit_position(self, conn: Connection, position: int) -> None:
         """Move the committed position to ``position`` on ``conn`` (a compare-and-set with the
         position last committed and the lease's epoch), unless the lease could have run out."""
-        self.check_lease()
+        check_held(self._lease, self.name)
         await self._positions.commit(
             conn, self.name, position, self._lease.epoch, expected=self.cursor.committed
         )
@@ -275,29 +277,14 @@ class Batches:
         handled: float,
         queued: int,
         *,
-        committed: bool = True,
+        now: bool = True,
     ) -> None:
         """The cursor after ``batch`` (``queued``: messages parked behind others; ``committed``:
-        its position too, not left for later)."""
+        its position committed too, not left for later)."""
         cursor = self.cursor
         cursor.stats.batch(started, handled, time.perf_counter(), batch[0].time.timestamp())
-        cursor.handled(batch, queued, committed=committed)
+        cursor.handled(batch, queued, committed=now)
         self._log.debug("batch handled", messages=len(batch), position=cursor.position)
-
-    @staticmethod
-    async def _flush(ctx: Context, size: int) -> None:
-        try:
-            await ctx.flush()
-        except Exception as error:
-            if (failed := write_failure(size, error)) is None:
-                raise
-            raise failed from error
-
-    def check_lease(self) -> None:
-        """Refuse to commit once the lease could have run out (self-fencing): the epoch check in
-        the commit catches a takeover; this catches a holder that merely could not renew."""
-        if not self._lease.held:
-            raise LeaseLostError(self._lease.lost or f"consumer {self.name}: lease not held")
 
     def context(self, conn: Connection, first: Message) -> Context:
         """A batch's context; exact (replay-safe) when the batch repeats applied messages."""
@@ -321,10 +308,10 @@ class Batches:
             global_position=message.global_position,
             type=message.type,
         )
-        await self._check_fenced(bound, error, confirm=True)
+        await check_fenced(*self._fence, bound, error, confirm=True)
         self.cursor.stats.handler_failures += 1
         while isinstance(decision := self._policy.decide(error, attempt), RetryAfter):
-            await self._check_fenced(bound, error)
+            await check_fenced(*self._fence, bound, error)
             bound.warning(
                 "handler failed; retrying",
                 error=repr(error),
@@ -338,7 +325,7 @@ class Batches:
             except HandlerFailed as failed:
                 error, attempt = failed.error, attempt + 1
                 self.cursor.stats.handler_failures += 1
-        await self._check_fenced(bound, error, confirm=True)
+        await check_fenced(*self._fence, bound, error, confirm=True)
         if isinstance(decision, Park):
             await self._park(message, dead_letters.Failure(error, attempt, first_failed))
             bound.error("message parked", error=repr(error), attempts=attempt)
@@ -351,24 +338,6 @@ class Batches:
             attempts=attempt,
         )
         raise ConsumerStoppedError(f"consumer {self.name} stopped at {message.global_position}")
-
-    async def _check_fenced(self, log: Any, error: BaseException, *, confirm: bool = False) -> None:
-        """A failure met once the lease is lost is the fence's doing, not the handler's (a
-        newer holder wrote the message first: a duplicate key): the batch rolls back, and
-        nothing is retried, parked or stopped here. ``confirm``: also ask the database whether
-        the lease's epoch is still current (a takeover the renewals have not met yet)."""
-        lease = self._lease
-        if lease.held:
-            current = await self._positions.lease_epoch(self.name) if confirm else None
-            if current is None or current == lease.epoch:
-                return
-            reason = (
-                f"consumer {self.name} was taken over (epoch {lease.epoch} is no longer current)"
-            )
-        else:
-            reason = lease.lost or f"consumer {self.name}: lease not held"
-        log.warning("lease lost; batch rolled back", error=repr(error), reason=reason)
-        raise LeaseLostError(reason) from error
 
     async def _park(self, message: Message, failure: dead_letters.Failure) -> None:
         await self.drain()

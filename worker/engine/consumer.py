@@ -22,6 +22,7 @@ from worker.engine import queries as q
 from worker.engine.batch import Batches
 from worker.engine.cursor import Cursor
 from worker.engine.dead_letters import PostgresParkedMessages
+from worker.engine.fencing import check_held
 from worker.engine.lease import DEFAULT_TTL, Lease
 from worker.engine.positions import seed_from_former_slots
 from worker.engine.replays import Replays
@@ -280,7 +281,7 @@ class Consumer:
         quiet = 0  # polls in a row that found nothing new
         ahead: list[Message] | None = None
         while not stop.is_set():
-            self.batches.check_lease()
+            check_held(self.lease, self.name)
             await self.replays.refresh()
             mark = self._waker.mark(self.category)
             if await self._check_pause():

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 import anyio.lowlevel
 
 from worker.engine.context import current_context
-from worker.engine.outcomes import HandlerFailed, handler_failure
+from worker.engine.outcomes import HandlerFailed, handler_failure, write_failure
 from worker.engine.partitions import (
     PartitionKeyError,
     SerialConnection,
@@ -154,3 +154,14 @@ async def _handle_one(
         if (failed := handler_failure(index, message, error)) is None:
             raise
         raise failed from failed.cause
+
+
+async def flush(ctx: Context, size: int) -> None:
+    """Write what the handlers of a batch of ``size`` messages left to write (read-model
+    changes); a failure is the batch's (see ``write_failure``)."""
+    try:
+        await ctx.flush()
+    except Exception as error:
+        if (failed := write_failure(size, error)) is None:
+            raise
+        raise failed from error

@@ -90,6 +90,11 @@ class CommitPipeline:
         """Whether a batch is still committing behind."""
         return self._last is not None and not self._last.done.is_set()
 
+    @staticmethod
+    async def drive(pipeline: CommitPipeline | None, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` inside ``pipeline.running`` (as it is without a pipeline)."""
+        await (work() if pipeline is None else pipeline.running(work))
+
     async def running(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run ``work`` with batches free to commit behind. Should ``work`` fail, a batch
         still committing is cancelled: rolled back, or committed whole; either way its

@@ -10,18 +10,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from worker.engine import dead_letters
-from worker.engine import queries as q
 from worker.engine.outcomes import HandlerFailed, handler_failure
 from worker.errors import LeaseLostError, ReplayFailedError
 from worker.read.handed import handed_to
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from worker.engine.batch import Batches
-    from worker.engine.lease import Lease
+    from worker.engine.dead_letters import ParkedMessages
+    from worker.engine.fencing import Held
+    from worker.engine.positions import PositionStore
     from worker.store.message import Message
     from worker.store.message_store import MessageStore
+    from worker.store.transactions import Transactions
     from worker.store.types import Connection
 
 
@@ -32,16 +32,20 @@ class Replays:
         self,
         batches: Batches,
         *,
-        pool: asyncpg.Pool[Any],
+        transactions: Transactions,
+        parked: ParkedMessages,
+        positions: PositionStore,
         store: MessageStore,
-        lease: Lease,
+        lease: Held,
         refresh_interval: float,
         log: Any,
     ) -> None:
         self._batches = batches
         self.name = batches.name
         self._cursor = batches.cursor
-        self._pool = pool
+        self._transactions = transactions
+        self._parked = parked
+        self._positions = positions
         self._store = store
         self._lease = lease
         self._refresh_interval = refresh_interval
@@ -55,7 +59,7 @@ class Replays:
             return
         self._refreshed_at = now
         await self._batches.drain()  # what a batch committing behind parks counts
-        self._cursor.parked = await dead_letters.parked_streams(self._pool, self.name)
+        self._cursor.parked = await self._parked.parked_streams(self.name)
         for stream, requested in list(self._cursor.parked.items()):
             if not requested:
                 continue
@@ -80,8 +84,8 @@ class Replays:
         """
         await self._batches.drain()
         done = 0
-        for dead_letter_id, global_position in await dead_letters.parked_of_stream(
-            self._pool, self.name, stream_name
+        for dead_letter_id, global_position in await self._parked.parked_of_stream(
+            self.name, stream_name
         ):
             row = await self._store.message_at(global_position)
             try:
@@ -100,8 +104,8 @@ class Replays:
     ) -> ReplayFailedError:
         """Record the new error on the parked message (under the lease) and withdraw the
         stream's replay request; the error to raise."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await dead_letters.failed_again(conn, dead_letter_id, failed.error, 1)
+        async with self._transactions.transaction() as conn:
+            await self._parked.failed_again(conn, dead_letter_id, failed.error, 1)
             if not await self.lease_current(conn):
                 raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
         error = dead_letters.describe(type(failed.error).__qualname__, str(failed.error))
@@ -109,7 +113,7 @@ class Replays:
         return ReplayFailedError(self.name, stream, position, error, done)
 
     async def _replay_one(self, dead_letter_id: int, message: Message | None) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._transactions.transaction() as conn:
             route = None if message is None else self._batches.routes.get(message.type)
             if message is not None and route is not None:
                 ctx = self._batches.context(conn, message)
@@ -124,11 +128,11 @@ class Replays:
                 finally:
                     handed_to.reset(handed)
                     ctx.drop_unawaited()  # a failed handler's writes: they never run
-            await conn.execute(q.DELETE_DEAD_LETTER, dead_letter_id)
+            await self._parked.replayed(conn, dead_letter_id)
             if not await self.lease_current(conn):
                 raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
 
     async def lease_current(self, conn: Connection) -> bool:
         """True while this process's lease epoch is the current one (checked in ``conn``)."""
-        epoch = await conn.fetchval(q.LEASE_EPOCH_SHARED, self.name)
+        epoch = await self._positions.lease_epoch_in(conn, self.name)
         return bool(epoch == self._lease.epoch)

@@ -16,11 +16,12 @@ import anyio
 import structlog
 
 from worker.engine import standby
+from worker.engine.backend import PostgresBackend
 from worker.engine.closing import close_all
 from worker.engine.cursor import Cursor
 from worker.engine.fencing import check_held
 from worker.engine.lifecycle import Life, Step, Until, transition
-from worker.engine.parts import Wiring, postgres_parts
+from worker.engine.parts import build_parts
 from worker.engine.pipeline import CommitPipeline
 from worker.engine.retry import is_disconnection, is_transient
 from worker.engine.subscriber import Slot
@@ -31,6 +32,7 @@ from worker.errors import ConsumerStoppedError, LeaseLostError, PositionMovedErr
 if TYPE_CHECKING:
     import asyncpg
 
+    from worker.engine.backend import Backend
     from worker.engine.positions import PositionStore
     from worker.engine.subscriber import Subscriber
     from worker.engine.wakeups import Waker
@@ -49,16 +51,18 @@ class Consumer(ConsumerView):
         subscriber: Subscriber,
         category: str,
         *,
-        dsn: str,
-        pool: asyncpg.Pool[Any],
-        store: MessageStore,
-        positions: PositionStore,
+        dsn: str = "",
+        pool: asyncpg.Pool[Any] | None = None,
+        store: MessageStore | None = None,
+        positions: PositionStore | None = None,
         waker: Waker,
         options: ConsumerOptions,
         generation: int | None = None,
         member: int | None = None,
         pausable: bool = True,
+        backend: Backend | None = None,
     ) -> None:
+        """On ``backend`` (by default PostgreSQL: ``dsn``, ``pool``, ``store``, ``positions``)."""
         self.subscriber, self.category = subscriber, category
         self.slot = Slot(subscriber, category, member)
         named = self.slot.consumer
@@ -71,9 +75,11 @@ class Consumer(ConsumerView):
         self.options = options
         self.instance = subscriber.cls()
         self.log = log.bind(consumer=self.name)
-        wiring = Wiring(dsn, pool, store, positions, waker)
-        parts = postgres_parts(
-            self.name, self.slot, self.instance, self.cursor, wiring, options, self.log
+        if backend is None:
+            assert pool is not None, "a consumer on PostgreSQL needs its pool"
+            backend = PostgresBackend(dsn, pool, store, positions)
+        parts = build_parts(
+            self.name, self.slot, self.instance, self.cursor, backend, waker, options, self.log
         )
         self.lease, self.batches, self.replays = parts.lease, parts.batches, parts.replays
         self.reader, self.standing, self._pause = parts.reader, parts.standing, parts.pause

@@ -1,5 +1,5 @@
-"""What a consumer runs with, built on PostgreSQL: its lease, batches, replays, reads, standing
-and pause switch (the consumer itself builds nothing)."""
+"""What a consumer runs with, built on a ``Backend``: its lease, batches, replays, reads,
+standing and pause switch (the consumer itself builds nothing)."""
 
 from __future__ import annotations
 
@@ -7,19 +7,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from worker.engine.batch import Batches
-from worker.engine.dead_letters import PostgresParkedMessages
-from worker.engine.lease import Lease
-from worker.engine.pauses import Switch
 from worker.engine.reader import Reader
 from worker.engine.replays import Replays
 from worker.engine.routes import route_table
-from worker.engine.standing import PostgresStanding
-from worker.store.transactions import PoolTransactions
 
 if TYPE_CHECKING:
-    import asyncpg
-
+    from worker.engine.backend import Backend, Standings
     from worker.engine.cursor import Cursor
+    from worker.engine.lease import Lease
+    from worker.engine.pauses import Switch
     from worker.engine.positions import PositionStore
     from worker.engine.subscriber import Slot
     from worker.engine.tuning import ConsumerOptions
@@ -35,43 +31,33 @@ class Parts:
     batches: Batches
     replays: Replays
     reader: Reader
-    standing: PostgresStanding
+    standing: Standings
     pause: Switch
     positions: PositionStore
     store: MessageStore
     waker: Waker
 
 
-@dataclass(frozen=True, slots=True)
-class Wiring:
-    """Where a consumer's parts connect: the database and the engine's shared services."""
-
-    dsn: str
-    pool: asyncpg.Pool[Any]
-    store: MessageStore
-    positions: PositionStore
-    waker: Waker
-
-
-def postgres_parts(
+def build_parts(
     name: str,
     slot: Slot,
     instance: object,
     cursor: Cursor,
-    wiring: Wiring,
+    backend: Backend,
+    waker: Waker,
     options: ConsumerOptions,
     log: Any,
 ) -> Parts:
-    """The parts of consumer ``name`` of ``slot`` (handlers: ``instance``), on PostgreSQL."""
-    pool, subscriber = wiring.pool, slot.subscriber
-    lease = Lease(wiring.dsn, name, ttl=options.lease_ttl)
-    transactions, parked = PoolTransactions(pool), PostgresParkedMessages(pool)
+    """The parts of consumer ``name`` of ``slot`` (handlers: ``instance``) on ``backend``."""
+    subscriber, store = slot.subscriber, backend.store
+    lease = backend.lease(name, options.lease_ttl)
+    transactions, parked, positions = backend.transactions, backend.parked, backend.positions
     batches = Batches(
         name,
         routes=route_table(subscriber, instance),
         transactions=transactions,
-        store=wiring.store,
-        positions=wiring.positions,
+        store=store,
+        positions=positions,
         parked=parked,
         lease=lease,
         policy=options.policy,
@@ -86,8 +72,8 @@ def postgres_parts(
         batches,
         transactions=transactions,
         parked=parked,
-        positions=wiring.positions,
-        store=wiring.store,
+        positions=positions,
+        store=store,
         lease=lease,
         refresh_interval=options.refresh_interval,
         log=log,
@@ -96,10 +82,10 @@ def postgres_parts(
         lease=lease,
         batches=batches,
         replays=replays,
-        reader=Reader(wiring.store, wiring.waker, slot, options, log),
-        standing=PostgresStanding(pool),
-        pause=Switch(pool, name, options.refresh_interval),
-        positions=wiring.positions,
-        store=wiring.store,
-        waker=wiring.waker,
+        reader=Reader(store, waker, slot, options, log),
+        standing=backend.standings,
+        pause=backend.pause_switch(name, options.refresh_interval),
+        positions=positions,
+        store=store,
+        waker=waker,
     )

@@ -14,10 +14,10 @@ import anyio
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from worker.engine.backend import Standings
     from worker.engine.lease import Lease
     from worker.engine.positions import PositionStore
     from worker.engine.reader import Reader
-    from worker.engine.standing import PostgresStanding
 
 
 async def acquire_unless_done(
@@ -53,7 +53,7 @@ class Standby(Protocol):
     pausable: bool
     lease: Lease
     positions: PositionStore
-    standing: PostgresStanding
+    standing: Standings
     reader: Reader
     log: Any
 

@@ -45,20 +45,11 @@ class Standings(Protocol):
 class Backend(Protocol):
     """Where the engine keeps its state (see the module doc)."""
 
-    @property
-    def store(self) -> MessageStore: ...
-
-    @property
-    def transactions(self) -> Transactions: ...
-
-    @property
-    def positions(self) -> PositionStore: ...
-
-    @property
-    def parked(self) -> ParkedMessages: ...
-
-    @property
-    def standings(self) -> Standings: ...
+    store: MessageStore
+    transactions: Transactions
+    positions: PositionStore
+    parked: ParkedMessages
+    standings: Standings
 
     def lease(self, consumer: str, ttl: float) -> Lease:
         """The consumer's lease (fenced by its epoch)."""
@@ -80,11 +71,11 @@ class PostgresBackend:
         positions: PositionStore | None = None,
     ) -> None:
         self._dsn, self._pool = dsn, pool
-        self.store = store or MessageStore(pool)
+        self.store: MessageStore = store or MessageStore(pool)
         self.transactions: Transactions = PoolTransactions(pool)
-        self.positions = positions or PostgresPositionStore(pool)
+        self.positions: PositionStore = positions or PostgresPositionStore(pool)
         self.parked: ParkedMessages = PostgresParkedMessages(pool)
-        self.standings = PostgresStanding(pool)
+        self.standings: Standings = PostgresStanding(pool)
 
     def lease(self, consumer: str, ttl: float) -> Lease:
         return Lease(self._dsn, consumer, ttl=ttl)

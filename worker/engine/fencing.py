@@ -6,35 +6,23 @@ renew, and a failure that is the fence's doing rather than the handler's.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import LeaseLostError
 
 if TYPE_CHECKING:
+    from worker.engine.lease import Lease
     from worker.engine.positions import PositionStore
 
 
-class Held(Protocol):
-    """What fencing asks of a lease (``worker.engine.lease.Lease``; a stand-in in tests)."""
-
-    @property
-    def epoch(self) -> int: ...
-
-    @property
-    def held(self) -> bool: ...
-
-    @property
-    def lost(self) -> str | None: ...
-
-
-def check_held(lease: Held, name: str) -> None:
+def check_held(lease: Lease, name: str) -> None:
     """Refuse to commit once the lease could have run out (``LeaseLostError``)."""
     if not lease.held:
         raise LeaseLostError(lease.lost or f"consumer {name}: lease not held")
 
 
 async def check_fenced(
-    lease: Held,
+    lease: Lease,
     positions: PositionStore,
     name: str,
     log: Any,

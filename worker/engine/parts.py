@@ -68,16 +68,7 @@ def build_parts(
         commit_behind=bool(subscriber.read_models),
         declared=subscriber.declared,
     )
-    replays = Replays(
-        batches,
-        transactions=transactions,
-        parked=parked,
-        positions=positions,
-        store=store,
-        lease=lease,
-        refresh_interval=options.refresh_interval,
-        log=log,
-    )
+    replays = Replays(batches, backend, lease, options.refresh_interval, log)
     return Parts(
         lease=lease,
         batches=batches,

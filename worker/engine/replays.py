@@ -15,13 +15,10 @@ from worker.errors import LeaseLostError, ReplayFailedError
 from worker.read.handed import handed_to
 
 if TYPE_CHECKING:
+    from worker.engine.backend import Backend
     from worker.engine.batch import Batches
-    from worker.engine.dead_letters import ParkedMessages
-    from worker.engine.fencing import Held
-    from worker.engine.positions import PositionStore
+    from worker.engine.lease import Lease
     from worker.store.message import Message
-    from worker.store.message_store import MessageStore
-    from worker.store.transactions import Transactions
     from worker.store.types import Connection
 
 
@@ -29,28 +26,12 @@ class Replays:
     """A consumer's parked streams and their replays."""
 
     def __init__(
-        self,
-        batches: Batches,
-        *,
-        transactions: Transactions,
-        parked: ParkedMessages,
-        positions: PositionStore,
-        store: MessageStore,
-        lease: Held,
-        refresh_interval: float,
-        log: Any,
+        self, batches: Batches, backend: Backend, lease: Lease, refresh_interval: float, log: Any
     ) -> None:
-        self._batches = batches
-        self.name = batches.name
-        self._cursor = batches.cursor
-        self._transactions = transactions
-        self._parked = parked
-        self._positions = positions
-        self._store = store
-        self._lease = lease
-        self._refresh_interval = refresh_interval
-        self._refreshed_at = 0.0
-        self._log = log
+        self._batches, self.name, self._cursor = batches, batches.name, batches.cursor
+        self._backend, self._lease, self._log = backend, lease, log
+        self._parked = backend.parked
+        self._refresh_interval, self._refreshed_at = refresh_interval, 0.0
 
     async def refresh(self, *, force: bool = False) -> None:
         """Reload parked streams now and then; run any replay that was requested."""
@@ -87,7 +68,7 @@ class Replays:
         for dead_letter_id, global_position in await self._parked.parked_of_stream(
             self.name, stream_name
         ):
-            row = await self._store.message_at(global_position)
+            row = await self._backend.store.message_at(global_position)
             try:
                 await self._replay_one(dead_letter_id, row)
             except HandlerFailed as failed:
@@ -104,7 +85,7 @@ class Replays:
     ) -> ReplayFailedError:
         """Record the new error on the parked message (under the lease) and withdraw the
         stream's replay request; the error to raise."""
-        async with self._transactions.transaction() as conn:
+        async with self._backend.transactions.transaction() as conn:
             await self._parked.failed_again(conn, dead_letter_id, failed.error, 1)
             if not await self.lease_current(conn):
                 raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
@@ -113,7 +94,7 @@ class Replays:
         return ReplayFailedError(self.name, stream, position, error, done)
 
     async def _replay_one(self, dead_letter_id: int, message: Message | None) -> None:
-        async with self._transactions.transaction() as conn:
+        async with self._backend.transactions.transaction() as conn:
             route = None if message is None else self._batches.routes.get(message.type)
             if message is not None and route is not None:
                 ctx = self._batches.context(conn, message)
@@ -134,5 +115,5 @@ class Replays:
 
     async def lease_current(self, conn: Connection) -> bool:
         """True while this process's lease epoch is the current one (checked in ``conn``)."""
-        epoch = await self._positions.lease_epoch_in(conn, self.name)
+        epoch = await self._backend.positions.lease_epoch_in(conn, self.name)
         return bool(epoch == self._lease.epoch)

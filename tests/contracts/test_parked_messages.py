@@ -149,3 +149,49 @@ async def test_discarding_a_stream_drops_its_parked_messages(backend: Backend) -
         (3, None),
         (4, None),
     ]
+
+
+async def test_a_replayed_message_is_removed_and_unblocks_those_behind(backend: Backend) -> None:
+    """A parked message handled again is removed in the caller's transaction; the message
+    parked behind it no longer names it."""
+    first, second = await backend.messages("acct-1", "acct-1")
+    await backend.park("c", first, failure())
+    await backend.park("c", second, None)
+    async with backend.transactions.transaction() as conn:
+        await backend.parked.replayed(conn, 1)
+    assert [(p.id, p.blocked_by) for p in await backend.parked.parked("c")] == [(2, None)]
+
+
+async def test_a_replay_in_a_rolled_back_transaction_leaves_the_message_parked(
+    backend: Backend,
+) -> None:
+    """A replay whose transaction rolls back removes nothing."""
+    first, second = await backend.messages("acct-1", "acct-1")
+    await backend.park("c", first, failure())
+    await backend.park("c", second, None)
+    with pytest.raises(RuntimeError):
+        async with backend.transactions.transaction() as conn:
+            await backend.parked.replayed(conn, 1)
+            raise RuntimeError("the handler's writes failed")
+    assert [(p.id, p.blocked_by) for p in await backend.parked.parked("c")] == [(1, None), (2, 1)]
+
+
+async def test_a_failed_replay_records_its_error_and_withdraws_the_request(
+    backend: Backend,
+) -> None:
+    """A replay that fails again keeps the message parked with the new error, its attempts
+    added, and the stream's replay request withdrawn."""
+    first, second = await backend.messages("acct-1", "acct-1")
+    await backend.park("c", first, failure("first", attempts=3))
+    await backend.park("c", second, None)
+    assert await backend.parked.request_replay("c", "acct-1") == 2
+    async with backend.transactions.transaction() as conn:
+        await backend.parked.failed_again(conn, 1, ValueError("again"), 1)
+    listing = await backend.parked.parked("c")
+    assert (listing[0].error_type, listing[0].error, listing[0].attempts) == (
+        "ValueError",
+        "again",
+        4,
+    )
+    assert [p.replay_requested for p in listing] == [False, False]
+    assert await backend.parked.parked_streams("c") == {"acct-1": False}

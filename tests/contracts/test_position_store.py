@@ -125,3 +125,13 @@ async def test_a_commit_in_a_rolled_back_transaction_is_undone(backend: Backend)
     assert (await backend.positions.load("c"), await backend.positions.high_water("c")) == (4, 4)
     await backend.commit("c", 9, epoch, expected=4)
     assert await backend.positions.load("c") == 9
+
+
+async def test_the_lease_epoch_is_read_in_the_caller_s_transaction(backend: Backend) -> None:
+    """Inside a transaction, the consumer's current lease epoch is read (``None`` before any
+    lease), as a replay checks it before its commit."""
+    async with backend.transactions.transaction() as conn:
+        assert await backend.positions.lease_epoch_in(conn, "c") is None
+    epoch = await backend.take_lease("c")
+    async with backend.transactions.transaction() as conn:
+        assert await backend.positions.lease_epoch_in(conn, "c") == epoch

@@ -9,7 +9,8 @@ import pytest
 import structlog
 
 from worker import BaseEvent, Context, NewMessage, on
-from worker.engine.batch import Batches, Cursor
+from worker.engine.batch import Batches
+from worker.engine.cursor import Cursor
 from worker.engine.options import SubscriberOptions
 from worker.engine.retry import RetryPolicy
 from worker.engine.routes import route_table

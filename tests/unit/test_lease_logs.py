@@ -12,7 +12,8 @@ import structlog
 from structlog.testing import capture_logs
 
 from worker import BaseEvent, Context, NewMessage, on
-from worker.engine.batch import Batches, Cursor
+from worker.engine.batch import Batches
+from worker.engine.cursor import Cursor
 from worker.engine.lease import Lease
 from worker.engine.options import SubscriberOptions
 from worker.engine.retry import RetryPolicy

@@ -189,6 +189,17 @@ class ParkedMessages(Protocol):
         """Drop a stream's parked messages; how many were dropped."""
         ...
 
+    async def replayed(self, conn: Connection, dead_letter_id: int) -> None:
+        """Remove a parked message that was handled again, in the caller's transaction."""
+        ...
+
+    async def failed_again(
+        self, conn: Connection, dead_letter_id: int, error: BaseException, attempts: int
+    ) -> None:
+        """Record a failed replay on the parked message (it stays parked) and withdraw its
+        stream's replay request, in the caller's transaction."""
+        ...
+
 
 class PostgresParkedMessages:
     """Parked messages in ``worker.dead_letters`` (the functions above, on one executor)."""
@@ -221,3 +232,11 @@ class PostgresParkedMessages:
 
     async def discard(self, consumer: str, stream_name: str) -> int:
         return await discard(self._executor, consumer=consumer, stream_name=stream_name)
+
+    async def replayed(self, conn: Connection, dead_letter_id: int) -> None:
+        await conn.execute(q.DELETE_DEAD_LETTER, dead_letter_id)
+
+    async def failed_again(
+        self, conn: Connection, dead_letter_id: int, error: BaseException, attempts: int
+    ) -> None:
+        await failed_again(conn, dead_letter_id, error, attempts)

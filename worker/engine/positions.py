@@ -36,6 +36,11 @@ class PositionStore(Protocol):
         """The consumer's current lease epoch (``None``: no lease was ever taken)."""
         ...
 
+    async def lease_epoch_in(self, conn: Connection, consumer: str) -> int | None:
+        """``lease_epoch`` read in the caller's transaction, which it holds against a takeover
+        until the transaction ends."""
+        ...
+
 
 class PostgresPositionStore:
     """Positions in ``worker.positions``, fenced by the consumer's lease epoch."""
@@ -53,6 +58,10 @@ class PostgresPositionStore:
 
     async def lease_epoch(self, consumer: str) -> int | None:
         epoch: int | None = await self._pool.fetchval(q.LEASE_EPOCH, consumer)
+        return epoch
+
+    async def lease_epoch_in(self, conn: Connection, consumer: str) -> int | None:
+        epoch: int | None = await conn.fetchval(q.LEASE_EPOCH_SHARED, consumer)
         return epoch
 
     async def commit(

@@ -20,6 +20,7 @@ import structlog
 from worker.engine import queries as q
 from worker.engine.consumer import close_all
 from worker.engine.factory import build_consumer
+from worker.engine.lifecycle import Until
 from worker.engine.state import ConsumerState
 from worker.errors import PrivilegeError, UsageError, WorkerError
 from worker.read import generations
@@ -68,7 +69,7 @@ async def run_consumers(
     try:
         async with anyio.create_task_group() as tg:
             for consumer in consumers:
-                tg.start_soon(partial(consumer.run, stop, until_caught_up=True))
+                tg.start_soon(partial(consumer.run, Until(stop, caught_up=True)))
             if on_progress is not None:
                 while any(
                     c.state not in (ConsumerState.DONE, ConsumerState.STOPPED) for c in consumers

@@ -10,19 +10,15 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from worker.engine import dead_letters
-from worker.engine import queries as q
-from worker.engine.batch import HandlerFailed
-from worker.engine.retry import is_transient
+from worker.engine.outcomes import HandlerFailed, handler_failure
 from worker.errors import LeaseLostError, ReplayFailedError
 from worker.read.handed import handed_to
 
 if TYPE_CHECKING:
-    import asyncpg
-
+    from worker.engine.backend import Backend
     from worker.engine.batch import Batches
     from worker.engine.lease import Lease
     from worker.store.message import Message
-    from worker.store.message_store import MessageStore
     from worker.store.types import Connection
 
 
@@ -30,24 +26,12 @@ class Replays:
     """A consumer's parked streams and their replays."""
 
     def __init__(
-        self,
-        batches: Batches,
-        *,
-        pool: asyncpg.Pool[Any],
-        store: MessageStore,
-        lease: Lease,
-        refresh_interval: float,
-        log: Any,
+        self, batches: Batches, backend: Backend, lease: Lease, refresh_interval: float, log: Any
     ) -> None:
-        self._batches = batches
-        self.name = batches.name
-        self._cursor = batches.cursor
-        self._pool = pool
-        self._store = store
-        self._lease = lease
-        self._refresh_interval = refresh_interval
-        self._refreshed_at = 0.0
-        self._log = log
+        self._batches, self.name, self._cursor = batches, batches.name, batches.cursor
+        self._backend, self._lease, self._log = backend, lease, log
+        self._parked = backend.parked
+        self._refresh_interval, self._refreshed_at = refresh_interval, 0.0
 
     async def refresh(self, *, force: bool = False) -> None:
         """Reload parked streams now and then; run any replay that was requested."""
@@ -55,8 +39,8 @@ class Replays:
         if not force and now - self._refreshed_at < self._refresh_interval:
             return
         self._refreshed_at = now
-        await self._batches.settle()  # what a batch committing behind parks counts
-        self._cursor.parked = await dead_letters.parked_streams(self._pool, self.name)
+        await self._batches.drain()  # what a batch committing behind parks counts
+        self._cursor.parked = await self._parked.parked_streams(self.name)
         for stream, requested in list(self._cursor.parked.items()):
             if not requested:
                 continue
@@ -79,12 +63,12 @@ class Replays:
         error, the stream's replay request is withdrawn, and ``ReplayFailedError`` says where
         and why.
         """
-        await self._batches.settle()
+        await self._batches.drain()
         done = 0
-        for dead_letter_id, global_position in await dead_letters.parked_of_stream(
-            self._pool, self.name, stream_name
+        for dead_letter_id, global_position in await self._parked.parked_of_stream(
+            self.name, stream_name
         ):
-            row = await self._store.message_at(global_position)
+            row = await self._backend.store.message_at(global_position)
             try:
                 await self._replay_one(dead_letter_id, row)
             except HandlerFailed as failed:
@@ -101,8 +85,8 @@ class Replays:
     ) -> ReplayFailedError:
         """Record the new error on the parked message (under the lease) and withdraw the
         stream's replay request; the error to raise."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            await dead_letters.failed_again(conn, dead_letter_id, failed.error, 1)
+        async with self._backend.transactions.transaction() as conn:
+            await self._parked.failed_again(conn, dead_letter_id, failed.error, 1)
             if not await self.lease_current(conn):
                 raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
         error = dead_letters.describe(type(failed.error).__qualname__, str(failed.error))
@@ -110,7 +94,7 @@ class Replays:
         return ReplayFailedError(self.name, stream, position, error, done)
 
     async def _replay_one(self, dead_letter_id: int, message: Message | None) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._backend.transactions.transaction() as conn:
             route = None if message is None else self._batches.routes.get(message.type)
             if message is not None and route is not None:
                 ctx = self._batches.context(conn, message)
@@ -119,17 +103,17 @@ class Replays:
                     await route.dispatch(message, ctx)
                     await ctx.flush()
                 except Exception as error:
-                    if is_transient(error):
+                    if (failed := handler_failure(0, message, error)) is None:
                         raise
-                    raise HandlerFailed(0, error) from error
+                    raise failed from failed.cause
                 finally:
                     handed_to.reset(handed)
                     ctx.drop_unawaited()  # a failed handler's writes: they never run
-            await conn.execute(q.DELETE_DEAD_LETTER, dead_letter_id)
+            await self._parked.replayed(conn, dead_letter_id)
             if not await self.lease_current(conn):
                 raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
 
     async def lease_current(self, conn: Connection) -> bool:
         """True while this process's lease epoch is the current one (checked in ``conn``)."""
-        epoch = await conn.fetchval(q.LEASE_EPOCH_SHARED, self.name)
+        epoch = await self._backend.positions.lease_epoch_in(conn, self.name)
         return bool(epoch == self._lease.epoch)

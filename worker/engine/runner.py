@@ -18,6 +18,7 @@ import structlog
 from worker.engine import setup
 from worker.engine.consumer import close_all
 from worker.engine.factory import build_consumer
+from worker.engine.lifecycle import Step, Until
 from worker.engine.rebuild import rebuild
 from worker.engine.state import ConsumerState
 from worker.engine.wakeups import Listener, Waker
@@ -87,6 +88,7 @@ class Runner:
         self.settings = settings
         self.only = only
         self.stop = anyio.Event()
+        self._until = Until(self.stop)  # set once per run (``run``)
         self.waker = Waker()
         self.result = RunResult()
         self._consumers_scope = anyio.CancelScope()
@@ -120,6 +122,7 @@ class Runner:
 
     async def run(self, *, until_caught_up: bool = False, handle_signals: bool = True) -> RunResult:
         """Run until signalled (or, with ``until_caught_up``, until every consumer is)."""
+        self._until = Until(self.stop, until_caught_up)
         slots = sum(len(s.slots()) for s in self.domain.subscribers)
         # A batch left idle in its transaction longer than a lease lasts belongs to a frozen
         # process: the server ends it, so its row locks never block the one that took over.
@@ -146,7 +149,7 @@ class Runner:
                 self._notify("READY=1")
                 with self._consumers_scope:
                     async with anyio.create_task_group() as tg:
-                        self._start(tg, pool, due, until_caught_up)
+                        self._start(tg, pool, due)
                     if not until_caught_up and not self.stop.is_set():
                         # Every consumer halted: stay up (not ready) until told to stop, rather
                         # than exit and be restarted into the same failure.
@@ -163,7 +166,6 @@ class Runner:
         tg: Any,
         pool: Any,
         due: dict[str, RebuildDue],
-        until_caught_up: bool,
     ) -> None:
         """Start the consumers; hold back those of projections whose tables no longer fit."""
         for name, reason in due.items():
@@ -173,7 +175,7 @@ class Runner:
             subscriber = held[0].subscriber
             if self.settings.auto_rebuild and name not in self._no_auto_rebuild:
                 waiting = held if reason.blocking else []
-                tg.start_soon(self._rebuild_then_run, pool, subscriber, waiting, until_caught_up)
+                tg.start_soon(self._rebuild_then_run, pool, subscriber, waiting)
             elif reason.blocking:
                 log.error(
                     "projection not started: it must be rebuilt first",
@@ -182,12 +184,12 @@ class Runner:
                 )
                 self.result.needs_rebuild.append(name)
                 for consumer in held:  # (their lease connections, opened ahead)
-                    consumer.state = ConsumerState.REBUILD_DUE
+                    consumer.take(Step.REBUILD_DUE)
                     tg.start_soon(consumer.close)
         for consumer in self.result.consumers:
             if consumer.subscriber.name in due and due[consumer.subscriber.name].blocking:
                 continue
-            tg.start_soon(self._run_consumer, consumer, until_caught_up)
+            tg.start_soon(self._run_consumer, consumer)
 
     async def _prepare_opening_leases(self, pool: Any) -> dict[str, RebuildDue]:
         """``_prepare``, while each consumer's lease connection opens (but those of group slots
@@ -247,7 +249,7 @@ class Runner:
         return prepared.due
 
     async def _rebuild_then_run(
-        self, pool: Any, subscriber: Subscriber, held: list[Consumer], until_caught_up: bool
+        self, pool: Any, subscriber: Subscriber, held: list[Consumer]
     ) -> None:
         """Rebuild a changed projection blue/green, then run its live consumers on the result.
 
@@ -257,7 +259,7 @@ class Runner:
             await rebuild(self.dsn, pool, self.settings, subscriber)
         async with anyio.create_task_group() as tg:
             for consumer in held:
-                tg.start_soon(self._run_consumer, consumer, until_caught_up)
+                tg.start_soon(self._run_consumer, consumer)
 
     def _limiter(self, consumer: Consumer) -> anyio.CapacityLimiter | None:
         """The shared cap on group slots of one (subscriber, category) in this process."""
@@ -269,11 +271,9 @@ class Runner:
             self._limiters[key] = anyio.CapacityLimiter(limit)
         return self._limiters[key]
 
-    async def _run_consumer(self, consumer: Consumer, until_caught_up: bool) -> None:
+    async def _run_consumer(self, consumer: Consumer) -> None:
         with structlog.contextvars.bound_contextvars(consumer=consumer.name):
-            await consumer.run(
-                self.stop, until_caught_up=until_caught_up, limiter=self._limiter(consumer)
-            )
+            await consumer.run(self._until, limiter=self._limiter(consumer))
 
     async def _watch_signals(self, outer: anyio.CancelScope) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

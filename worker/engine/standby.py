@@ -7,14 +7,17 @@ holder's lease (looked at every ``retry_interval`` of the lease), so the run can
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from worker.engine.backend import Standings
     from worker.engine.lease import Lease
+    from worker.engine.positions import PositionStore
+    from worker.engine.reader import Reader
 
 
 async def acquire_unless_done(
@@ -41,3 +44,32 @@ async def acquire_unless_done(
                 break
         tg.cancel_scope.cancel()
     return taken
+
+
+class Standby(Protocol):
+    """What ``done_elsewhere`` asks of a consumer."""
+
+    name: str
+    pausable: bool
+    lease: Lease
+    positions: PositionStore
+    standing: Standings
+    reader: Reader
+    log: Any
+
+
+async def done_elsewhere(consumer: Standby) -> bool:
+    """Nothing after the committed position for ``consumer`` (or an operator paused it): the
+    process holding the lease has caught up, and a run until caught up may end."""
+    name = consumer.name
+    position = await consumer.positions.load(name)
+    paused = consumer.pausable and await consumer.standing.is_paused(name)
+    if not paused and await consumer.reader.read(position, 1):
+        return False
+    consumer.log.info(
+        "caught up under another process's lease",
+        holder=consumer.lease.holder,
+        position=position,
+        paused=paused,
+    )
+    return True

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import structlog
 
-from worker.engine.batch import Batches, Cursor
+from worker.engine.batch import Batches
+from worker.engine.cursor import Cursor
 from worker.engine.retry import RetryPolicy, is_transient
 from worker.engine.routes import route_table
 from worker.engine.subscriber import Subscriber, build_subscriber, registered_declaration

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from worker.engine.dead_letters import ParkedMessage
+from worker.engine.dead_letters import Failure, ParkedMessage
 from worker.testing.connection import joined, undo_on
 
 if TYPE_CHECKING:
-    from worker.engine.dead_letters import Failure
     from worker.store.message import Message
     from worker.store.types import Connection
 
@@ -148,6 +147,48 @@ class MemoryParkedMessages:
             del self._parked[(consumer, p.listing.global_position)]
         self._unblock({p.listing.id for p in dropped})
         return len(dropped)
+
+    async def replayed(self, conn: Connection, dead_letter_id: int) -> None:
+        """Remove a parked message that was handled again, in the caller's transaction."""
+        self._undoable(conn)
+        for key, p in list(self._parked.items()):
+            if p.listing.id == dead_letter_id:
+                del self._parked[key]
+                self._unblock({dead_letter_id})
+
+    async def failed_again(
+        self, conn: Connection, dead_letter_id: int, error: BaseException, attempts: int
+    ) -> None:
+        """Record a failed replay on the parked message (it stays parked) and withdraw its
+        stream's replay request, in the caller's transaction."""
+        self._undoable(conn)
+        error_type, text, _ = Failure(error, attempts, datetime.now(UTC)).summary()
+        for key, p in list(self._parked.items()):
+            if p.listing.id == dead_letter_id:
+                listing = replace(
+                    p.listing,
+                    error_type=error_type,
+                    error=text,
+                    attempts=p.listing.attempts + attempts,
+                )
+                self._parked[key] = replace(p, listing=listing)
+                self._withdraw(p.listing.consumer, p.listing.stream_name)
+
+    def _undoable(self, conn: Connection) -> None:
+        """What changes next in ``conn``'s transaction is undone by its rollback."""
+        joined(conn)
+        before = dict(self._parked)
+
+        def undo() -> None:
+            self._parked.clear()
+            self._parked.update(before)
+
+        undo_on(conn, undo)
+
+    def _withdraw(self, consumer: str, stream_name: str) -> None:
+        for p in self._of(consumer, stream_name):
+            key = (consumer, p.listing.global_position)
+            self._parked[key] = replace(p, listing=replace(p.listing, replay_requested=False))
 
     def _unblock(self, ids: set[int]) -> None:
         """``blocked_by`` of the messages behind dropped ones becomes None (ON DELETE SET

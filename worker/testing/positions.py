@@ -51,6 +51,10 @@ class MemoryPositionStore:
         """As ``epoch``, for the engine (``PositionStore``)."""
         return self._epochs.get(consumer)
 
+    async def lease_epoch_in(self, conn: Connection, consumer: str) -> int | None:
+        """As ``epoch``, in the caller's transaction (``PositionStore``)."""
+        return self._epochs.get(consumer)
+
     async def high_water(self, consumer: str) -> int:
         """The highest position ever committed (above ``load`` after a reset)."""
         return self._positions.get(consumer, (0, 0))[1]

@@ -1,0 +1,84 @@
+"""The storage seam: what the engine keeps where, behind protocols it really uses.
+
+A consumer and its replays run no SQL and build no store: a ``Backend`` hands them positions,
+parked messages, standings (refills, pauses, generations), transactions, the message store and
+leases. ``PostgresBackend`` keeps them in the worker schema and MessageDB.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from worker.engine.dead_letters import PostgresParkedMessages
+from worker.engine.lease import Lease
+from worker.engine.pauses import Switch
+from worker.engine.positions import PostgresPositionStore
+from worker.engine.standing import PostgresStanding
+from worker.store.message_store import MessageStore
+from worker.store.transactions import PoolTransactions
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from worker.engine.dead_letters import ParkedMessages
+    from worker.engine.positions import PositionStore
+    from worker.engine.standing import Standing
+    from worker.engine.subscriber import Slot
+    from worker.store.transactions import Transactions
+
+
+class Standings(Protocol):
+    """What is kept beside a consumer's position: its refill mark, its pause, its projection's
+    generation; and the seeding of a slot seen for the first time."""
+
+    async def load_or_seed(
+        self, consumer: str, slot: Slot, store: MessageStore, log: Any, seeds: bool
+    ) -> Standing: ...
+
+    async def end_refill(self, consumer: str) -> None: ...
+
+    async def is_paused(self, consumer: str) -> bool: ...
+
+    async def generation(self, projection: str) -> int: ...
+
+
+class Backend(Protocol):
+    """Where the engine keeps its state (see the module doc)."""
+
+    store: MessageStore
+    transactions: Transactions
+    positions: PositionStore
+    parked: ParkedMessages
+    standings: Standings
+
+    def lease(self, consumer: str, ttl: float) -> Lease:
+        """The consumer's lease (fenced by its epoch)."""
+        ...
+
+    def pause_switch(self, consumer: str, interval: float) -> Switch:
+        """Whether an operator paused the consumer, looked up at most once per ``interval``."""
+        ...
+
+
+class PostgresBackend:
+    """The engine's state in PostgreSQL: the worker schema and MessageDB."""
+
+    def __init__(
+        self,
+        dsn: str,
+        pool: asyncpg.Pool[Any],
+        store: MessageStore | None = None,
+        positions: PositionStore | None = None,
+    ) -> None:
+        self._dsn, self._pool = dsn, pool
+        self.store: MessageStore = store or MessageStore(pool)
+        self.transactions: Transactions = PoolTransactions(pool)
+        self.positions: PositionStore = positions or PostgresPositionStore(pool)
+        self.parked: ParkedMessages = PostgresParkedMessages(pool)
+        self.standings: Standings = PostgresStanding(pool)
+
+    def lease(self, consumer: str, ttl: float) -> Lease:
+        return Lease(self._dsn, consumer, ttl=ttl)
+
+    def pause_switch(self, consumer: str, interval: float) -> Switch:
+        return Switch(self._pool, consumer, interval)

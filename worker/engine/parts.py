@@ -1,0 +1,82 @@
+"""What a consumer runs with, built on a ``Backend``: its lease, batches, replays, reads,
+standing and pause switch (the consumer itself builds nothing)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from worker.engine.batch import Batches
+from worker.engine.reader import Reader
+from worker.engine.replays import Replays
+from worker.engine.routes import route_table
+
+if TYPE_CHECKING:
+    from worker.engine.backend import Backend, Standings
+    from worker.engine.cursor import Cursor
+    from worker.engine.lease import Lease
+    from worker.engine.pauses import Switch
+    from worker.engine.positions import PositionStore
+    from worker.engine.subscriber import Slot
+    from worker.engine.tuning import ConsumerOptions
+    from worker.engine.wakeups import Waker
+    from worker.store.message_store import MessageStore
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """A consumer's collaborators."""
+
+    lease: Lease
+    batches: Batches
+    replays: Replays
+    reader: Reader
+    standing: Standings
+    pause: Switch
+    positions: PositionStore
+    store: MessageStore
+    waker: Waker
+
+
+def build_parts(
+    name: str,
+    slot: Slot,
+    instance: object,
+    cursor: Cursor,
+    backend: Backend,
+    waker: Waker,
+    options: ConsumerOptions,
+    log: Any,
+) -> Parts:
+    """The parts of consumer ``name`` of ``slot`` (handlers: ``instance``) on ``backend``."""
+    subscriber, store = slot.subscriber, backend.store
+    lease = backend.lease(name, options.lease_ttl)
+    transactions, parked, positions = backend.transactions, backend.parked, backend.positions
+    batches = Batches(
+        name,
+        routes=route_table(subscriber, instance),
+        transactions=transactions,
+        store=store,
+        positions=positions,
+        parked=parked,
+        lease=lease,
+        policy=options.policy,
+        cursor=cursor,
+        log=log,
+        concurrency=subscriber.concurrent,
+        position_interval=options.position_interval,
+        commit_behind=bool(subscriber.read_models),
+        declared=subscriber.declared,
+    )
+    replays = Replays(batches, backend, lease, options.refresh_interval, log)
+    return Parts(
+        lease=lease,
+        batches=batches,
+        replays=replays,
+        reader=Reader(store, waker, slot, options, log),
+        standing=backend.standings,
+        pause=backend.pause_switch(name, options.refresh_interval),
+        positions=positions,
+        store=store,
+        waker=waker,
+    )

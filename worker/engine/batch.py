@@ -87,7 +87,7 @@ class Batches:
         ahead: ReadAhead | None = None,
     ) -> None:
         self.name = name
-        self._declared = declared  # the read models its handlers may use (None: any)
+        self.declared = declared  # the read models its handlers may use (None: any)
         self._position_interval = position_interval
         self._more_follow = False  # a full batch is applied: its position may wait
         self._concurrency = concurrency
@@ -295,7 +295,7 @@ class Batches:
             generation=self.cursor.generation,
             exact=first.global_position <= self.cursor.high_water,
             tables=self._tables,
-            declared=self._declared,
+            declared=self.declared,
         )
 
     async def _retry_or_park(self, message: Message, error: BaseException) -> None:

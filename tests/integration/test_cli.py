@@ -14,8 +14,7 @@ import projections  # noqa: F401  (registers the example projectors on the shop 
 from tests.cli import EXAMPLE_APP, worker
 from tests.faults._support import Workers
 from worker import NewMessage
-from worker.engine import dead_letters
-from worker.engine.dead_letters import Failure
+from worker.engine.dead_letters import Failure, PostgresParkedMessages
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -36,10 +35,11 @@ async def park(
         await store.write(stream, NewMessage("Noted", item))
     messages = await store.read_stream(stream)
     failure = Failure(RuntimeError("cannot note this"), 3, datetime.now(UTC))
+    parked = PostgresParkedMessages(pool)
     async with pool.acquire() as conn:
         for n, message in enumerate(messages):
-            await dead_letters.park(conn, consumer, message, failure if n == 0 else None)
-    return [row["id"] for row in await dead_letters.list_parked(pool, consumer, stream)]
+            await parked.park(conn, consumer, message, failure if n == 0 else None)
+    return [row["id"] for row in await parked.listing(consumer, stream)]
 
 
 async def test_run_only_an_unknown_name_exits_2_listing_the_known(database_dsn: str) -> None:

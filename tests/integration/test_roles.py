@@ -12,7 +12,8 @@ import pytest
 from tests.cli import EXAMPLE_APP, as_user, worker
 from tests.integration.test_engine import FAST
 from worker import BaseEvent, Context, Domain, Increment, ReadModel, Runner, handle, on
-from worker.engine import dead_letters, pauses
+from worker.engine import pauses
+from worker.engine.dead_letters import PostgresParkedMessages
 from worker.engine.rebuild import rebuild
 from worker.ops.install import grant_role, install_application
 from worker.ops.settings import Settings
@@ -145,7 +146,7 @@ async def test_the_whole_engine_runs_as_the_runtime_role_which_can_change_no_str
     assert await scores(pool) == {"ada": 1, "bo": 5}  # ada's 13 parked, her 2 behind it
     assert await pool.fetchval("SELECT count(*) FROM plays") == 4
     assert await store.category_head("cheer") is not None
-    parked = await dead_letters.list_parked(pool, "scores:game", "game-ada")
+    parked = await PostgresParkedMessages(pool).listing("scores:game", "game-ada")
     assert [row["error"] for row in parked] == ["cannot score 13", None]
 
     runner = Runner(domain, runtime, FAST)
@@ -156,9 +157,12 @@ async def test_the_whole_engine_runs_as_the_runtime_role_which_can_change_no_str
             await score(store, "bo", 7)
             await until(lambda: _equals(scores(pool), {"ada": 1, "bo": 12}))
             broken.clear()
-            assert await dead_letters.request_replay(runtime_pool, "scores:game", "game-ada") == 2
+            assert (
+                await PostgresParkedMessages(runtime_pool).request_replay("scores:game", "game-ada")
+                == 2
+            )
             await until(lambda: _equals(scores(pool), {"ada": 16, "bo": 12}))
-            assert await dead_letters.list_parked(pool, "scores:game", None) == []
+            assert await PostgresParkedMessages(pool).listing("scores:game") == []
             scores_consumer = next(c for c in runner.result.consumers if c.name == "scores:game")
             assert await pauses.pause(runtime_pool, ["scores:game"], "test") == ["scores:game"]
             await until(lambda: _true(scores_consumer.state == "paused"))

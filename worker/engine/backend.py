@@ -14,6 +14,7 @@ from worker.engine.lease import Lease
 from worker.engine.pauses import Switch
 from worker.engine.positions import PostgresPositionStore
 from worker.engine.standing import PostgresStanding
+from worker.read.table import Table
 from worker.store.message_store import MessageStore
 from worker.store.transactions import PoolTransactions
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from worker.engine.positions import PositionStore
     from worker.engine.standing import Standing
     from worker.engine.subscriber import Slot
+    from worker.read.table import TableFactory
     from worker.store.transactions import Transactions
 
 
@@ -42,20 +44,44 @@ class Standings(Protocol):
     async def generation(self, projection: str) -> int: ...
 
 
-class Backend(Protocol):
-    """Where the engine keeps its state (see the module doc)."""
+class PauseSwitch(Protocol):
+    """Whether one consumer is paused, looked up now and then."""
 
-    store: MessageStore
-    transactions: Transactions
-    positions: PositionStore
-    parked: ParkedMessages
-    standings: Standings
+    async def changed(self, *, force: bool = False) -> bool | None:
+        """The new pause state when it changed since the last look; ``None`` otherwise."""
+        ...
+
+
+class Backend(Protocol):
+    """Where the engine keeps its state (see the module doc). ``commit_behind``: whether a
+    projector's full batches may commit behind the next one (``worker.engine.pipeline``)."""
+
+    @property
+    def store(self) -> MessageStore: ...
+
+    @property
+    def transactions(self) -> Transactions: ...
+
+    @property
+    def positions(self) -> PositionStore: ...
+
+    @property
+    def parked(self) -> ParkedMessages: ...
+
+    @property
+    def standings(self) -> Standings: ...
+
+    @property
+    def tables(self) -> TableFactory: ...
+
+    @property
+    def commit_behind(self) -> bool: ...
 
     def lease(self, consumer: str, ttl: float) -> Lease:
         """The consumer's lease (fenced by its epoch)."""
         ...
 
-    def pause_switch(self, consumer: str, interval: float) -> Switch:
+    def pause_switch(self, consumer: str, interval: float) -> PauseSwitch:
         """Whether an operator paused the consumer, looked up at most once per ``interval``."""
         ...
 
@@ -76,6 +102,8 @@ class PostgresBackend:
         self.positions: PositionStore = positions or PostgresPositionStore(pool)
         self.parked: ParkedMessages = PostgresParkedMessages(pool)
         self.standings: Standings = PostgresStanding(pool)
+        self.tables: TableFactory = Table
+        self.commit_behind = True
 
     def lease(self, consumer: str, ttl: float) -> Lease:
         return Lease(self._dsn, consumer, ttl=ttl)

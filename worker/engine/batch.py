@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from worker.engine import dead_letters
 from worker.engine.context import Context
 from worker.engine.cursor import Cursor
+from worker.engine.dead_letters import Failure
 from worker.engine.fencing import check_fenced, check_held
 from worker.engine.handling import Handling, flush, handle_all, handle_concurrently
 from worker.engine.outcomes import FlushFailed, HandlerFailed, write_failure
@@ -87,7 +87,7 @@ class Batches:
         ahead: ReadAhead | None = None,
     ) -> None:
         self.name = name
-        self._declared = declared  # the read models its handlers may use (None: any)
+        self.declared = declared  # the read models its handlers may use (None: any)
         self._position_interval = position_interval
         self._more_follow = False  # a full batch is applied: its position may wait
         self._concurrency = concurrency
@@ -295,7 +295,7 @@ class Batches:
             generation=self.cursor.generation,
             exact=first.global_position <= self.cursor.high_water,
             tables=self._tables,
-            declared=self._declared,
+            declared=self.declared,
         )
 
     async def _retry_or_park(self, message: Message, error: BaseException) -> None:
@@ -327,7 +327,7 @@ class Batches:
                 self.cursor.stats.handler_failures += 1
         await check_fenced(*self._fence, bound, error, confirm=True)
         if isinstance(decision, Park):
-            await self._park(message, dead_letters.Failure(error, attempt, first_failed))
+            await self._park(message, Failure(error, attempt, first_failed))
             bound.error("message parked", error=repr(error), attempts=attempt)
             return
         assert isinstance(decision, Stop)
@@ -339,7 +339,7 @@ class Batches:
         )
         raise ConsumerStoppedError(f"consumer {self.name} stopped at {message.global_position}")
 
-    async def _park(self, message: Message, failure: dead_letters.Failure) -> None:
+    async def _park(self, message: Message, failure: Failure) -> None:
         await self.drain()
         async with self._transactions.transaction() as conn:
             await self._parked.park(conn, self.name, message, failure)

@@ -61,8 +61,9 @@ class Consumer(ConsumerView):
         member: int | None = None,
         pausable: bool = True,
         backend: Backend | None = None,
+        instance: object | None = None,
     ) -> None:
-        """On ``backend`` (by default PostgreSQL: ``dsn``, ``pool``, ``store``, ``positions``)."""
+        """On ``backend`` (default PostgreSQL: ``dsn``, ``pool``...); handlers on ``instance``."""
         self.subscriber, self.category = subscriber, category
         self.slot = Slot(subscriber, category, member)
         named = self.slot.consumer
@@ -73,7 +74,7 @@ class Consumer(ConsumerView):
         self.life, self._until = Life(), Until(anyio.Event())
         self.pausable = pausable and generation is None  # rebuilds replay regardless
         self.options = options
-        self.instance = subscriber.cls()
+        self.instance = subscriber.cls() if instance is None else instance
         self.log = log.bind(consumer=self.name)
         if backend is None:
             assert pool is not None, "a consumer on PostgreSQL needs its pool"

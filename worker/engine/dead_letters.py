@@ -34,51 +34,6 @@ class Failure:
         return type(err).__qualname__, str(err)[:2000], tb[-8000:]
 
 
-async def park(
-    conn: Connection,
-    consumer: str,
-    message: Message,
-    failure: Failure | None,
-) -> None:
-    """Park ``message`` in the caller's transaction; ``failure`` is None when parked behind."""
-    error_type, error, tb = failure.summary() if failure else (None, None, None)
-    await conn.execute(
-        q.PARK,
-        consumer,
-        message.id,
-        message.stream_name,
-        message.position,
-        message.global_position,
-        message.type,
-        error_type,
-        error,
-        tb,
-        failure.attempts if failure else 0,
-        failure.first_failed_at if failure else None,
-    )
-
-
-async def parked_streams(executor: Any, consumer: str) -> dict[str, bool]:
-    """Streams with parked messages -> whether a replay was requested for them."""
-    rows = await executor.fetch(q.PARKED_STREAMS, consumer)
-    return {row["stream_name"]: row["replay"] for row in rows}
-
-
-async def parked_of_stream(executor: Any, consumer: str, stream_name: str) -> list[tuple[int, int]]:
-    """(dead letter id, global position) of a stream's parked messages, in order."""
-    rows = await executor.fetch(q.PARKED_OF_STREAM, consumer, stream_name)
-    return [(row["id"], row["global_position"]) for row in rows]
-
-
-async def failed_again(
-    executor: Any, dead_letter_id: int, error: BaseException, attempts: int
-) -> None:
-    """Record a failed replay on the parked message (it stays parked) and withdraw the
-    stream's replay request."""
-    error_type, text, tb = Failure(error, attempts, datetime.now()).summary()
-    await executor.execute(q.FAILED_AGAIN, dead_letter_id, error_type, text, tb, attempts)
-
-
 def describe(error_type: str | None, error: str | None) -> str:
     """A stored error as one line: ``Type: message``."""
     text = " ".join((error or "").split())
@@ -92,50 +47,6 @@ class ReplayState:
     position: int
     error: str
     requested: bool
-
-
-async def replay_state(executor: Any, consumer: str, stream_name: str) -> ReplayState | None:
-    """The stream's first parked message and whether a replay is requested; ``None`` when
-    nothing of the stream is parked."""
-    row = await executor.fetchrow(q.REPLAY_STATE, consumer, stream_name)
-    if row is None:
-        return None
-    return ReplayState(row["position"], describe(row["error_type"], row["error"]), row["requested"])
-
-
-async def list_parked(
-    executor: Any, consumer: str | None = None, stream_name: str | None = None, limit: int = 1000
-) -> list[dict[str, Any]]:
-    """Parked messages, oldest first per consumer."""
-    rows = await executor.fetch(q.LIST_PARKED, consumer, stream_name, limit)
-    return [dict(row) for row in rows]
-
-
-async def show(executor: Any, dead_letter_id: int) -> dict[str, Any] | None:
-    """Everything stored about one parked message."""
-    row = await executor.fetchrow(q.SHOW_PARKED, dead_letter_id)
-    return None if row is None else dict(row)
-
-
-async def request_replay(executor: Any, consumer: str, stream_name: str) -> int:
-    """Ask the consumer's owner to replay a stream's parked messages; how many are marked."""
-    return len(await executor.fetch(q.REQUEST_REPLAY, consumer, stream_name))
-
-
-async def discard(
-    executor: Any,
-    *,
-    dead_letter_id: int | None = None,
-    consumer: str | None = None,
-    stream_name: str | None = None,
-) -> int:
-    """Delete one parked message, or every parked message of a consumer's stream."""
-    return len(await executor.fetch(q.DISCARD_PARKED, dead_letter_id, consumer, stream_name))
-
-
-async def counts(executor: Any) -> dict[str, int]:
-    """Parked messages per consumer."""
-    return {row[0]: row[1] for row in await executor.fetch(q.PARKED_COUNTS)}
 
 
 @dataclass(frozen=True)
@@ -202,7 +113,8 @@ class ParkedMessages(Protocol):
 
 
 class PostgresParkedMessages:
-    """Parked messages in ``worker.dead_letters`` (the functions above, on one executor)."""
+    """Parked messages in ``worker.dead_letters``: the engine's ``ParkedMessages``, and what
+    operators ask of them (listing, showing, replay states, discarding one, counts)."""
 
     __slots__ = ("_executor",)
 
@@ -212,26 +124,42 @@ class PostgresParkedMessages:
     async def park(
         self, conn: Connection, consumer: str, message: Message, failure: Failure | None
     ) -> None:
-        await park(conn, consumer, message, failure)
+        error_type, error, tb = failure.summary() if failure else (None, None, None)
+        await conn.execute(
+            q.PARK,
+            consumer,
+            message.id,
+            message.stream_name,
+            message.position,
+            message.global_position,
+            message.type,
+            error_type,
+            error,
+            tb,
+            failure.attempts if failure else 0,
+            failure.first_failed_at if failure else None,
+        )
 
     async def parked_streams(self, consumer: str) -> dict[str, bool]:
-        return await parked_streams(self._executor, consumer)
+        rows = await self._executor.fetch(q.PARKED_STREAMS, consumer)
+        return {row["stream_name"]: row["replay"] for row in rows}
 
     async def parked_of_stream(self, consumer: str, stream_name: str) -> list[tuple[int, int]]:
-        return await parked_of_stream(self._executor, consumer, stream_name)
+        rows = await self._executor.fetch(q.PARKED_OF_STREAM, consumer, stream_name)
+        return [(row["id"], row["global_position"]) for row in rows]
 
     async def parked(
         self, consumer: str | None = None, stream_name: str | None = None
     ) -> list[ParkedMessage]:
-        rows = await list_parked(self._executor, consumer, stream_name, limit=1_000_000)
+        rows = await self.listing(consumer, stream_name, limit=1_000_000)
         names = ParkedMessage.__dataclass_fields__
         return [ParkedMessage(**{k: v for k, v in row.items() if k in names}) for row in rows]
 
     async def request_replay(self, consumer: str, stream_name: str) -> int:
-        return await request_replay(self._executor, consumer, stream_name)
+        return len(await self._executor.fetch(q.REQUEST_REPLAY, consumer, stream_name))
 
     async def discard(self, consumer: str, stream_name: str) -> int:
-        return await discard(self._executor, consumer=consumer, stream_name=stream_name)
+        return len(await self._executor.fetch(q.DISCARD_PARKED, None, consumer, stream_name))
 
     async def replayed(self, conn: Connection, dead_letter_id: int) -> None:
         await conn.execute(q.DELETE_DEAD_LETTER, dead_letter_id)
@@ -239,4 +167,34 @@ class PostgresParkedMessages:
     async def failed_again(
         self, conn: Connection, dead_letter_id: int, error: BaseException, attempts: int
     ) -> None:
-        await failed_again(conn, dead_letter_id, error, attempts)
+        error_type, text, tb = Failure(error, attempts, datetime.now()).summary()
+        await conn.execute(q.FAILED_AGAIN, dead_letter_id, error_type, text, tb, attempts)
+
+    async def listing(
+        self, consumer: str | None = None, stream_name: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Parked messages with everything listed about them, oldest first per consumer."""
+        rows = await self._executor.fetch(q.LIST_PARKED, consumer, stream_name, limit)
+        return [dict(row) for row in rows]
+
+    async def show(self, dead_letter_id: int) -> dict[str, Any] | None:
+        """Everything stored about one parked message."""
+        row = await self._executor.fetchrow(q.SHOW_PARKED, dead_letter_id)
+        return None if row is None else dict(row)
+
+    async def discard_one(self, dead_letter_id: int) -> int:
+        """Delete one parked message; how many were deleted (0 or 1)."""
+        return len(await self._executor.fetch(q.DISCARD_PARKED, dead_letter_id, None, None))
+
+    async def replay_state(self, consumer: str, stream_name: str) -> ReplayState | None:
+        """The stream's first parked message and whether a replay is requested; ``None`` when
+        nothing of the stream is parked."""
+        row = await self._executor.fetchrow(q.REPLAY_STATE, consumer, stream_name)
+        if row is None:
+            return None
+        error = describe(row["error_type"], row["error"])
+        return ReplayState(row["position"], error, row["requested"])
+
+    async def counts(self) -> dict[str, int]:
+        """Parked messages per consumer."""
+        return {row[0]: row[1] for row in await self._executor.fetch(q.PARKED_COUNTS)}

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import structlog
 
-from worker.engine import dead_letters, pauses
+from worker.engine import pauses
+from worker.engine.dead_letters import PostgresParkedMessages
 from worker.engine.factory import build_consumer
 from worker.engine.lease import Lease, owner_id
 from worker.engine.positions import PostgresPositionStore, reset_held
@@ -73,7 +74,7 @@ async def check_parked_consumer(
 ) -> None:
     """``UsageError`` when ``name`` is none of the domain's consumers and has no parked
     messages (a consumer since removed from the code may still have some)."""
-    if name is None or name in slots(domain) or name in await dead_letters.counts(pool):
+    if name is None or name in slots(domain) or name in await PostgresParkedMessages(pool).counts():
         return
     slot_named(domain, name)
 
@@ -155,7 +156,7 @@ async def resume(pool: asyncpg.Pool[Any], domain: Subscriptions, names: Sequence
 
 async def parked(pool: asyncpg.Pool[Any], dead_letter_id: int) -> dict[str, Any]:
     """One parked message's row; ``WorkerError`` when there is none with that id."""
-    row = await dead_letters.show(pool, dead_letter_id)
+    row = await PostgresParkedMessages(pool).show(dead_letter_id)
     if row is None:
         raise WorkerError(f"no parked message with id {dead_letter_id}")
     return row
@@ -189,9 +190,9 @@ async def replay(
             done = await built.replay(stream)
         finally:
             await built.lease.release()
-        left = await dead_letters.parked_of_stream(pool, consumer, stream)
+        left = await PostgresParkedMessages(pool).parked_of_stream(consumer, stream)
         return Replayed(done, stream, len(left))
-    marked = await dead_letters.request_replay(pool, consumer, stream)
+    marked = await PostgresParkedMessages(pool).request_replay(consumer, stream)
     await _await_replay(pool, consumer, stream, within)
     return Replayed(marked, stream, None)
 
@@ -201,7 +202,8 @@ async def _await_replay(pool: asyncpg.Pool[Any], consumer: str, stream: str, wit
     parked) or failed (the request is withdrawn: ``ReplayFailedError`` with the new error)."""
     with anyio.move_on_after(within):
         # Another process does the work: its progress is only visible in the database.
-        while (state := await dead_letters.replay_state(pool, consumer, stream)) is not None:
+        parked = PostgresParkedMessages(pool)
+        while (state := await parked.replay_state(consumer, stream)) is not None:
             if not state.requested:
                 raise ReplayFailedError(consumer, stream, state.position, state.error)
             await anyio.sleep(0.2)
@@ -217,16 +219,17 @@ async def discard_stream(
 ) -> int:
     """Drop every parked message of a consumer's stream; how many."""
     await check_parked_consumer(pool, domain, consumer)
-    return await dead_letters.discard(pool, consumer=consumer, stream_name=stream)
+    return await PostgresParkedMessages(pool).discard(consumer, stream)
 
 
 async def discard_one(pool: asyncpg.Pool[Any], dead_letter_id: int) -> tuple[dict[str, Any], int]:
     """Drop one parked message: its row, and how many later messages of its stream stay
     parked behind where it was."""
-    row = await dead_letters.show(pool, dead_letter_id)
-    if row is None or not await dead_letters.discard(pool, dead_letter_id=dead_letter_id):
+    parked = PostgresParkedMessages(pool)
+    row = await parked.show(dead_letter_id)
+    if row is None or not await parked.discard_one(dead_letter_id):
         raise WorkerError(f"no parked message with id {dead_letter_id}")
-    left = await dead_letters.parked_of_stream(pool, row["consumer"], row["stream_name"])
+    left = await parked.parked_of_stream(row["consumer"], row["stream_name"])
     return row, len(left)
 
 

@@ -12,10 +12,9 @@ from worker.engine.replays import Replays
 from worker.engine.routes import route_table
 
 if TYPE_CHECKING:
-    from worker.engine.backend import Backend, Standings
+    from worker.engine.backend import Backend, PauseSwitch, Standings
     from worker.engine.cursor import Cursor
     from worker.engine.lease import Lease
-    from worker.engine.pauses import Switch
     from worker.engine.positions import PositionStore
     from worker.engine.subscriber import Slot
     from worker.engine.tuning import ConsumerOptions
@@ -32,7 +31,7 @@ class Parts:
     replays: Replays
     reader: Reader
     standing: Standings
-    pause: Switch
+    pause: PauseSwitch
     positions: PositionStore
     store: MessageStore
     waker: Waker
@@ -63,9 +62,10 @@ def build_parts(
         policy=options.policy,
         cursor=cursor,
         log=log,
+        tables=backend.tables,
         concurrency=subscriber.concurrent,
         position_interval=options.position_interval,
-        commit_behind=bool(subscriber.read_models),
+        commit_behind=backend.commit_behind and bool(subscriber.read_models),
         declared=subscriber.declared,
     )
     replays = Replays(batches, backend, lease, options.refresh_interval, log)

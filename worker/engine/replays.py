@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from worker.engine import dead_letters
+from worker.engine.dead_letters import describe
 from worker.engine.outcomes import HandlerFailed, handler_failure
 from worker.errors import LeaseLostError, ReplayFailedError
 from worker.read.handed import handed_to
@@ -89,7 +89,7 @@ class Replays:
             await self._parked.failed_again(conn, dead_letter_id, failed.error, 1)
             if not await self.lease_current(conn):
                 raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
-        error = dead_letters.describe(type(failed.error).__qualname__, str(failed.error))
+        error = describe(type(failed.error).__qualname__, str(failed.error))
         self._cursor.parked[stream] = False
         return ReplayFailedError(self.name, stream, position, error, done)
 

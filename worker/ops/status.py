@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from worker.engine import dead_letters, pauses
+from worker.engine import pauses
 from worker.engine import queries as q
+from worker.engine.dead_letters import PostgresParkedMessages
 from worker.engine.state import ConsumerState
 from worker.read import generations
 from worker.store.message_store import MessageStore
@@ -98,7 +99,7 @@ async def consumer_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Consu
     store = MessageStore(pool)
     positions = {r[0]: (r[1], r[2]) for r in await pool.fetch(q.STATUS_POSITIONS)}
     leases = {r["consumer"]: r for r in await pool.fetch(q.STATUS_LEASES)}
-    parked = await dead_letters.counts(pool)
+    parked = await PostgresParkedMessages(pool).counts()
     building = await generations.building(pool)
     paused = await pauses.paused(pool)
     due = await _rebuild_due(pool, domain)

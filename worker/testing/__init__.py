@@ -14,6 +14,8 @@ Stand-ins (each held to its PostgreSQL twin by a contract suite in ``tests/contr
   rows in memory); ``rows(Model)`` reads them.
 * ``MemoryTransactions`` / ``MemoryConnection``: in-memory transactions whose rollback undoes
   every change made in them; they refuse SQL (``InMemorySQLError``).
+* ``MemoryBackend``: all of them as the engine's ``Backend``, so the real ``Consumer`` (with its
+  replays of parked messages) runs without a database; ``project`` runs on it.
 
 Harness: ``project(Subscriber, in_stream(stream, *events), ...)`` returns a ``Projected`` with
 the rows, the emitted messages, the parked messages and the positions.
@@ -29,6 +31,7 @@ never operations.
 from worker.engine.dead_letters import ParkedMessage
 from worker.errors import InMemorySQLError
 from worker.testing.aggregates import Given, Then, given, replay
+from worker.testing.backend import MemoryBackend
 from worker.testing.connection import MemoryConnection, MemoryTransactions
 from worker.testing.harness import Projected, StreamEvent, in_stream, project
 from worker.testing.message_store import (
@@ -44,6 +47,7 @@ from worker.testing.table import MemoryReadModels, MemoryRows, MemoryTable
 __all__ = [
     "Given",
     "InMemorySQLError",
+    "MemoryBackend",
     "MemoryConnection",
     "MemoryMessage",
     "MemoryMessageStore",

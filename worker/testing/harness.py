@@ -1,9 +1,9 @@
 """Running a projector or an event handler over given events, in memory, with the engine's code.
 
 ``await project(OrderSummaryProjector, in_stream("order-1", OrderPlaced(...), OrderShipped(...)))``
-runs the subscriber the way the worker does, on the in-memory stand-ins: its routes
-(``worker.engine.routes.route_table``), its batches and their failure rules
-(``worker.engine.batch.Batches``: one transaction per batch, a failing message isolated, retried
+runs the subscriber the way the worker does: the engine's own ``Consumer`` on the in-memory
+backend (``worker.testing.backend.MemoryBackend``), with its routes, its batches and their
+failure rules (one transaction per batch, a failing message isolated, retried
 ``max_attempts`` times, then parked with its stream's later messages behind it, or the consumer
 stopped; malformed data parked at once) and the handler's ``Context`` (``ctx.table``,
 ``ctx.write`` with its deterministic ids, ``ctx.message``, ``ctx.idempotency_key``). Retries do
@@ -20,19 +20,22 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio
 import structlog
 
-from worker.engine.batch import Batches
-from worker.engine.cursor import Cursor
+from worker.engine.consumer import Consumer
+from worker.engine.lifecycle import Mode, Until
 from worker.engine.retry import RetryPolicy, is_transient
-from worker.engine.routes import route_table
 from worker.engine.subscriber import Subscriber, build_subscriber, registered_declaration
-from worker.errors import ConsumerStoppedError, RegistrationError
+from worker.engine.tuning import ConsumerOptions
+from worker.engine.wakeups import Waker
+from worker.errors import RegistrationError
 from worker.model.event import BaseEvent
 from worker.store.message import NewMessage
 from worker.store.stream_name import check_stream_name
+from worker.testing.backend import MemoryBackend
 from worker.testing.connection import MemoryTransactions
 from worker.testing.message_store import MemoryMessage, MemoryMessageStore
 from worker.testing.parked import MemoryParked, MemoryParkedMessages
@@ -40,14 +43,14 @@ from worker.testing.positions import MemoryPositionStore
 from worker.testing.table import MemoryReadModels
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Awaitable, Callable, Iterable, Mapping
+    from contextlib import AbstractAsyncContextManager
 
     from worker.engine.declared import Declared
-    from worker.engine.lease import Lease
     from worker.engine.retry import Decision, FailureAction
     from worker.engine.subscriber import Slot, Subscriptions
     from worker.read.model import ReadModel
-    from worker.store.message_store import MessageStore
+    from worker.store.types import Connection
 
 M = TypeVar("M", bound="ReadModel")
 
@@ -146,20 +149,47 @@ async def project(
         for stream_name, message in events:
             await store.write(stream_name, _new_message(message))
     mark = store.messages()[-1].global_position if store.messages() else 0
-    transactions = MemoryTransactions()
+    transactions = _Guarded(store, len(store) + max_emitted, max_emitted)
+    backend = MemoryBackend(
+        store, positions=positions, parked=parked, tables=read_models, transactions=transactions
+    )
     policy = _Policy(
         max_attempts=max_attempts or described.options.max_attempts or 3,
         action=on_failure or described.options.on_failure or "park",
     )
     result = Projected(described, store, read_models, positions, parked, transactions, emitted=[])
+    size = batch_size or described.options.batch_size or 1000
+    options = ConsumerOptions(batch_size=size, policy=policy, position_interval=0.0)
     declared = _declared(subscriber, described, domain)
     consumers = [
-        await _consumer(slot, instance, result, policy, declared) for slot in described.slots()
+        _consumer(slot, instance, backend, options, declared, result) for slot in described.slots()
     ]
-    size = batch_size or described.options.batch_size or 1000
-    await _run(consumers, result, policy, size, max_emitted)
+    await _run(consumers, backend, result, policy)
     result.emitted = [m for m in store.messages() if m.global_position > mark]
     return result
+
+
+def _consumer(
+    slot: Slot,
+    instance: Any,
+    backend: MemoryBackend,
+    options: ConsumerOptions,
+    declared: Declared | None,
+    result: Projected,
+) -> Consumer:
+    """The engine's consumer of ``slot`` on the in-memory backend."""
+    consumer = Consumer(
+        slot.subscriber,
+        slot.category,
+        member=slot.member,
+        waker=Waker(),
+        options=options,
+        backend=backend,
+        instance=instance,
+    )
+    consumer.batches.declared = declared
+    result.instances[consumer.name] = consumer.instance
+    return consumer
 
 
 def _describe(subscriber: type[Any] | Subscriber, domain: Subscriptions | None) -> Subscriber:
@@ -198,91 +228,54 @@ def _new_message(message: BaseEvent | NewMessage) -> NewMessage:
     return message if isinstance(message, NewMessage) else message.to_message()
 
 
-@dataclass
-class _HeldLease:
-    """A lease that is always held (no other process exists in memory)."""
-
-    epoch: int
-    held: bool = True
-    lost: str | None = None
-
-
-@dataclass
-class _Consumer:
-    slot: Slot
-    batches: Batches
-
-
-async def _consumer(
-    slot: Slot, instance: Any, result: Projected, policy: RetryPolicy, declared: Declared | None
-) -> _Consumer:
-    """The engine's batches for one consumer, on the stand-ins."""
-    name = slot.name
-    positions = result.position_store
-    handlers = instance if instance is not None else slot.subscriber.cls()
-    result.instances[name] = handlers
-    position = await positions.load(name)
-    cursor = Cursor(
-        position=position, committed=position, high_water=await positions.high_water(name)
-    )
-    cursor.parked = await result.parked_messages.parked_streams(name)
-    batches = Batches(
-        name,
-        routes=route_table(slot.subscriber, handlers),
-        transactions=result.transactions,
-        # The engine names its PostgreSQL types; the stand-ins answer the same calls.
-        store=cast("MessageStore", result.store),
-        positions=positions,
-        parked=result.parked_messages,
-        lease=cast("Lease", _HeldLease(positions.take_lease(name))),
-        policy=policy,
-        cursor=cursor,
-        log=log.bind(consumer=name),
-        tables=result.read_models,
-        concurrency=slot.subscriber.concurrent,
-        declared=declared,
-    )
-    return _Consumer(slot, batches)
-
-
 async def _run(
-    consumers: list[_Consumer],
-    result: Projected,
-    policy: _Policy,
-    batch_size: int,
-    max_emitted: int,
+    consumers: list[Consumer], backend: MemoryBackend, result: Projected, policy: _Policy
 ) -> None:
-    """Every consumer reads and applies batches until none finds anything new (or the handlers
-    wrote more than ``max_emitted`` messages: they feed themselves)."""
-    most = len(result.store) + max_emitted
+    """Every consumer runs until caught up, again and again until none moved (the handlers
+    may write into categories the others read)."""
     moved = True
     while moved:
         moved = False
         for consumer in consumers:
-            name = consumer.slot.name
-            if name in result.stopped:
+            if consumer.name in result.stopped:
                 continue
-            found = await result.store.read_category(
-                consumer.slot.category,
-                consumer.batches.cursor.position + 1,
-                batch_size,
-                consumer_group_member=consumer.slot.member,
-                consumer_group_size=consumer.slot.size,
+            before = consumer.cursor.position
+            await consumer.run(Until(anyio.Event(), caught_up=True))
+            if backend.transactions.refused is not None:
+                raise backend.transactions.refused
+            if consumer.life.mode is Mode.STOPPED:
+                result.stopped[consumer.name] = policy.failures[-1]
+            moved = moved or consumer.cursor.position != before
+
+
+class _Guarded(MemoryTransactions):
+    """Transactions that refuse to begin once the handlers wrote more than ``most`` messages
+    into the store (they keep feeding themselves)."""
+
+    def __init__(self, store: MemoryMessageStore, most: int, max_emitted: int) -> None:
+        super().__init__()
+        self._store, self._most, self._max_emitted = store, most, max_emitted
+
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        self._check()
+        return super().transaction()
+
+    def statement(self) -> AbstractAsyncContextManager[Connection]:
+        self._check()
+        return super().statement()
+
+    def lazy(
+        self, *, after: Callable[[], Awaitable[None]] | None = None
+    ) -> AbstractAsyncContextManager[Connection]:
+        self._check()
+        return super().lazy(after=after)
+
+    def _check(self) -> None:
+        if len(self._store) > self._most:
+            raise RuntimeError(
+                f"the handlers wrote more than {self._max_emitted} messages and are not caught "
+                "up: does a handler keep writing into a category it reads?"
             )
-            if not found:
-                continue
-            moved = True
-            if len(result.store) > most:
-                raise RuntimeError(
-                    f"the handlers wrote more than {max_emitted} messages and are not caught up: "
-                    "does a handler keep writing into a category it reads?"
-                )
-            try:
-                await consumer.batches.process([m.as_message() for m in found])
-            except ConsumerStoppedError:
-                result.stopped[name] = policy.failures[-1]
-            if result.transactions.refused is not None:
-                raise result.transactions.refused
 
 
 @dataclass(frozen=True)
@@ -294,14 +287,21 @@ class _Policy(RetryPolicy):
     max_delay: float = 0.0
     jitter: float = 0.0
     failures: list[BaseException] = field(default_factory=list, compare=False)
+    _transient: list[str] = field(default_factory=list, compare=False)  # in a row, by repr
 
     def decide(self, error: BaseException, attempt: int) -> Decision:
         self.failures.append(error)
         return super().decide(error, attempt)
 
     def backoff(self, attempt: int) -> float:
-        # Handler errors are retried through decide() below max_attempts; only a batch's
-        # transient error is retried past it.
+        # Handler errors are retried through decide() below max_attempts; only a transient
+        # error is retried past it, by the batch and then by the consumer: the same error
+        # met again in a row counts as one more attempt, whoever retries it.
+        seen = repr(sys.exc_info()[1])
+        if self._transient and self._transient[-1] != seen:
+            self._transient.clear()
+        self._transient.append(seen)
+        attempt = max(attempt, len(self._transient))
         if attempt >= max(self.max_attempts, 3):
             raise _transient_gave_up(attempt)
         return 0.0

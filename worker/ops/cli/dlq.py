@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from worker.engine import dead_letters, operations
+from worker.engine import operations
+from worker.engine.dead_letters import PostgresParkedMessages
 from worker.errors import UsageError, WorkerError
 from worker.ops.cli import common, output
 from worker.store import queries as store_queries
@@ -34,7 +35,7 @@ def dlq_list(
 
     async def work(app: App, pool: asyncpg.Pool[Any]) -> list[dict[str, Any]]:
         await operations.check_parked_consumer(pool, app.domain, consumer)
-        return await dead_letters.list_parked(pool, consumer, stream)
+        return await PostgresParkedMessages(pool).listing(consumer, stream)
 
     rows = common.with_pool(work, read_only=True)
     if as_json:
@@ -99,7 +100,7 @@ def dlq_show(
     """Everything stored about one parked message, and the message itself."""
 
     async def work(_app: App, pool: asyncpg.Pool[Any]) -> dict[str, Any] | None:
-        row = await dead_letters.show(pool, dead_letter_id)
+        row = await PostgresParkedMessages(pool).show(dead_letter_id)
         if row is not None:
             message = await pool.fetchrow(store_queries.MESSAGE_BODY, row["global_position"])
             row["message"] = None if message is None else dict(message)

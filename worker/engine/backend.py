@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from worker.engine.positions import PositionStore
     from worker.engine.standing import Standing
     from worker.engine.subscriber import Slot
+    from worker.store.database import Database
     from worker.store.transactions import Transactions
 
 
@@ -65,7 +66,7 @@ class PostgresBackend:
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | Database,
         pool: asyncpg.Pool[Any],
         store: MessageStore | None = None,
         positions: PositionStore | None = None,

@@ -29,7 +29,7 @@ from worker.engine import queries as q
 from worker.engine.contact import Contact
 from worker.engine.retry import is_disconnection, is_transient
 from worker.errors import LeaseLostError
-from worker.store.database import connect
+from worker.store.database import Database, connect
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -57,7 +57,7 @@ class Lease:
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | Database,
         consumer: str,
         *,
         ttl: float = DEFAULT_TTL,

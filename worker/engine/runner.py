@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -100,7 +100,6 @@ class Runner:
         self.domain = domain
         self.services = tuple(services)
         self.database = _database(dsn, settings)
-        self.dsn = self.database.dsn
         self.settings = settings
         self.only = only
         self.stop = anyio.Event()
@@ -110,6 +109,15 @@ class Runner:
         self._consumers_scope = anyio.CancelScope()
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
         self._no_auto_rebuild: set[str] = set()
+
+    @property
+    def dsn(self) -> str:
+        """The DSN the runner connects to (set it to move the runner to another server)."""
+        return self.database.dsn
+
+    @dsn.setter
+    def dsn(self, dsn: str) -> None:
+        self.database = replace(self.database, dsn=dsn)
 
     def _consumers(self, pool: Any, store: MessageStore) -> list[Consumer]:
         return [

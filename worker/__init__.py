@@ -31,7 +31,7 @@ from worker.ops.app import App, open_app, open_store, resolve_dsn
 from worker.ops.log import configure_logging
 from worker.ops.settings import Settings, WorkerSettings, load_settings
 from worker.read.model import Increment, ReadModel
-from worker.store.database import connect, create_pool, redact
+from worker.store.database import Database, connect, create_pool, redact
 from worker.store.installer import install
 from worker.store.message import Message, NewMessage
 from worker.store.message_store import MessageStore
@@ -50,6 +50,7 @@ __all__ = [
     "BaseEvent",
     "ConfigurationError",
     "Context",
+    "Database",
     "DatabaseUnavailableError",
     "Domain",
     "ExpectedVersionError",

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from worker.engine.standing import Standing
     from worker.engine.subscriber import Slot
     from worker.read.table import TableFactory
+    from worker.store.database import Database
     from worker.store.transactions import Transactions
 
 
@@ -91,7 +92,7 @@ class PostgresBackend:
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | Database,
         pool: asyncpg.Pool[Any],
         store: MessageStore | None = None,
         positions: PositionStore | None = None,

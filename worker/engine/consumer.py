@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from worker.engine.positions import PositionStore
     from worker.engine.subscriber import Subscriber
     from worker.engine.wakeups import Waker
+    from worker.store.database import Database
     from worker.store.message_store import MessageStore
 
 __all__ = ["Consumer", "ConsumerOptions", "close_all"]
@@ -51,7 +52,7 @@ class Consumer(ConsumerView):
         subscriber: Subscriber,
         category: str,
         *,
-        dsn: str = "",
+        dsn: str | Database = "",
         pool: asyncpg.Pool[Any] | None = None,
         store: MessageStore | None = None,
         positions: PositionStore | None = None,

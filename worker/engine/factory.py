@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from worker.engine.settings import EngineSettings
     from worker.engine.subscriber import Slot, Subscriber
+    from worker.store.database import Database
 
 
 def consumer_options(settings: EngineSettings, subscriber: Subscriber) -> ConsumerOptions:
@@ -39,7 +40,7 @@ def consumer_options(settings: EngineSettings, subscriber: Subscriber) -> Consum
 def build_consumer(
     slot: Slot,
     *,
-    dsn: str,
+    dsn: str | Database,
     pool: asyncpg.Pool[Any],
     settings: EngineSettings,
     waker: Waker | None = None,

@@ -29,7 +29,7 @@ from worker.engine import queries as q
 from worker.engine.contact import Contact
 from worker.engine.retry import is_disconnection, is_transient
 from worker.errors import LeaseLostError
-from worker.store.database import connect
+from worker.store.database import Database, connect
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -57,7 +57,7 @@ class Lease:
 
     def __init__(
         self,
-        dsn: str,
+        dsn: str | Database,
         consumer: str,
         *,
         ttl: float = DEFAULT_TTL,
@@ -167,16 +167,7 @@ class Lease:
                     self._limiter = limiter
                     return True
             except Exception as error:
-                if not is_transient(error):
-                    raise
-                self._drop_connection()
-                self._trouble(error)
-                log.warning(
-                    "lease check failed",
-                    consumer=self.consumer,
-                    error=_described(error, "lease check timed out"),
-                    error_type=type(error).__name__,
-                )
+                self._failed_round_trip(error, "lease check failed", "lease check timed out")
             finally:
                 if limiter is not None and self._limiter is None:
                     limiter.release()
@@ -245,17 +236,23 @@ class Lease:
                 work.cancel()
                 return
             except Exception as error:
-                if not is_transient(error):
-                    raise
-                self._drop_connection()
-                self._trouble(error)
-                log.warning(
-                    "lease renewal failed",
-                    consumer=self.consumer,
-                    error=_described(error, f"renewal timed out after {allowed:.1f} s"),
-                    error_type=type(error).__name__,
-                )
+                timed_out = f"renewal timed out after {allowed:.1f} s"
+                self._failed_round_trip(error, "lease renewal failed", timed_out)
                 await anyio.sleep(min(interval / 4, 1.0))
+
+    def _failed_round_trip(self, error: Exception, event: str, timed_out: str) -> None:
+        """A transient failure is logged (``timed_out`` says a timeout) and the connection
+        dropped, to be opened again on the next try; any other error is raised."""
+        if not is_transient(error):
+            raise error
+        self._drop_connection()
+        self._trouble(error)
+        log.warning(
+            event,
+            consumer=self.consumer,
+            error=_described(error, timed_out),
+            error_type=type(error).__name__,
+        )
 
     def _trouble(self, error: BaseException) -> None:
         """A round trip failed: a connection error means the database was not reached."""

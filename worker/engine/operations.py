@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from worker.engine.settings import EngineSettings
     from worker.engine.subscriber import Slot, Subscriber, Subscriptions
+    from worker.store.database import Database
 
 log = structlog.get_logger("worker.operations")
 
@@ -84,7 +85,7 @@ async def check_parked_consumer(
 
 async def reset(
     pool: asyncpg.Pool[Any],
-    dsn: str,
+    dsn: str | Database,
     domain: Subscriptions,
     consumer: str,
     to: int,
@@ -174,7 +175,7 @@ class Replayed:
 
 async def replay(
     pool: asyncpg.Pool[Any],
-    dsn: str,
+    dsn: str | Database,
     settings: EngineSettings,
     domain: Subscriptions,
     consumer: str,
@@ -258,7 +259,7 @@ async def check_rebuild_rights(
 
 async def rebuild_projection(
     pool: asyncpg.Pool[Any],
-    dsn: str,
+    dsn: str | Database,
     settings: EngineSettings,
     subscriber: Subscriber,
     *,

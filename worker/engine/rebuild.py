@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from worker.engine.consumer import Consumer
     from worker.engine.settings import EngineSettings
     from worker.engine.subscriber import Subscriber
+    from worker.store.database import Database
     from worker.store.types import Connection
 
 log = structlog.get_logger("worker.rebuild")
@@ -94,7 +95,7 @@ class RebuildOutcome:
 
 
 async def rebuild(
-    dsn: str,
+    dsn: str | Database,
     pool: asyncpg.Pool[Any],
     settings: EngineSettings,
     subscriber: Subscriber,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -22,8 +22,9 @@ from worker.engine.lifecycle import Step, Until
 from worker.engine.rebuild import rebuild
 from worker.engine.state import ConsumerState
 from worker.engine.wakeups import Listener, Waker
+from worker.errors import ConfigurationError
 from worker.read import generations
-from worker.store.database import create_pool
+from worker.store.database import Database, create_pool
 from worker.store.installer import check_installed
 from worker.store.message_store import MessageStore
 
@@ -66,6 +67,20 @@ class RunResult:
         return [c.name for c in self.consumers if c.state == ConsumerState.STOPPED]
 
 
+def _database(target: str | Database, settings: EngineSettings) -> Database:
+    """How the runner connects: a bare DSN with the settings' read-model schema (and the
+    default timeout); a ``Database`` as it is, if it names the same read-model schema."""
+    if not isinstance(target, Database):
+        return Database(target, read_model_schema=settings.read_model_schema)
+    if target.read_model_schema != settings.read_model_schema:
+        raise ConfigurationError(
+            f"the runner's Database puts read-model schema {target.read_model_schema!r} on the "
+            f"search path, but [worker] read_model_schema is {settings.read_model_schema!r}: "
+            "make them the same"
+        )
+    return target
+
+
 class Runner:
     """Runs a domain's consumers against one database, and ``services`` beside them.
 
@@ -76,7 +91,7 @@ class Runner:
     def __init__(
         self,
         domain: Subscriptions,
-        dsn: str,
+        dsn: str | Database,
         settings: EngineSettings,
         *,
         only: list[str] | None = None,
@@ -84,7 +99,7 @@ class Runner:
     ) -> None:
         self.domain = domain
         self.services = tuple(services)
-        self.dsn = dsn
+        self.database = _database(dsn, settings)
         self.settings = settings
         self.only = only
         self.stop = anyio.Event()
@@ -95,10 +110,24 @@ class Runner:
         self._limiters: dict[str, anyio.CapacityLimiter] = {}
         self._no_auto_rebuild: set[str] = set()
 
+    @property
+    def dsn(self) -> str:
+        """The DSN the runner connects to (set it to move the runner to another server)."""
+        return self.database.dsn
+
+    @dsn.setter
+    def dsn(self, dsn: str) -> None:
+        self.database = replace(self.database, dsn=dsn)
+
     def _consumers(self, pool: Any, store: MessageStore) -> list[Consumer]:
         return [
             build_consumer(
-                slot, dsn=self.dsn, pool=pool, settings=self.settings, waker=self.waker, store=store
+                slot,
+                dsn=self.database,
+                pool=pool,
+                settings=self.settings,
+                waker=self.waker,
+                store=store,
             )
             for subscriber in self.domain.subscribers
             for slot in subscriber.slots()
@@ -129,11 +158,10 @@ class Runner:
         # Up to three connections a consumer: the batch being handled, the one committing
         # behind it, the next one being read.
         pool = await create_pool(
-            self.dsn,
+            self.database,
             min_size=1,
             max_size=3 * slots + 2,
             idle_in_transaction_timeout=self.settings.lease_ttl,
-            read_model_schema=self.settings.read_model_schema,
         )
         try:
             store = MessageStore(pool)
@@ -143,7 +171,7 @@ class Runner:
                 if handle_signals:
                     outer.start_soon(self._watch_signals, outer.cancel_scope)
                 if self.settings.notify and not until_caught_up:
-                    await outer.start(Listener(self.dsn, self.waker).run)
+                    await outer.start(Listener(self.database, self.waker).run)
                 await self._services(outer, store)
                 outer.start_soon(self._report)
                 self._notify("READY=1")
@@ -256,7 +284,7 @@ class Runner:
         Until the switch, readers keep the old tables as they were.
         """
         with structlog.contextvars.bound_contextvars(projection=subscriber.name):
-            await rebuild(self.dsn, pool, self.settings, subscriber)
+            await rebuild(self.database, pool, self.settings, subscriber)
         async with anyio.create_task_group() as tg:
             for consumer in held:
                 tg.start_soon(self._run_consumer, consumer)

@@ -14,7 +14,7 @@ import structlog
 
 from worker.engine.retry import is_transient
 from worker.store import backoff
-from worker.store.database import connect
+from worker.store.database import Database, connect
 
 if TYPE_CHECKING:
     import asyncpg
@@ -89,7 +89,12 @@ class Listener:
     """Holds a LISTEN connection and forwards notifications to a ``Waker``."""
 
     def __init__(
-        self, dsn: str, waker: Waker, *, health_interval: float = 5.0, retry_max: float = 5.0
+        self,
+        dsn: str | Database,
+        waker: Waker,
+        *,
+        health_interval: float = 5.0,
+        retry_max: float = 5.0,
     ) -> None:
         self._dsn = dsn
         self._waker = waker

@@ -240,18 +240,14 @@ class WriteSide:
         the class's ``__version__``); older stored payloads are upcast (``upcaster``).
         """
 
-        def register(event_cls: E) -> E:
-            self.register_event(
-                event_cls,
-                part_of=part_of,
-                type_name=type_name,
-                aliases=aliases,
-                category=category,
-                version=version,
-            )
-            return event_cls
-
-        return register(cls) if cls is not None else register
+        return self._registering(
+            cls,
+            part_of=part_of,
+            type_name=type_name,
+            aliases=aliases,
+            category=category,
+            version=version,
+        )
 
     def command(
         self,
@@ -270,16 +266,22 @@ class WriteSide:
         ``ctx.write``). Named like an event; in Protean's layout its metadata says ``COMMAND``.
         """
 
-        def register(command_cls: E) -> E:
-            self.register_event(
-                command_cls,
-                part_of=part_of,
-                type_name=type_name,
-                aliases=aliases,
-                category=category,
-                command=True,
-            )
-            return command_cls
+        return self._registering(
+            cls,
+            part_of=part_of,
+            type_name=type_name,
+            aliases=aliases,
+            category=category,
+            command=True,
+        )
+
+    def _registering(self, cls: E | None, **options: Any) -> Any:
+        """``register_event(cls, **options)``, now (``@domain.event``) or as the decorator it
+        returns (``@domain.event(...)``)."""
+
+        def register(event_cls: E) -> E:
+            self.register_event(event_cls, **options)
+            return event_cls
 
         return register(cls) if cls is not None else register
 

@@ -17,8 +17,7 @@ from worker.ops.settings import load_settings
 from worker.store import embedded, privileges
 from worker.store.database import (
     EMBEDDED_DATABASE,
-    ConnectOptions,
-    configure,
+    Database,
     create_pool,
     is_embedded,
     start_embedded,
@@ -62,9 +61,9 @@ def running_embedded(data_dir: Path) -> str:
     return server.dsn(EMBEDDED_DATABASE)
 
 
-def connect_options(settings: Settings) -> ConnectOptions:
-    """The connection options the settings ask for (timeout, read-model schema)."""
-    return ConnectOptions(settings.event_store.connect_timeout, settings.worker.read_model_schema)
+def resolve_database(settings: Settings, *, start: bool = True) -> Database:
+    """``resolve_dsn``'s DSN with the settings' connection options."""
+    return settings.database(resolve_dsn(settings, start=start))
 
 
 @dataclass
@@ -75,24 +74,27 @@ class App:
     domain: Domain
     dsn: str
 
+    @property
+    def database(self) -> Database:
+        """How this application connects: its DSN with the settings' options."""
+        return self.settings.database(self.dsn)
+
     @classmethod
     def load(cls, settings: Settings, *, read_only: bool = False) -> App:
-        """Load the domain named by the settings, resolve the database, and make the settings'
-        connection options (timeout, read-model schema) those of every connection.
-        ``read_only``: a command that only reads never starts the embedded server."""
-        configure(connect_options(settings))
+        """Load the domain named by the settings and resolve the database (``read_only``: a
+        command that only reads never starts the embedded server)."""
         return cls(settings, load_domain(settings), resolve_dsn(settings, start=not read_only))
 
     def runner(self, *, only: list[str] | None = None) -> runner.Runner:
         """The worker of this application (``worker run``'s), to run in this process."""
-        return Runner(self.domain, self.dsn, self.settings.worker, only=only)
+        return Runner(self.domain, self.database, self.settings.worker, only=only)
 
     async def pool(
         self, max_size: int = 4, rights: tuple[Right, ...] = privileges.WRITE
     ) -> asyncpg.Pool[Any]:
         """A pool on a database where MessageDB and the worker schema are installed and the
         role has ``rights``."""
-        pool = await create_pool(self.dsn, min_size=1, max_size=max_size)
+        pool = await create_pool(self.database, min_size=1, max_size=max_size)
         try:
             async with pool.acquire() as conn:
                 await check_installed(conn, rights)
@@ -164,15 +166,15 @@ class OpeningStore:
 
     async def _open(self) -> MessageStore:
         settings = load_settings(self._config, **self._overrides)
-        configure(connect_options(settings))
         if self._domain is not None:
             self._domain.configure(settings)
         state = self._domain is not None and any(
             not cls.__is_event_sourced__ for cls in self._domain.aggregates
         )
         rights = privileges.MESSAGES + (privileges.STATE if state else ())
-        dsn = await anyio.to_thread.run_sync(resolve_dsn, settings)  # may start the embedded one
-        pool = await create_pool(dsn, min_size=1, max_size=self._max_size)
+        # may start the embedded one
+        database = await anyio.to_thread.run_sync(resolve_database, settings)
+        pool = await create_pool(database, min_size=1, max_size=self._max_size)
         try:
             async with pool.acquire() as conn:
                 await check_installed(conn, rights, worker_schema=state)

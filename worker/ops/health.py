@@ -54,6 +54,63 @@ def _ready(consumer: Consumer, unready_after: float) -> bool:
     return consumer.state in READY
 
 
+# The metric families with one sample a consumer: name -> (kind, documentation).
+_PER_CONSUMER: dict[str, tuple[type[Any], str]] = {
+    "worker_messages_handled": (CounterMetricFamily, "Messages applied by this process"),
+    "worker_messages_parked": (CounterMetricFamily, "Messages parked by this process"),
+    "worker_consumer_position": (
+        GaugeMetricFamily,
+        "Global position last handled (committed, or within [worker] position_interval)",
+    ),
+    "worker_consumer_committed_position": (GaugeMetricFamily, "Global position last committed"),
+    "worker_consumer_lag": (GaugeMetricFamily, "Category head minus position (global positions)"),
+    "worker_consumer_up": (GaugeMetricFamily, "1 while the consumer runs or is caught up"),
+    "worker_consumer_paused": (
+        GaugeMetricFamily,
+        "1 while an operator has the consumer paused (worker pause)",
+    ),
+    "worker_consumer_lag_seconds": (
+        GaugeMetricFamily,
+        "Now minus the time of the oldest message not yet handled at the last read (or of "
+        "that read, when it found nothing new); grows while the consumer cannot read",
+    ),
+    "worker_lease_takeovers": (
+        CounterMetricFamily,
+        "Leases this process took over from a holder that stopped renewing them",
+    ),
+    "worker_batch_handle_seconds": (
+        HistogramMetricFamily,
+        "Seconds a batch's handlers and read-model writes took",
+    ),
+    "worker_batch_commit_seconds": (
+        HistogramMetricFamily,
+        "Seconds a batch's position commit and COMMIT took",
+    ),
+    "worker_event_age_seconds": (
+        HistogramMetricFamily,
+        "Age of a batch's oldest message when it was handled (now minus its time in the store)",
+    ),
+    "worker_handler_failures": (
+        CounterMetricFamily,
+        "Failed attempts of a message's handlers (each retry counts)",
+    ),
+    "worker_transient_errors": (
+        CounterMetricFamily,
+        "Batches tried again after a transient error (connection lost, serialization "
+        "failure, deadlock, timeout)",
+    ),
+    "worker_partitions_in_flight": (
+        GaugeMetricFamily,
+        "Partitions of a batch being handled at once (concurrency > 1)",
+    ),
+}
+
+
+def _per_consumer(*names: str) -> list[Any]:
+    """Empty families of these names (``_PER_CONSUMER``), labelled by consumer."""
+    return [_PER_CONSUMER[n][0](n, _PER_CONSUMER[n][1], labels=["consumer"]) for n in names]
+
+
 def database_up(consumers: list[Consumer]) -> bool:
     """Whether every consumer's last round trip reached the database."""
     return all(c.lease.contact.up for c in consumers)
@@ -67,45 +124,18 @@ class ConsumerCollector:
         self.heads: dict[str, int] = {}
 
     def collect(self) -> Iterator[Any]:
-        handled = CounterMetricFamily(
-            "worker_messages_handled", "Messages applied by this process", labels=["consumer"]
-        )
-        parked = CounterMetricFamily(
-            "worker_messages_parked", "Messages parked by this process", labels=["consumer"]
-        )
-        position = GaugeMetricFamily(
-            "worker_consumer_position",
-            "Global position last handled (committed, or within [worker] position_interval)",
-            labels=["consumer"],
-        )
-        committed = GaugeMetricFamily(
-            "worker_consumer_committed_position",
-            "Global position last committed",
-            labels=["consumer"],
-        )
-        lag = GaugeMetricFamily(
-            "worker_consumer_lag",
-            "Category head minus position (global positions)",
-            labels=["consumer"],
-        )
-        up = GaugeMetricFamily(
-            "worker_consumer_up", "1 while the consumer runs or is caught up", labels=["consumer"]
-        )
-        paused = GaugeMetricFamily(
-            "worker_consumer_paused",
-            "1 while an operator has the consumer paused (worker pause)",
-            labels=["consumer"],
-        )
-        lag_seconds = GaugeMetricFamily(
-            "worker_consumer_lag_seconds",
-            "Now minus the time of the oldest message not yet handled at the last read (or of "
-            "that read, when it found nothing new); grows while the consumer cannot read",
-            labels=["consumer"],
-        )
-        takeovers = CounterMetricFamily(
-            "worker_lease_takeovers",
-            "Leases this process took over from a holder that stopped renewing them",
-            labels=["consumer"],
+        handled, parked, position, committed, lag, up, paused, lag_seconds, takeovers = (
+            _per_consumer(
+                "worker_messages_handled",
+                "worker_messages_parked",
+                "worker_consumer_position",
+                "worker_consumer_committed_position",
+                "worker_consumer_lag",
+                "worker_consumer_up",
+                "worker_consumer_paused",
+                "worker_consumer_lag_seconds",
+                "worker_lease_takeovers",
+            )
         )
         for c in self._consumers:
             handled.add_metric([c.name], c.processed)
@@ -144,36 +174,13 @@ class ConsumerCollector:
 
     def _batches(self) -> Iterator[Any]:
         """What the consumers measured about their batches (``worker.engine.stats``)."""
-        handle = HistogramMetricFamily(
+        handle, commit, age, failures, transient, in_flight = _per_consumer(
             "worker_batch_handle_seconds",
-            "Seconds a batch's handlers and read-model writes took",
-            labels=["consumer"],
-        )
-        commit = HistogramMetricFamily(
             "worker_batch_commit_seconds",
-            "Seconds a batch's position commit and COMMIT took",
-            labels=["consumer"],
-        )
-        age = HistogramMetricFamily(
             "worker_event_age_seconds",
-            "Age of a batch's oldest message when it was handled (now minus its time in the store)",
-            labels=["consumer"],
-        )
-        failures = CounterMetricFamily(
             "worker_handler_failures",
-            "Failed attempts of a message's handlers (each retry counts)",
-            labels=["consumer"],
-        )
-        transient = CounterMetricFamily(
             "worker_transient_errors",
-            "Batches tried again after a transient error (connection lost, serialization "
-            "failure, deadlock, timeout)",
-            labels=["consumer"],
-        )
-        in_flight = GaugeMetricFamily(
             "worker_partitions_in_flight",
-            "Partitions of a batch being handled at once (concurrency > 1)",
-            labels=["consumer"],
         )
         for c in self._consumers:
             stats = c.stats

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from worker.engine import setup
 from worker.ops.loader import load_domain
 from worker.store import privileges
-from worker.store.database import connect
+from worker.store.database import Database, connect
 from worker.store.installer import InstallReport, check_installed, install, install_lock
 
 if TYPE_CHECKING:
@@ -45,8 +45,11 @@ class Installed:
     regranted: list[str] = field(default_factory=list)  # runtime roles granted again
 
 
-async def install_application(settings: Settings, domain: Domain | None, dsn: str) -> Installed:
+async def install_application(
+    settings: Settings, domain: Domain | None, dsn: str | Database
+) -> Installed:
     """Install the store, then the application's read models and setups; grant again."""
+    dsn = settings.database(dsn)
     schema = settings.worker.read_model_schema
     subscribers: tuple[Subscriber, ...] = domain.subscribers if domain is not None else ()
     report = await install(
@@ -79,8 +82,11 @@ async def _prepare(
     done.setups = [s.name for s in subscribers if hasattr(s.cls, "setup")]
 
 
-async def grant_role(settings: Settings, domain: Domain | None, dsn: str, role: str) -> Granted:
+async def grant_role(
+    settings: Settings, domain: Domain | None, dsn: str | Database, role: str
+) -> Granted:
     """Give ``role`` what ``worker run`` needs in the installed database (as the owner)."""
+    dsn = settings.database(dsn)
     subscribers: tuple[Subscriber, ...] = domain.subscribers if domain is not None else ()
     conn = await connect(dsn)
     try:

@@ -23,12 +23,13 @@ if TYPE_CHECKING:
     from worker.engine.services import Service
     from worker.engine.subscriber import Subscriptions
     from worker.ops.settings import WorkerSettings
+    from worker.store.database import Database
     from worker.store.message_store import MessageStore
 
 
 def Runner(
     domain: Subscriptions,
-    dsn: str,
+    dsn: str | Database,
     settings: WorkerSettings,
     *,
     only: list[str] | None = None,

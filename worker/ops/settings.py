@@ -36,7 +36,7 @@ from pydantic_settings import (
 from worker.engine.settings import EngineSettings
 from worker.errors import ConfigurationError
 from worker.store.conventions import ConventionsName  # noqa: TC001  (pydantic needs it)
-from worker.store.database import redact
+from worker.store.database import Database, redact
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -177,6 +177,13 @@ class Settings(BaseSettings):
         if path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    def database(self, target: str | Database) -> Database:
+        """How to connect to ``target`` (a DSN) as these settings ask: ``[event_store]
+        connect_timeout`` and ``[worker] read_model_schema``; a ``Database`` as it is."""
+        if isinstance(target, Database):
+            return target
+        return Database(target, self.event_store.connect_timeout, self.worker.read_model_schema)
 
 
 def _config_path(path: Path | None) -> Path | None:

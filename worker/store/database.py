@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import ssl
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -25,7 +25,7 @@ from worker.store import backoff, embedded
 from worker.store.read_schema import search_path
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Coroutine
     from pathlib import Path
 
 
@@ -38,29 +38,6 @@ APPLICATION_NAME = "worker"
 
 _UNREACHABLE = (OSError, asyncpg.PostgresConnectionError, ssl.SSLError, TimeoutError)
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class ConnectOptions:
-    """How this process connects, from ``[event_store] connect_timeout`` and
-    ``[worker] read_model_schema``; ``configure`` sets them once at start."""
-
-    connect_timeout: float = 10.0
-    read_model_schema: str = "public"
-
-
-_options = ConnectOptions()
-
-
-def configure(options: ConnectOptions) -> None:
-    """Make ``options`` the defaults of every later ``connect`` and ``create_pool``."""
-    global _options
-    _options = options
-
-
-def connect_options() -> ConnectOptions:
-    """The defaults in force."""
-    return _options
 
 
 @dataclass(frozen=True)
@@ -99,6 +76,43 @@ class Keepalive:
 
 
 KEEPALIVE = Keepalive()
+
+
+@dataclass(frozen=True)
+class Database:
+    """How to connect to one database: its DSN, how long to wait for the server
+    (``[event_store] connect_timeout``), the read-model schema first on the search path
+    (``[worker] read_model_schema``) and the TCP keepalive. Made once from the settings and
+    handed to whatever opens connections; a bare DSN stands for ``Database(dsn)``."""
+
+    dsn: str
+    connect_timeout: float = 10.0
+    read_model_schema: str = "public"
+    keepalive: Keepalive = KEEPALIVE
+
+    @classmethod
+    def of(cls, target: str | Database) -> Database:
+        """``target`` itself, or a DSN with the default options."""
+        return target if isinstance(target, Database) else cls(target)
+
+    def at(self, database: str) -> Database:
+        """The same server, credentials and options, another database."""
+        return replace(self, dsn=with_database(self.dsn, database))
+
+    @property
+    def name(self) -> str:
+        """The database's name."""
+        return database_name(self.dsn)
+
+    def overridden(
+        self, connect_timeout: float | None = None, read_model_schema: str | None = None
+    ) -> Database:
+        """These options, with those given (not ``None``) in their place."""
+        return replace(
+            self,
+            connect_timeout=self.connect_timeout if connect_timeout is None else connect_timeout,
+            read_model_schema=read_model_schema or self.read_model_schema,
+        )
 
 
 # A query parameter holds a secret when its name has one of these in it: libpq's ``password``,
@@ -213,30 +227,39 @@ async def init_connection(conn: asyncpg.Connection[Any]) -> None:
         )
 
 
-def set_keepalive(conn: asyncpg.Connection[Any]) -> None:
-    """Set the client side of ``KEEPALIVE`` on the connection's socket when it is TCP."""
+def set_keepalive(conn: asyncpg.Connection[Any], keepalive: Keepalive = KEEPALIVE) -> None:
+    """Set the client side of ``keepalive`` on the connection's socket when it is TCP."""
     transport = getattr(conn, "_transport", None)  # asyncpg has no public way to the socket
     sock = None if transport is None else transport.get_extra_info("socket")
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
-    for level, option, value in KEEPALIVE.socket_options():
+    for level, option, value in keepalive.socket_options():
         sock.setsockopt(level, option, value)
 
 
-async def _prepare_connection(conn: asyncpg.Connection[Any]) -> None:
-    set_keepalive(conn)
-    await init_connection(conn)
+def _preparer(
+    keepalive: Keepalive,
+) -> Callable[[asyncpg.Connection[Any]], Coroutine[Any, Any, None]]:
+    """What every new connection runs first: the client's keepalive, the JSON codecs."""
+
+    async def prepare(conn: asyncpg.Connection[Any]) -> None:
+        set_keepalive(conn, keepalive)
+        await init_connection(conn)
+
+    return prepare
 
 
 def server_settings(
-    read_model_schema: str, idle_in_transaction_timeout: float | None = None
+    read_model_schema: str,
+    idle_in_transaction_timeout: float | None = None,
+    keepalive: Keepalive = KEEPALIVE,
 ) -> dict[str, str]:
     """The session settings of a worker connection."""
     settings = {
         "search_path": search_path(read_model_schema),
         "application_name": APPLICATION_NAME,
         "DateStyle": "ISO",  # message times are read as text (worker.store.message.utc_time)
-        **KEEPALIVE.server_settings(),
+        **keepalive.server_settings(),
     }
     if idle_in_transaction_timeout is not None:
         milliseconds = max(1, round(idle_in_transaction_timeout * 1000))
@@ -309,24 +332,29 @@ async def _connecting(dsn: str, within: float, attempt: Callable[[float], Awaita
 
 
 async def connect(
-    dsn: str, *, connect_timeout: float | None = None, read_model_schema: str | None = None
+    target: str | Database,
+    *,
+    connect_timeout: float | None = None,
+    read_model_schema: str | None = None,
 ) -> asyncpg.Connection[Any]:
-    """One worker connection (see the module's docstring); ``None`` takes ``configure``'s."""
-    timeout = _options.connect_timeout if connect_timeout is None else connect_timeout
-    settings = server_settings(read_model_schema or _options.read_model_schema)
+    """One worker connection to ``target`` (see the module's docstring); the options given
+    (not ``None``) take the place of the target's."""
+    database = Database.of(target).overridden(connect_timeout, read_model_schema)
+    settings = server_settings(database.read_model_schema, keepalive=database.keepalive)
+    prepare = _preparer(database.keepalive)
 
     async def attempt(left: float) -> asyncpg.Connection[Any]:
         conn: asyncpg.Connection[Any] = await asyncpg.connect(
-            dsn, server_settings=settings, timeout=left
+            database.dsn, server_settings=settings, timeout=left
         )
         try:
-            await _prepare_connection(conn)
+            await prepare(conn)
         except BaseException:
             conn.terminate()
             raise
         return conn
 
-    return await _connecting(dsn, timeout, attempt)
+    return await _connecting(database.dsn, database.connect_timeout, attempt)
 
 
 async def _end_transaction_only(_conn: asyncpg.Connection[Any]) -> None:
@@ -334,7 +362,7 @@ async def _end_transaction_only(_conn: asyncpg.Connection[Any]) -> None:
 
 
 async def create_pool(
-    dsn: str,
+    target: str | Database,
     *,
     min_size: int = 1,
     max_size: int = 10,
@@ -342,30 +370,31 @@ async def create_pool(
     read_model_schema: str | None = None,
     idle_in_transaction_timeout: float | None = None,
 ) -> asyncpg.Pool[Any]:
-    """A pool of worker connections (see the module's docstring); ``None`` takes
-    ``configure``'s. ``idle_in_transaction_timeout`` (seconds) has the server end any session
-    of the pool left idle inside a transaction for longer.
+    """A pool of worker connections to ``target`` (see the module's docstring); the options
+    given (not ``None``) take the place of the target's. ``idle_in_transaction_timeout``
+    (seconds) has the server end any session of the pool left idle inside a transaction for
+    longer.
 
     A connection back in the pool has any transaction it left open rolled back, and nothing
     more: no ``RESET ALL`` round trip each time (a consumer returns two connections per batch).
     Session state set with a plain ``SET`` would outlive the batch, so handlers use
     ``SET LOCAL`` on ``ctx.conn``; the worker's own statements change no session state.
     """
-    timeout = _options.connect_timeout if connect_timeout is None else connect_timeout
+    database = Database.of(target).overridden(connect_timeout, read_model_schema)
     settings = server_settings(
-        read_model_schema or _options.read_model_schema, idle_in_transaction_timeout
+        database.read_model_schema, idle_in_transaction_timeout, database.keepalive
     )
 
     async def attempt(_left: float) -> asyncpg.Pool[Any]:
         pool: asyncpg.Pool[Any] = await asyncpg.create_pool(
-            dsn,
+            database.dsn,
             min_size=min_size,
             max_size=max_size,
-            timeout=timeout,  # each connection's, also those the pool opens later
+            timeout=database.connect_timeout,  # each connection's, also those opened later
             server_settings=settings,
-            init=_prepare_connection,
+            init=_preparer(database.keepalive),
             reset=_end_transaction_only,
         )
         return pool
 
-    return await _connecting(dsn, timeout, attempt)
+    return await _connecting(database.dsn, database.connect_timeout, attempt)

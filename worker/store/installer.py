@@ -19,7 +19,7 @@ import structlog
 from worker.errors import DatabaseMissingError, InstallError, PrivilegeError
 from worker.store import privileges
 from worker.store import queries as q
-from worker.store.database import connect, database_name, redact, with_database
+from worker.store.database import Database, connect, redact
 from worker.store.package import PACKAGE, PackageSource, locate_package, package_release
 from worker.store.read_schema import ROLES_HELP
 from worker.store.schema import migrate, migrations, schema_version, set_notify_trigger
@@ -102,7 +102,7 @@ def quote_identifier(name: str) -> str:
     return f'"{name}"'
 
 
-async def ensure_database(dsn: str) -> bool:
+async def ensure_database(dsn: str | Database) -> bool:
     """Create the DSN's database if it does not exist; True when it was created."""
     try:
         conn = await connect(dsn)
@@ -111,8 +111,8 @@ async def ensure_database(dsn: str) -> bool:
     else:
         await conn.close()
         return False
-    name = database_name(dsn)
-    admin = await connect(with_database(dsn, "postgres"))
+    name = Database.of(dsn).name
+    admin = await connect(Database.of(dsn).at("postgres"))
     try:
         await admin.execute(q.create_database(quote_identifier(name)))
     # Created by another install meanwhile: DuplicateDatabase once it has committed, the unique
@@ -198,9 +198,9 @@ def _refuse(role: str, lacking: list[str]) -> None:
         )
 
 
-async def _plan_new_database(dsn: str, settings: PackageSource) -> Plan:
+async def _plan_new_database(dsn: str | Database, settings: PackageSource) -> Plan:
     """The database does not exist: the role must be able to create it (and MessageDB's role)."""
-    admin = await connect(with_database(dsn, "postgres"))
+    admin = await connect(Database.of(dsn).at("postgres"))
     try:
         row = await admin.fetchrow(q.NEW_DATABASE_RIGHTS)
     finally:
@@ -208,7 +208,7 @@ async def _plan_new_database(dsn: str, settings: PackageSource) -> Plan:
     assert row is not None
     lacking = []
     if not row["create_database"]:
-        lacking.append(f'CREATEDB (database "{database_name(dsn)}" does not exist)')
+        lacking.append(f'CREATEDB (database "{Database.of(dsn).name}" does not exist)')
     if not row["message_store_role"]:
         lacking.append("CREATEROLE (MessageDB's install creates role message_store)")
     _refuse(row["role"], lacking)
@@ -216,7 +216,7 @@ async def _plan_new_database(dsn: str, settings: PackageSource) -> Plan:
 
 
 async def plan(
-    dsn: str,
+    dsn: str | Database,
     settings: PackageSource,
     *,
     notify_trigger: bool = True,
@@ -237,7 +237,7 @@ async def plan(
         version = await installed_version(conn)
         if version is not None and not version.startswith(SUPPORTED_SERIES):
             raise InstallError(
-                f"MessageDB {version} found in {database_name(dsn)}; this worker needs "
+                f"MessageDB {version} found in {Database.of(dsn).name}; this worker needs "
                 f"{SUPPORTED_SERIES}x"
             )
         migrating = await schema_version(conn) < max(v for v, _, _ in migrations())
@@ -282,7 +282,7 @@ def _lacking(
 
 
 async def install(
-    dsn: str,
+    dsn: str | Database,
     settings: PackageSource,
     *,
     notify_trigger: bool = True,
@@ -308,7 +308,7 @@ async def install(
 
 async def _install_locked(
     conn: asyncpg.Connection[Any],
-    dsn: str,
+    dsn: str | Database,
     settings: PackageSource,
     found: Plan,
     notify_trigger: bool,
@@ -319,18 +319,18 @@ async def _install_locked(
     if before is None:
         folder = found.package or locate_package(settings)
         release = package_release(folder)
-        log.info("installing MessageDB", database=redact(dsn), package=str(folder))
+        log.info("installing MessageDB", database=redact(Database.of(dsn).dsn), package=str(folder))
         await _install_message_db(conn, folder)
     version = await installed_version(conn)
     if version is None or not version.startswith(SUPPORTED_SERIES):
         raise InstallError(
-            f"MessageDB {version} found in {database_name(dsn)}; this worker needs "
+            f"MessageDB {version} found in {Database.of(dsn).name}; this worker needs "
             f"{SUPPORTED_SERIES}x"
         )
     applied = await migrate(conn)
     if await set_notify_trigger(conn, notify_trigger):
         applied += ("notify trigger " + ("added" if notify_trigger else "removed"),)
-    return InstallReport(database_name(dsn), version, before is None, applied, release)
+    return InstallReport(Database.of(dsn).name, version, before is None, applied, release)
 
 
 async def check_installed(

@@ -42,23 +42,15 @@ _WORKER_TABLES = (
 # MessageDB's role: its install grants it exactly what a client of the store needs.
 MESSAGE_STORE_ROLE = "message_store"
 
-READ: tuple[Right, ...] = (
-    ("schema", "message_store", "USAGE"),
-    ("table", "message_store.messages", "SELECT"),
-    ("function", "message_store.message_store_version()", "EXECUTE"),
+# MessageDB's functions that reading and writing both call.
+_MESSAGE_FUNCTIONS: tuple[Right, ...] = (
     ("function", "message_store.category(varchar)", "EXECUTE"),
     ("function", "message_store.hash_64(varchar)", "EXECUTE"),
     ("function", "message_store.cardinal_id(varchar)", "EXECUTE"),
-    ("schema", "worker", "USAGE"),
-    ("table", "worker.migrations", "SELECT"),
-    *(("table", f"worker.{table}", "SELECT") for table in _WORKER_TABLES),
 )
 
-# Reading and writing MessageDB: what a MessageStore (and event-sourced aggregates) need; the
-# ``message_store`` role that MessageDB's install creates holds them all.
-MESSAGES: tuple[Right, ...] = (
-    ("schema", "message_store", "USAGE"),
-    ("table", "message_store.messages", "SELECT"),
+# Writing messages, beyond reading them.
+_WRITING_MESSAGES: tuple[Right, ...] = (
     ("table", "message_store.messages", "INSERT"),
     ("sequence", "message_store.messages_global_position_seq", "USAGE"),
     (
@@ -69,9 +61,25 @@ MESSAGES: tuple[Right, ...] = (
     ("function", "message_store.stream_version(varchar)", "EXECUTE"),
     ("function", "message_store.acquire_lock(varchar)", "EXECUTE"),
     ("function", "message_store.is_category(varchar)", "EXECUTE"),
-    ("function", "message_store.category(varchar)", "EXECUTE"),
-    ("function", "message_store.hash_64(varchar)", "EXECUTE"),
-    ("function", "message_store.cardinal_id(varchar)", "EXECUTE"),
+)
+
+READ: tuple[Right, ...] = (
+    ("schema", "message_store", "USAGE"),
+    ("table", "message_store.messages", "SELECT"),
+    ("function", "message_store.message_store_version()", "EXECUTE"),
+    *_MESSAGE_FUNCTIONS,
+    ("schema", "worker", "USAGE"),
+    ("table", "worker.migrations", "SELECT"),
+    *(("table", f"worker.{table}", "SELECT") for table in _WORKER_TABLES),
+)
+
+# Reading and writing MessageDB: what a MessageStore (and event-sourced aggregates) need; the
+# ``message_store`` role that MessageDB's install creates holds them all.
+MESSAGES: tuple[Right, ...] = (
+    ("schema", "message_store", "USAGE"),
+    ("table", "message_store.messages", "SELECT"),
+    *_WRITING_MESSAGES,
+    *_MESSAGE_FUNCTIONS,
     ("function", "message_store.message_store_version()", "EXECUTE"),
 )
 
@@ -85,16 +93,7 @@ STATE: tuple[Right, ...] = (
 # What `worker run` needs, and what `worker db grant` gives (with DML in the read-model schemas).
 WRITE: tuple[Right, ...] = (
     *READ,
-    ("table", "message_store.messages", "INSERT"),
-    ("sequence", "message_store.messages_global_position_seq", "USAGE"),
-    (
-        "function",
-        "message_store.write_message(varchar, varchar, varchar, jsonb, jsonb, bigint)",
-        "EXECUTE",
-    ),
-    ("function", "message_store.stream_version(varchar)", "EXECUTE"),
-    ("function", "message_store.acquire_lock(varchar)", "EXECUTE"),
-    ("function", "message_store.is_category(varchar)", "EXECUTE"),
+    *_WRITING_MESSAGES,
     *(
         ("table", f"worker.{table}", right)
         for table in _WORKER_TABLES

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from worker.errors import UsageError
-from worker.ops.app import connect_options, open_app
+from worker.ops.app import open_app
 from worker.ops.log import configure_logging
 from worker.ops.settings import Settings, load_settings
-from worker.store.database import configure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -32,10 +31,9 @@ invocation = _Invocation()
 
 
 def settings() -> Settings:
-    """The settings of this invocation; configures logging and connections to match."""
+    """The settings of this invocation; configures logging to match."""
     loaded = load_settings(invocation.config)
     configure_logging(loaded.worker.log_level, loaded.worker.log_format)
-    configure(connect_options(loaded))
     return loaded
 
 

@@ -142,7 +142,9 @@ def dlq_replay(
         consumer_name, stream_name = _target(row, consumer, stream)
         settings = app.settings.worker
         domain = app.domain
-        return await operations.replay(pool, app.dsn, settings, domain, consumer_name, stream_name)
+        return await operations.replay(
+            pool, app.database, settings, domain, consumer_name, stream_name
+        )
 
     done = common.with_pool(work)
     if done.left is None:

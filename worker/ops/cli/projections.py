@@ -223,7 +223,7 @@ def reset(
     async def work(application: App, pool: asyncpg.Pool[Any]) -> int:
         domain = application.domain
         return await operations.reset(
-            pool, application.dsn, domain, consumer, to, wait=wait, force=force
+            pool, application.database, domain, consumer, to, wait=wait, force=force
         )
 
     before = common.with_pool(work)
@@ -290,7 +290,12 @@ def _rebuild(
 
         settings = application.settings.worker
         return await operations.rebuild_projection(
-            pool, application.dsn, settings, subscriber, in_place=in_place, on_progress=progress
+            pool,
+            application.database,
+            settings,
+            subscriber,
+            in_place=in_place,
+            on_progress=progress,
         )
 
     size = 3 * len(subscriber.slots()) + 2

@@ -37,7 +37,9 @@ def run(
         operations.consumers_named(application.domain, only, "--only")
 
     async def main() -> RunResult:
-        runner = Runner(application.domain, application.dsn, application.settings.worker, only=only)
+        runner = Runner(
+            application.domain, application.database, application.settings.worker, only=only
+        )
         return await runner.run(until_caught_up=until_caught_up)
 
     result = run_guarded(main)

@@ -10,9 +10,10 @@ import pytest
 
 from worker import BaseEvent, Context, Domain, handle
 from worker.engine.backend import PostgresBackend
-from worker.engine.consumer import Consumer, ConsumerOptions
+from worker.engine.consumer import Consumer
 from worker.engine.lifecycle import Until
 from worker.engine.retry import RetryPolicy
+from worker.engine.tuning import ConsumerOptions
 from worker.engine.wakeups import Waker
 from worker.testing.backend import MemoryBackend
 

@@ -12,9 +12,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from worker import BaseEvent, Context, Domain, MessageStore, NewMessage, Runner, handle, on
-from worker.engine.consumer import Consumer, ConsumerOptions
+from worker.engine.consumer import Consumer
 from worker.engine.lease import Lease
 from worker.engine.positions import PostgresPositionStore
+from worker.engine.tuning import ConsumerOptions
 from worker.engine.wakeups import Waker
 from worker.errors import LeaseLostError
 from worker.ops.settings import WorkerSettings

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from worker import BaseEvent, Context, Domain, NewMessage, Runner, handle
-from worker.engine.consumer import Consumer, ConsumerOptions
+from worker.engine.consumer import Consumer
 from worker.engine.positions import PostgresPositionStore
+from worker.engine.tuning import ConsumerOptions
 from worker.engine.wakeups import Waker
 from worker.errors import ReplayFailedError
 from worker.ops.settings import WorkerSettings

@@ -17,7 +17,6 @@ import structlog
 
 from worker.engine import standby
 from worker.engine.backend import PostgresBackend
-from worker.engine.closing import close_all
 from worker.engine.cursor import Cursor
 from worker.engine.fencing import check_held
 from worker.engine.lifecycle import Life, Step, Until, transition
@@ -25,7 +24,6 @@ from worker.engine.parts import build_parts
 from worker.engine.pipeline import CommitPipeline
 from worker.engine.retry import is_disconnection, is_transient
 from worker.engine.subscriber import Slot
-from worker.engine.tuning import ConsumerOptions
 from worker.engine.view import ConsumerView
 from worker.errors import ConsumerStoppedError, LeaseLostError, PositionMovedError
 
@@ -35,11 +33,10 @@ if TYPE_CHECKING:
     from worker.engine.backend import Backend
     from worker.engine.positions import PositionStore
     from worker.engine.subscriber import Subscriber
+    from worker.engine.tuning import ConsumerOptions
     from worker.engine.wakeups import Waker
     from worker.store.database import Database
     from worker.store.message_store import MessageStore
-
-__all__ = ["Consumer", "ConsumerOptions", "close_all"]
 
 log = structlog.get_logger("worker.consumer")
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from worker.engine.consumer import Consumer, ConsumerOptions
+from worker.engine.consumer import Consumer
 from worker.engine.positions import PostgresPositionStore
 from worker.engine.retry import RetryPolicy
+from worker.engine.tuning import ConsumerOptions
 from worker.engine.wakeups import Waker
 from worker.store.message_store import MessageStore
 

@@ -18,7 +18,7 @@ import anyio
 import structlog
 
 from worker.engine import queries as q
-from worker.engine.consumer import close_all
+from worker.engine.closing import close_all
 from worker.engine.factory import build_consumer
 from worker.engine.lifecycle import Until
 from worker.engine.state import ConsumerState

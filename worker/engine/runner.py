@@ -16,7 +16,7 @@ import anyio
 import structlog
 
 from worker.engine import setup
-from worker.engine.consumer import close_all
+from worker.engine.closing import close_all
 from worker.engine.factory import build_consumer
 from worker.engine.lifecycle import Step, Until
 from worker.engine.rebuild import rebuild
@@ -189,12 +189,7 @@ class Runner:
             await close_all(self.result.consumers, pool.close)
         return self.result
 
-    def _start(
-        self,
-        tg: Any,
-        pool: Any,
-        due: dict[str, RebuildDue],
-    ) -> None:
+    def _start(self, tg: Any, pool: Any, due: dict[str, RebuildDue]) -> None:
         """Start the consumers; hold back those of projections whose tables no longer fit."""
         for name, reason in due.items():
             # Held back only when the live tables no longer fit the code; after a version

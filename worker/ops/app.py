@@ -27,7 +27,6 @@ from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
     from collections.abc import Generator
-    from types import TracebackType
 
     import asyncpg
 
@@ -190,12 +189,7 @@ class OpeningStore:
         self._store = await self._open()
         return self._store
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         if self._store is not None:
-            await self._store.__aexit__(exc_type, exc, tb)
+            await self._store.__aexit__(*exc_info)
             self._store = None

@@ -16,7 +16,6 @@ from worker.store.stream_name import check_category, check_stream_name
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
     from datetime import datetime
-    from types import TracebackType
     from typing import Self
 
     from worker.store.types import Connection, Executor
@@ -66,12 +65,7 @@ class MessageStore:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self._executor.close()
 
     # -- writing -----------------------------------------------------------------------------

@@ -39,7 +39,6 @@ from worker.testing.connection import MemoryConnection, failed, joined, undo_on
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
-    from types import TracebackType
     from typing import Self
 
     from worker.store.message import Message, NewMessage
@@ -118,12 +117,7 @@ class MemoryMessageStore:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         return None
 
     # -- what a test asserts -----------------------------------------------------------------

@@ -11,6 +11,7 @@ import structlog
 from worker import open_app
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.anyio
@@ -24,6 +25,14 @@ instance = "tests.faults.app.tally:domain"
 [event_store]
 database_uri = "{dsn}"
 """
+
+
+@pytest.fixture(autouse=True)
+def logging_as_it_was() -> Iterator[None]:
+    """``open_app`` configures structlog for the process: put back what the tests had."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,21 @@ async def worker(
     with anyio.fail_after(within):
         done = await anyio.run_process(command, env=environment, cwd=ROOT, check=False)
     return Result(done.returncode, done.stdout.decode(), done.stderr.decode())
+
+
+def bare_worker(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``worker ARGS`` in ``cwd`` with none of this process's ``WORKER_*`` variables, only
+    ``env``'s: what a user's shell with nothing configured runs."""
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("WORKER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**clean, **env},
+        timeout=120,
+        check=False,
+    )
 
 
 def as_user(dsn: str, user: str, password: str | None = None) -> str:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.cli import bare_worker
 from worker.store import embedded
 from worker.store.database import start_embedded, stop_embedded
 
@@ -52,19 +53,11 @@ READ_ONLY = [
 
 def cli(*args: str, data_dir: Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     """``worker ARGS`` with no server named and the embedded data folder ``data_dir``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
-    env.update(
+    return bare_worker(
+        *args,
+        cwd=cwd,
         WORKER_EVENT_STORE__DATABASE_URI="embedded",
         WORKER_EVENT_STORE__EMBEDDED_DATA_DIR=str(data_dir),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "worker", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-        check=False,
     )
 
 

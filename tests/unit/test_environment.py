@@ -4,12 +4,11 @@ is refused at configuration load, as an unknown key of ``domain.toml`` is."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.cli import bare_worker
 from worker import ConfigurationError, load_settings
 from worker.ops.settings import OTHER_VARIABLES
 
@@ -86,16 +85,8 @@ def test_settings_variables_are_allowed(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_cli_refuses_a_misspelt_variable_in_one_line(tmp_path: Path) -> None:
     """``worker config`` (which connects to nothing) exits 1 with one line on stderr."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("WORKER_")}
-    env["WORKER_EVENT_STORE_DATABASE_URI"] = "postgresql://u@db:5432/ms"
-    result = subprocess.run(
-        [sys.executable, "-m", "worker", "config"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=60,
-        check=False,
+    result = bare_worker(
+        "config", cwd=tmp_path, WORKER_EVENT_STORE_DATABASE_URI="postgresql://u@db:5432/ms"
     )
     assert result.returncode == 1, result.stdout
     lines = result.stderr.strip().splitlines()

@@ -4,12 +4,11 @@ was looked for and how to name one."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.cli import bare_worker
 from worker import ConfigurationError, load_settings
 from worker.ops.loader import load_domain
 
@@ -50,16 +49,7 @@ def test_config_file_without_modules_names_the_file(tmp_path: Path) -> None:
 def test_cli_without_config_file_is_one_line(tmp_path: Path) -> None:
     """``worker status`` in a folder with no configuration exits 1 with that one line, before
     it connects anywhere (no embedded server is started for it)."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("WORKER_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "worker", "status"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    result = bare_worker("status", cwd=tmp_path)
     assert result.returncode == 1, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

@@ -107,6 +107,11 @@ class RegistrationError(WorkerError):
     """A domain element (event, aggregate, projector, handler) is declared inconsistently."""
 
 
+class UnknownOptionError(RegistrationError, TypeError):
+    """A projector or handler given an option it does not take (a ``TypeError`` too, as a bad
+    keyword is)."""
+
+
 class UndeclaredReadModelError(RegistrationError):
     """A handler used ``ctx.table(Model)`` for a read model its projector does not declare in
     ``read_models=``: it fails like any handler error, in memory as on PostgreSQL."""

@@ -72,6 +72,15 @@ def test_an_unknown_option_is_refused_where_it_is_written() -> None:
         Domain("local").projector(bacth_size=5)  # type: ignore[call-arg]
 
 
+def test_a_misspelt_option_is_one_registration_line_with_the_one_meant() -> None:
+    """``read_model=`` (for ``read_models=``) is refused at the decorator in one line, as a
+    ``RegistrationError`` naming the decorator and the option most likely meant."""
+    with pytest.raises(RegistrationError) as caught:
+        Domain("local").projector(read_model=[])  # type: ignore[call-arg]
+    message = str(caught.value)
+    assert message == "@domain.projector: unknown option read_model (did you mean read_models?)"
+
+
 def test_options_are_frozen() -> None:
     """A subscriber's options cannot change once registered."""
     options = SubscriberOptions(batch_size=5)

@@ -8,11 +8,12 @@ the place in the engine that uses it.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, fields
 from functools import wraps
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, ParamSpec, TypeVar
 
-from worker.errors import RegistrationError
+from worker.errors import RegistrationError, UnknownOptionError
 from worker.read.model import ReadModel
 
 if TYPE_CHECKING:
@@ -105,8 +106,25 @@ def taking_options(
     def decorate(method: Callable[[Any, SubscriberOptions], R]) -> Callable[Concatenate[Any, P], R]:
         @wraps(method)
         def with_keywords(self: Any, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            unknown = [key for key in kwargs if key not in _NAMES]
+            if unknown or args:
+                raise UnknownOptionError(_unknown(method.__name__, unknown, len(args)))
             return method(self, make(*args, **kwargs))
 
         return with_keywords
 
     return decorate
+
+
+_NAMES = frozenset(f.name for f in fields(SubscriberOptions))
+
+
+def _unknown(decorator: str, names: list[str], positional: int) -> str:
+    """One line for options a decorator does not take (with the one most likely meant)."""
+    if not names:
+        return f"@domain.{decorator} takes its options as keywords ({positional} given by position)"
+    problems = []
+    for name in names:
+        close = difflib.get_close_matches(name, sorted(_NAMES), n=1)
+        problems.append(name + (f" (did you mean {close[0]}?)" if close else ""))
+    return f"@domain.{decorator}: unknown option {', '.join(problems)}"

@@ -12,6 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from worker import BaseEvent, Context, Domain, MessageStore, NewMessage, Runner, handle, on
+from worker.engine.backend import PostgresBackend
 from worker.engine.consumer import Consumer
 from worker.engine.lease import Lease
 from worker.engine.positions import PostgresPositionStore
@@ -187,10 +188,7 @@ async def test_poison_message_is_parked_with_its_stream_behind_it_then_replayed(
     consumer = Consumer(
         fixed.subscribers[0],
         "acct",
-        dsn=database_dsn,
-        pool=pool,
-        store=store,
-        positions=PostgresPositionStore(pool),
+        PostgresBackend(database_dsn, pool, store),
         waker=Waker(),
         options=ConsumerOptions(),
     )
@@ -248,10 +246,7 @@ def replayer(domain: Domain, pool: asyncpg.Pool[Any], store: MessageStore, dsn: 
     return Consumer(
         domain.subscribers[0],
         "acct",
-        dsn=dsn,
-        pool=pool,
-        store=store,
-        positions=PostgresPositionStore(pool),
+        PostgresBackend(dsn, pool, store),
         waker=Waker(),
         options=ConsumerOptions(),
     )

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from worker import BaseEvent, Context, Domain, NewMessage, Runner, handle
+from worker.engine.backend import PostgresBackend
 from worker.engine.consumer import Consumer
-from worker.engine.positions import PostgresPositionStore
 from worker.engine.tuning import ConsumerOptions
 from worker.engine.wakeups import Waker
 from worker.errors import ReplayFailedError
@@ -110,10 +110,7 @@ async def test_a_replay_whose_write_is_not_awaited_fails_and_keeps_the_message_p
     consumer = Consumer(
         shop().subscribers[0],
         "order",
-        dsn=database_dsn,
-        pool=pool,
-        store=store,
-        positions=PostgresPositionStore(pool),
+        PostgresBackend(database_dsn, pool, store),
         waker=Waker(),
         options=ConsumerOptions(),
     )

@@ -12,13 +12,12 @@ from worker import BaseEvent, Context, NewMessage, on
 from worker.engine.batch import Batches
 from worker.engine.cursor import Cursor
 from worker.engine.options import SubscriberOptions
-from worker.engine.retry import RetryPolicy
-from worker.engine.routes import route_table
-from worker.engine.subscriber import build_subscriber
+from worker.engine.subscriber import Slot, build_subscriber
+from worker.engine.tuning import ConsumerOptions
 from worker.errors import LeaseLostError
 from worker.testing import (
+    MemoryBackend,
     MemoryMessageStore,
-    MemoryParkedMessages,
     MemoryPositionStore,
     MemoryReadModels,
     MemoryTransactions,
@@ -60,22 +59,25 @@ async def test_a_holder_that_could_not_renew_commits_no_batch(kind: str) -> None
     )
     positions, transactions = MemoryPositionStore(), MemoryTransactions()
     read_models = MemoryReadModels()
+    backend = MemoryBackend(
+        store, positions=positions, tables=read_models, transactions=transactions
+    )
+    lease = cast("Any", Lapsed(positions.take_lease("clock:clock")))
+    cursor = Cursor()
     batches = Batches(
         "clock:clock",
-        routes=route_table(subscriber, Clock()),
-        transactions=transactions,
-        store=cast("Any", store),
-        positions=positions,
-        parked=MemoryParkedMessages(),
-        lease=cast("Any", Lapsed(positions.take_lease("clock:clock"))),
-        policy=RetryPolicy(),
-        cursor=Cursor(),
-        log=structlog.get_logger(),
-        tables=read_models,
+        Slot(subscriber, "clock"),
+        Clock(),
+        backend,
+        lease,
+        ConsumerOptions(),
+        cursor,
+        cursor.apply,
+        structlog.get_logger(),
     )
     batch = await store.read_category("clock", 1, 10)
     with pytest.raises(LeaseLostError, match="could not renew"):
         await batches.apply(batch)
     assert positions.position_of("clock:clock") is None
-    assert batches.cursor.position == 0
+    assert cursor.position == 0
     assert transactions.committed == transactions.statements == 0

@@ -17,15 +17,14 @@ from worker.engine.cursor import Cursor
 from worker.engine.lease import Lease
 from worker.engine.options import SubscriberOptions
 from worker.engine.retry import RetryPolicy
-from worker.engine.routes import route_table
-from worker.engine.subscriber import build_subscriber
+from worker.engine.subscriber import Slot, build_subscriber
+from worker.engine.tuning import ConsumerOptions
 from worker.errors import LeaseLostError
 from worker.testing import (
+    MemoryBackend,
     MemoryMessageStore,
     MemoryParkedMessages,
     MemoryPositionStore,
-    MemoryReadModels,
-    MemoryTransactions,
 )
 
 pytestmark = pytest.mark.anyio
@@ -82,18 +81,17 @@ async def test_a_failure_after_the_lease_was_taken_over_is_logged_as_fenced(
             lease.held, lease.lost = False, "consumer taken over (epoch 1)"
 
     handlers.take_over = take_over
+    cursor = Cursor()
     batches = Batches(
         "notifier:ship",
-        routes=route_table(subscriber, handlers),
-        transactions=MemoryTransactions(),
-        store=cast("Any", store),
-        positions=positions,
-        parked=parked,
-        lease=cast("Any", lease),
-        policy=RetryPolicy(base_delay=0.001, max_delay=0.001),
-        cursor=Cursor(),
-        log=structlog.get_logger(),
-        tables=MemoryReadModels(),
+        Slot(subscriber, "ship"),
+        handlers,
+        MemoryBackend(store, positions=positions, parked=parked),
+        cast("Any", lease),
+        ConsumerOptions(policy=RetryPolicy(base_delay=0.001, max_delay=0.001)),
+        cursor,
+        cursor.apply,
+        structlog.get_logger(),
     )
     with capture_logs() as logs, pytest.raises(LeaseLostError, match="taken over"):
         await batches.process(await store.read_category("ship", 1, 10))
@@ -101,7 +99,7 @@ async def test_a_failure_after_the_lease_was_taken_over_is_logged_as_fenced(
     assert events == ["lease lost; batch rolled back"], logs
     assert "UniqueViolationError" in logs[0]["error"]
     assert await parked.parked_streams("notifier:ship") == {}
-    assert batches.cursor.stats.handler_failures == 0
+    assert batches.stats.handler_failures == 0
     assert positions.position_of("notifier:ship") is None
 
 

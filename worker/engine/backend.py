@@ -19,8 +19,12 @@ from worker.store.message_store import MessageStore
 from worker.store.transactions import PoolTransactions
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    import anyio
     import asyncpg
 
+    from worker.engine.contact import Contact
     from worker.engine.dead_letters import ParkedMessages
     from worker.engine.positions import PositionStore
     from worker.engine.standing import Standing
@@ -53,6 +57,42 @@ class PauseSwitch(Protocol):
         ...
 
 
+class ConsumerLease(Protocol):
+    """The right to run one consumer, fenced by its ``epoch`` (``worker.engine.lease``)."""
+
+    consumer: str
+    epoch: int
+    holder: str | None  # who holds it, when another process does
+    lost: str | None  # why it was lost, once it was
+    retry_interval: float  # how often a standby looks whether it has become free
+    contact: Contact  # whether its round trips reach the database
+
+    @property
+    def held(self) -> bool:
+        """True while it is ours and recent enough to act on."""
+        ...
+
+    async def open(self) -> None: ...
+
+    async def try_acquire(self, *, keep_connection: bool = False) -> bool: ...
+
+    async def acquire(
+        self, stop: anyio.Event | None = None, limiter: anyio.CapacityLimiter | None = None
+    ) -> bool: ...
+
+    async def renew(self) -> None: ...
+
+    async def hold(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` while keeping the lease (cancelled once it is lost)."""
+        ...
+
+    async def report(self, state: str) -> None: ...
+
+    async def release(self, *, close: bool = True) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 class Backend(Protocol):
     """Where the engine keeps its state (see the module doc). ``commit_behind``: whether a
     projector's full batches may commit behind the next one (``worker.engine.pipeline``)."""
@@ -78,7 +118,7 @@ class Backend(Protocol):
     @property
     def commit_behind(self) -> bool: ...
 
-    def lease(self, consumer: str, ttl: float) -> Lease:
+    def lease(self, consumer: str, ttl: float) -> ConsumerLease:
         """The consumer's lease (fenced by its epoch)."""
         ...
 

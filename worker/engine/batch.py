@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from worker.engine.context import Context
-from worker.engine.cursor import Cursor
+from worker.engine.cursor import Applied
 from worker.engine.dead_letters import Failure
 from worker.engine.fencing import check_fenced, check_held
 from worker.engine.handling import Handling, flush, handle_all, handle_concurrently
@@ -34,28 +34,24 @@ from worker.engine.outcomes import FlushFailed, HandlerFailed, write_failure
 from worker.engine.pipeline import CommitPipeline, committed
 from worker.engine.read_ahead import ReadAhead
 from worker.engine.retry import Park, RetryAfter, Stop, is_transient
+from worker.engine.routes import route_table
+from worker.engine.stats import ConsumerStats
 from worker.errors import ConsumerStoppedError
-from worker.read.table import Table
 from worker.store.transactions import begun, plain
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-    from worker.engine.dead_letters import ParkedMessages
+    from worker.engine.backend import Backend, ConsumerLease
+    from worker.engine.cursor import Standpoint
     from worker.engine.declared import Declared
-    from worker.engine.lease import Lease
-    from worker.engine.partitions import Concurrency
     from worker.engine.pipeline import PendingCommit
-    from worker.engine.positions import PositionStore
-    from worker.engine.retry import RetryPolicy
-    from worker.engine.routes import Handlers
-    from worker.read.table import TableFactory
+    from worker.engine.subscriber import Slot
+    from worker.engine.tuning import ConsumerOptions
     from worker.store.message import Message
-    from worker.store.message_store import MessageStore
-    from worker.store.transactions import Transactions
     from worker.store.types import Connection
 
-__all__ = ["Batches", "Cursor", "FlushFailed", "HandlerFailed"]
+__all__ = ["Applied", "Batches", "FlushFailed", "HandlerFailed"]
 
 
 class Batches:
@@ -69,44 +65,43 @@ class Batches:
     def __init__(
         self,
         name: str,
-        *,
-        routes: dict[str, Handlers],
-        transactions: Transactions,
-        store: MessageStore,
-        positions: PositionStore,
-        parked: ParkedMessages,
-        lease: Lease,
-        policy: RetryPolicy,
-        cursor: Cursor,
+        slot: Slot,
+        instance: object,
+        backend: Backend,
+        lease: ConsumerLease,
+        options: ConsumerOptions,
+        cursor: Standpoint,
+        applied: Callable[[Applied], None],
         log: Any,
-        tables: TableFactory = Table,
-        concurrency: Concurrency | None = None,
-        position_interval: float = 0.0,
-        commit_behind: bool = False,
-        declared: Declared | None = None,
-        ahead: ReadAhead | None = None,
     ) -> None:
+        """Consumer ``name``'s batches of ``slot`` (its handlers on ``instance``), on
+        ``backend``, under ``lease``; ``cursor`` says where the consumer stands, ``applied``
+        is told what each batch did (the consumer moves its cursor)."""
+        subscriber = slot.subscriber
         self.name = name
-        self.declared = declared  # the read models its handlers may use (None: any)
-        self._position_interval = position_interval
+        # The read models its handlers may use (None: any).
+        self.declared: Declared | None = subscriber.declared
+        self._position_interval = options.position_interval
         self._more_follow = False  # a full batch is applied: its position may wait
-        self._concurrency = concurrency
-        self.routes = routes
-        self._transactions = transactions
-        self._store = store
-        self._parked = parked
-        self._tables = tables
-        self._positions = positions
+        self._concurrency = subscriber.concurrent
+        self.routes = route_table(subscriber, instance)
+        self._transactions = backend.transactions
+        self._store = backend.store
+        self._parked = backend.parked
+        self._tables = backend.tables
+        self._positions = backend.positions
         self._lease = lease
-        self._policy = policy
+        self._policy = options.policy
         self.cursor = cursor
-        self._fence = (lease, positions, name)
+        self._applied = applied
+        self.stats = ConsumerStats()  # what it measures, for the metrics
+        self._fence = (lease, backend.positions, name)
         self._log = log
-        self.ahead = ahead or ReadAhead(routes)
+        self.ahead = ReadAhead(self.routes)
         # A projector's full batches may commit behind the next one (``worker.engine.pipeline``).
-        self.pipeline = (
-            CommitPipeline(self._write, self.apply, self.process, log) if commit_behind else None
-        )
+        behind = backend.commit_behind and bool(subscriber.read_models)
+        pipeline = CommitPipeline(self._write, self.apply, self.process, log)
+        self.pipeline = pipeline if behind else None
 
     async def process(self, batch: Sequence[Message], *, via: CommitPipeline | None = None) -> None:
         """Apply a batch exactly once; isolate and retry or park a failing message. ``via``:
@@ -132,7 +127,7 @@ class Batches:
                     raise
                 via = None
                 attempt += 1
-                self.cursor.stats.transient_errors += 1
+                self.stats.transient_errors += 1
                 delay = self._policy.backoff(attempt)
                 self._log.warning(
                     "transient failure; retrying batch",
@@ -224,7 +219,7 @@ class Batches:
             self._park_queued,
             self.ahead.ready,
             pipeline is not None and pipeline.committing(),
-            self.cursor.stats,
+            self.stats,
         )
         if self._concurrency is None:
             return await handle_all(handling, conn, ctx, batch)
@@ -263,12 +258,12 @@ class Batches:
         """Commit the position of batches that left it for later, if any (before the consumer
         waits, pauses, stops or reports it)."""
         await self.drain()
-        cursor = self.cursor
-        if cursor.position == cursor.committed:
+        position = self.cursor.position
+        if position == self.cursor.committed:
             return
         async with self._transactions.statement() as conn:
-            await self._commit_position(conn, cursor.position)
-        cursor.mark_committed()
+            await self._commit_position(conn, position)
+        self._applied(Applied(position))
 
     def _committed(
         self,
@@ -279,12 +274,12 @@ class Batches:
         *,
         now: bool = True,
     ) -> None:
-        """The cursor after ``batch`` (``queued``: messages parked behind others; ``committed``:
-        its position committed too, not left for later)."""
-        cursor = self.cursor
-        cursor.stats.batch(started, handled, time.perf_counter(), batch[0].time.timestamp())
-        cursor.handled(batch, queued, committed=now)
-        self._log.debug("batch handled", messages=len(batch), position=cursor.position)
+        """Tell the consumer ``batch`` is handled (``queued``: messages parked behind others;
+        ``now``: its position committed too, not left for later)."""
+        self.stats.batch(started, handled, time.perf_counter(), batch[0].time.timestamp())
+        position = batch[-1].global_position
+        self._applied(Applied(position, now, len(batch), queued))
+        self._log.debug("batch handled", messages=len(batch), position=position)
 
     def context(self, conn: Connection, first: Message) -> Context:
         """A batch's context; exact (replay-safe) when the batch repeats applied messages."""
@@ -309,7 +304,7 @@ class Batches:
             type=message.type,
         )
         await check_fenced(*self._fence, bound, error, confirm=True)
-        self.cursor.stats.handler_failures += 1
+        self.stats.handler_failures += 1
         while isinstance(decision := self._policy.decide(error, attempt), RetryAfter):
             await check_fenced(*self._fence, bound, error)
             bound.warning(
@@ -324,7 +319,7 @@ class Batches:
                 return
             except HandlerFailed as failed:
                 error, attempt = failed.error, attempt + 1
-                self.cursor.stats.handler_failures += 1
+                self.stats.handler_failures += 1
         await check_fenced(*self._fence, bound, error, confirm=True)
         if isinstance(decision, Park):
             await self._park(message, Failure(error, attempt, first_failed))
@@ -344,4 +339,4 @@ class Batches:
         async with self._transactions.transaction() as conn:
             await self._parked.park(conn, self.name, message, failure)
             await self._commit_position(conn, message.global_position)
-        self.cursor.parked_one(message)
+        self._applied(Applied(message.global_position, True, 1, 1, message.stream_name))

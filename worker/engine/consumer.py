@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 
 from worker.engine import standby
-from worker.engine.backend import PostgresBackend
 from worker.engine.cursor import Cursor
 from worker.engine.fencing import check_held
 from worker.engine.lifecycle import Life, Step, Until, transition
@@ -25,18 +24,18 @@ from worker.engine.pipeline import CommitPipeline
 from worker.engine.retry import is_disconnection, is_transient
 from worker.engine.subscriber import Slot
 from worker.engine.view import ConsumerView
-from worker.errors import ConsumerStoppedError, LeaseLostError, PositionMovedError
+from worker.errors import (
+    ConsumerStoppedError,
+    LeaseLostError,
+    PositionMovedError,
+    ReplayFailedError,
+)
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from worker.engine.backend import Backend
-    from worker.engine.positions import PositionStore
     from worker.engine.subscriber import Subscriber
     from worker.engine.tuning import ConsumerOptions
     from worker.engine.wakeups import Waker
-    from worker.store.database import Database
-    from worker.store.message_store import MessageStore
 
 log = structlog.get_logger("worker.consumer")
 
@@ -48,20 +47,17 @@ class Consumer(ConsumerView):
         self,
         subscriber: Subscriber,
         category: str,
+        backend: Backend,
         *,
-        dsn: str | Database = "",
-        pool: asyncpg.Pool[Any] | None = None,
-        store: MessageStore | None = None,
-        positions: PositionStore | None = None,
         waker: Waker,
         options: ConsumerOptions,
         generation: int | None = None,
         member: int | None = None,
         pausable: bool = True,
-        backend: Backend | None = None,
         instance: object | None = None,
     ) -> None:
-        """On ``backend`` (default PostgreSQL: ``dsn``, ``pool``...); handlers on ``instance``."""
+        """On ``backend`` (``worker.engine.backend``); its handlers on ``instance`` (default: a
+        new instance of the subscriber's class)."""
         self.subscriber, self.category = subscriber, category
         self.slot = Slot(subscriber, category, member)
         named = self.slot.consumer
@@ -74,9 +70,6 @@ class Consumer(ConsumerView):
         self.options = options
         self.instance = subscriber.cls() if instance is None else instance
         self.log = log.bind(consumer=self.name)
-        if backend is None:
-            assert pool is not None, "a consumer on PostgreSQL needs its pool"
-            backend = PostgresBackend(dsn, pool, store, positions)
         parts = build_parts(
             self.name, self.slot, self.instance, self.cursor, backend, waker, options, self.log
         )
@@ -101,7 +94,18 @@ class Consumer(ConsumerView):
 
     async def replay(self, stream_name: str) -> int:
         """Re-dispatch a stream's parked messages in order (under this consumer's lease)."""
-        return await self.replays.replay(stream_name)
+        try:
+            done = await self.replays.replay(stream_name)
+        except ReplayFailedError:
+            self.cursor.replay_failed(stream_name)
+            raise
+        self.cursor.replayed(stream_name)
+        return done
+
+    async def _refresh_parked(self, *, force: bool = False) -> None:
+        """Take in the parked streams now and then (running requested replays)."""
+        if (parked := await self.replays.refresh(force=force)) is not None:
+            self.cursor.parked_streams(parked)
 
     async def run(self, until: Until, *, limiter: anyio.CapacityLimiter | None = None) -> None:
         """Hold the lease and consume until ``until`` says (or the consumer stops);
@@ -111,7 +115,9 @@ class Consumer(ConsumerView):
         while not until.stop.is_set():
             await self.enter(Step.WAIT)
             try:
-                if not await self._acquire(limiter):
+                # A rebuild's consumers wait as ever: the rebuild that holds them switches over.
+                gives_up = until.caught_up and self._fixed_generation is None
+                if not await standby.acquire(self, until.stop, limiter, gives_up=gives_up):
                     break
                 failures = 0
                 await self.lease.hold(
@@ -150,22 +156,12 @@ class Consumer(ConsumerView):
         with anyio.move_on_after(delay):
             await self._until.stop.wait()
 
-    async def _acquire(self, limiter: anyio.CapacityLimiter | None) -> bool:
-        """Wait for the lease; in a run until caught up, give up once a live consumer is caught
-        up under another process's lease (``worker.engine.standby``). A rebuild's consumers
-        wait as before: the rebuild that holds them switches the projection."""
-        stop = self._until.stop
-        if not self._until.caught_up or self._fixed_generation is not None:
-            return await self.lease.acquire(stop, limiter)
-        done = partial(standby.done_elsewhere, self)
-        return await standby.acquire_unless_done(self.lease, stop, limiter, done)
-
     async def _consume(self) -> None:
         await self._start()
         stop, batches = self._until.stop, self.batches
         while not stop.is_set():
             check_held(self.lease, self.name)
-            await self.replays.refresh()
+            await self._refresh_parked()
             mark = self._waker.mark(self.category)
             if await self._check_pause():
                 await batches.commit_position()
@@ -208,10 +204,11 @@ class Consumer(ConsumerView):
         standing = await self.standing.load_or_seed(
             self.name, self.slot, self._store, self.log, seeds
         )
-        self.cursor.start(standing.position, standing.high_water)
+        generation = self.cursor.generation
         if self._fixed_generation is None and self.subscriber.read_models:
-            self.cursor.generation = await self.standing.generation(self.subscriber.name)
-        await self.replays.refresh(force=True)
+            generation = await self.standing.generation(self.subscriber.name)
+        self.cursor.start(standing.position, standing.high_water, generation)
+        await self._refresh_parked(force=True)
         await self._check_pause(force=True)
         self.reader.restart()
         refill = Step.REFILLED if standing.refill_to is None else Step.REFILL

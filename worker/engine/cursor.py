@@ -1,22 +1,56 @@
-"""Where a consumer stands: its position, what it committed, and what it counted."""
+"""Where a consumer stands: its position, what it committed, its parked streams, its counts.
+
+The consumer is the cursor's only writer. Its batches and replays read it through ``Standpoint``
+(read-only) and answer with values: a batch says what it ``Applied``, a replay which parked
+streams remain; the consumer applies them.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-from worker.engine.stats import ConsumerStats
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping
 
-    from worker.store.message import Message
+
+class Standpoint(Protocol):
+    """A cursor as its batches and replays see it: read-only."""
+
+    @property
+    def position(self) -> int: ...
+
+    @property
+    def committed(self) -> int: ...
+
+    @property
+    def committed_at(self) -> float: ...
+
+    @property
+    def high_water(self) -> int: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def parked(self) -> Mapping[str, bool]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying messages (a batch, or one parked message) did to where a consumer stands."""
+
+    position: int  # the global position last handled
+    committed: bool = True  # its position committed too, not left for later
+    messages: int = 0  # messages handled or parked
+    parked: int = 0  # of which parked (behind a parked stream, or after failing)
+    parked_stream: str | None = None  # the stream of a message parked after failing
 
 
 @dataclass
 class Cursor:
-    """Where a consumer stands; shared by its lifecycle, its batches and its replays."""
+    """Where a consumer stands (see the module doc)."""
 
     position: int = 0  # the global position last handled (committed, or about to be)
     committed: int = 0  # the global position last committed
@@ -26,31 +60,31 @@ class Cursor:
     processed: int = 0  # messages this process handled (or parked)
     parked_count: int = 0  # messages this process parked
     parked: dict[str, bool] = field(default_factory=dict)  # parked stream -> replay requested
-    stats: ConsumerStats = field(default_factory=ConsumerStats)  # for the metrics
 
-    def start(self, position: int, high_water: int) -> None:
+    def start(self, position: int, high_water: int, generation: int) -> None:
         """Stand at ``position``, committed (a consumer that just loaded it)."""
         self.position = self.committed = position
         self.committed_at = time.monotonic()
-        self.high_water = high_water
+        self.high_water, self.generation = high_water, generation
 
-    def mark_committed(self) -> None:
-        """The position handled is the position committed, as of now."""
-        self.committed, self.committed_at = self.position, time.monotonic()
+    def apply(self, applied: Applied) -> None:
+        """Take in what a batch (or a parked message) did."""
+        self.position = applied.position
+        if applied.committed:
+            self.committed, self.committed_at = applied.position, time.monotonic()
+        self.processed += applied.messages
+        self.parked_count += applied.parked
+        if applied.parked_stream is not None:
+            self.parked.setdefault(applied.parked_stream, False)
 
-    def handled(self, batch: Sequence[Message], queued: int, *, committed: bool) -> None:
-        """``batch`` is handled (``queued`` of its messages parked behind a parked stream;
-        ``committed``: its position too, not left for later)."""
-        self.position = batch[-1].global_position
-        if committed:
-            self.mark_committed()
-        self.processed += len(batch)
-        self.parked_count += queued
+    def parked_streams(self, streams: dict[str, bool]) -> None:
+        """The parked streams as the dead letters have them now (stream -> replay requested)."""
+        self.parked = streams
 
-    def parked_one(self, message: Message) -> None:
-        """``message`` is parked, its position committed with it."""
-        self.parked.setdefault(message.stream_name, False)
-        self.position = message.global_position
-        self.mark_committed()
-        self.processed += 1
-        self.parked_count += 1
+    def replayed(self, stream: str) -> None:
+        """``stream``'s parked messages were handled again: it holds nothing back any more."""
+        self.parked.pop(stream, None)
+
+    def replay_failed(self, stream: str) -> None:
+        """A replay of ``stream`` failed: it stays parked, its replay request withdrawn."""
+        self.parked[stream] = False

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from worker.engine.backend import PostgresBackend
 from worker.engine.consumer import Consumer
-from worker.engine.positions import PostgresPositionStore
 from worker.engine.retry import RetryPolicy
 from worker.engine.tuning import ConsumerOptions
 from worker.engine.wakeups import Waker
-from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
     import asyncpg
@@ -18,6 +17,7 @@ if TYPE_CHECKING:
     from worker.engine.settings import EngineSettings
     from worker.engine.subscriber import Slot, Subscriber
     from worker.store.database import Database
+    from worker.store.message_store import MessageStore
 
 
 def consumer_options(settings: EngineSettings, subscriber: Subscriber) -> ConsumerOptions:
@@ -54,10 +54,7 @@ def build_consumer(
     return Consumer(
         slot.subscriber,
         slot.category,
-        dsn=dsn,
-        pool=pool,
-        store=store or MessageStore(pool),
-        positions=PostgresPositionStore(pool),
+        PostgresBackend(dsn, pool, store),
         waker=waker or Waker(),
         options=consumer_options(settings, slot.subscriber),
         generation=generation,

@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING, Any
 from worker.errors import LeaseLostError
 
 if TYPE_CHECKING:
-    from worker.engine.lease import Lease
+    from worker.engine.backend import ConsumerLease
     from worker.engine.positions import PositionStore
 
 
-def check_held(lease: Lease, name: str) -> None:
+def check_held(lease: ConsumerLease, name: str) -> None:
     """Refuse to commit once the lease could have run out (``LeaseLostError``)."""
     if not lease.held:
         raise LeaseLostError(lease.lost or f"consumer {name}: lease not held")
 
 
 async def check_fenced(
-    lease: Lease,
+    lease: ConsumerLease,
     positions: PositionStore,
     name: str,
     log: Any,

@@ -24,7 +24,7 @@ from worker.read.handed import handed_to
 from worker.store.metadata import SCHEMA_VERSION
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Mapping, Sequence
 
     from worker.engine.context import Context
     from worker.engine.partitions import Concurrency
@@ -42,7 +42,7 @@ class Handling:
     """What a batch's handlers run with."""
 
     routes: dict[str, Handlers]
-    parked: dict[str, bool]  # parked streams: their messages are parked behind
+    parked: Mapping[str, bool]  # parked streams: their messages are parked behind
     park: Callable[[Connection, Message], Awaitable[None]]  # park one behind its stream
     ready: dict[int, BaseEvent]  # events validated ahead, by global position
     yielding: bool  # a batch commits behind: let it go on every so often

@@ -9,12 +9,10 @@ from typing import TYPE_CHECKING, Any
 from worker.engine.batch import Batches
 from worker.engine.reader import Reader
 from worker.engine.replays import Replays
-from worker.engine.routes import route_table
 
 if TYPE_CHECKING:
-    from worker.engine.backend import Backend, PauseSwitch, Standings
+    from worker.engine.backend import Backend, ConsumerLease, PauseSwitch, Standings
     from worker.engine.cursor import Cursor
-    from worker.engine.lease import Lease
     from worker.engine.positions import PositionStore
     from worker.engine.subscriber import Slot
     from worker.engine.tuning import ConsumerOptions
@@ -26,7 +24,7 @@ if TYPE_CHECKING:
 class Parts:
     """A consumer's collaborators."""
 
-    lease: Lease
+    lease: ConsumerLease
     batches: Batches
     replays: Replays
     reader: Reader
@@ -48,26 +46,9 @@ def build_parts(
     log: Any,
 ) -> Parts:
     """The parts of consumer ``name`` of ``slot`` (handlers: ``instance``) on ``backend``."""
-    subscriber, store = slot.subscriber, backend.store
+    store, positions = backend.store, backend.positions
     lease = backend.lease(name, options.lease_ttl)
-    transactions, parked, positions = backend.transactions, backend.parked, backend.positions
-    batches = Batches(
-        name,
-        routes=route_table(subscriber, instance),
-        transactions=transactions,
-        store=store,
-        positions=positions,
-        parked=parked,
-        lease=lease,
-        policy=options.policy,
-        cursor=cursor,
-        log=log,
-        tables=backend.tables,
-        concurrency=subscriber.concurrent,
-        position_interval=options.position_interval,
-        commit_behind=backend.commit_behind and bool(subscriber.read_models),
-        declared=subscriber.declared,
-    )
+    batches = Batches(name, slot, instance, backend, lease, options, cursor, cursor.apply, log)
     replays = Replays(batches, backend, lease, options.refresh_interval, log)
     return Parts(
         lease=lease,

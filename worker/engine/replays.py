@@ -1,7 +1,9 @@
 """Parked streams of a running consumer: noticing them, and replaying them on request.
 
 A replay runs under the consumer's lease: each parked message is handled again in its own
-transaction that also removes it from the dead letters and checks the lease's epoch.
+transaction that also removes it from the dead letters and checks the lease's epoch. Replays
+write nothing of the consumer's cursor: ``refresh`` answers with the parked streams, a replay
+with how many messages it handled (or ``ReplayFailedError``); the consumer takes them in.
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from worker.errors import LeaseLostError, ReplayFailedError
 from worker.read.handed import handed_to
 
 if TYPE_CHECKING:
-    from worker.engine.backend import Backend
+    from worker.engine.backend import Backend, ConsumerLease
     from worker.engine.batch import Batches
-    from worker.engine.lease import Lease
     from worker.store.message import Message
     from worker.store.types import Connection
 
@@ -26,27 +27,35 @@ class Replays:
     """A consumer's parked streams and their replays."""
 
     def __init__(
-        self, batches: Batches, backend: Backend, lease: Lease, refresh_interval: float, log: Any
+        self,
+        batches: Batches,
+        backend: Backend,
+        lease: ConsumerLease,
+        refresh_interval: float,
+        log: Any,
     ) -> None:
-        self._batches, self.name, self._cursor = batches, batches.name, batches.cursor
+        self._batches, self.name = batches, batches.name
         self._backend, self._lease, self._log = backend, lease, log
         self._parked = backend.parked
         self._refresh_interval, self._refreshed_at = refresh_interval, 0.0
 
-    async def refresh(self, *, force: bool = False) -> None:
-        """Reload parked streams now and then; run any replay that was requested."""
+    async def refresh(self, *, force: bool = False) -> dict[str, bool] | None:
+        """Reload parked streams now and then (``None`` when not yet due), running any replay
+        that was requested; the parked streams after them (stream -> replay requested)."""
         now = time.monotonic()
         if not force and now - self._refreshed_at < self._refresh_interval:
-            return
+            return None
         self._refreshed_at = now
         await self._batches.drain()  # what a batch committing behind parks counts
-        self._cursor.parked = await self._parked.parked_streams(self.name)
-        for stream, requested in list(self._cursor.parked.items()):
+        parked = await self._parked.parked_streams(self.name)
+        for stream, requested in list(parked.items()):
             if not requested:
                 continue
             try:
                 await self.replay(stream)
+                del parked[stream]
             except ReplayFailedError as failed:  # the request is withdrawn: logged once
+                parked[stream] = False
                 self._log.error(
                     "replay failed; stream stays parked",
                     stream_name=stream,
@@ -54,6 +63,7 @@ class Replays:
                     replayed=failed.replayed,
                     error=failed.error,
                 )
+        return parked
 
     async def replay(self, stream_name: str) -> int:
         """Re-dispatch a stream's parked messages in order; return how many were handled.
@@ -76,7 +86,6 @@ class Replays:
                 error = await self._failed(dead_letter_id, stream_name, position, done, failed)
                 raise error from failed.error
             done += 1
-        self._cursor.parked.pop(stream_name, None)
         self._log.info("parked stream replayed", stream_name=stream_name, messages=done)
         return done
 
@@ -90,7 +99,6 @@ class Replays:
             if not await self.lease_current(conn):
                 raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
         error = describe(type(failed.error).__qualname__, str(failed.error))
-        self._cursor.parked[stream] = False
         return ReplayFailedError(self.name, stream, position, error, done)
 
     async def _replay_one(self, dead_letter_id: int, message: Message | None) -> None:

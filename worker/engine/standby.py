@@ -7,6 +7,7 @@ holder's lease (looked at every ``retry_interval`` of the lease), so the run can
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -14,14 +15,28 @@ import anyio
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from worker.engine.backend import Standings
-    from worker.engine.lease import Lease
+    from worker.engine.backend import ConsumerLease, Standings
     from worker.engine.positions import PositionStore
     from worker.engine.reader import Reader
 
 
+async def acquire(
+    consumer: Standby,
+    stop: anyio.Event,
+    limiter: anyio.CapacityLimiter | None,
+    *,
+    gives_up: bool,
+) -> bool:
+    """Wait for ``consumer``'s lease; ``gives_up`` (a run until caught up): give up (False)
+    once it is caught up under another process's lease."""
+    if not gives_up:
+        return await consumer.lease.acquire(stop, limiter)
+    done = partial(done_elsewhere, consumer)
+    return await acquire_unless_done(consumer.lease, stop, limiter, done)
+
+
 async def acquire_unless_done(
-    lease: Lease,
+    lease: ConsumerLease,
     stop: anyio.Event,
     limiter: anyio.CapacityLimiter | None,
     done: Callable[[], Awaitable[bool]],
@@ -51,7 +66,7 @@ class Standby(Protocol):
 
     name: str
     pausable: bool
-    lease: Lease
+    lease: ConsumerLease
     positions: PositionStore
     standing: Standings
     reader: Reader

@@ -8,8 +8,9 @@ from worker.engine.lifecycle import Life, Mode
 from worker.engine.state import ConsumerState
 
 if TYPE_CHECKING:
+    from worker.engine.backend import ConsumerLease
+    from worker.engine.batch import Batches
     from worker.engine.cursor import Cursor
-    from worker.engine.lease import Lease
     from worker.engine.reader import Reader
     from worker.engine.stats import ConsumerStats
 
@@ -18,9 +19,10 @@ class ConsumerView:
     """A consumer's state, position and counts, read from its parts."""
 
     life: Life
-    lease: Lease
+    lease: ConsumerLease
     reader: Reader
     cursor: Cursor
+    batches: Batches
 
     @property
     def state(self) -> ConsumerState:
@@ -62,7 +64,7 @@ class ConsumerView:
     @property
     def stats(self) -> ConsumerStats:
         """What it measured about its batches (for the metrics)."""
-        return self.cursor.stats
+        return self.batches.stats
 
     @property
     def parked_count(self) -> int:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from worker.engine.lease import DEFAULT_TTL, Lease
+from worker.engine.contact import Contact
+from worker.engine.lease import DEFAULT_TTL
 from worker.engine.standing import Standing
 from worker.testing.connection import MemoryTransactions
 from worker.testing.message_store import MemoryMessageStore
@@ -27,25 +28,25 @@ if TYPE_CHECKING:
     from worker.store.message_store import MessageStore
 
 
-class MemoryLease(Lease):
+class MemoryLease:
     """A lease no other process can hold: taken at once with a new epoch of ``positions``,
     held until released; ``states`` records what its consumer reported."""
 
     def __init__(self, positions: MemoryPositionStore, consumer: str, ttl: float) -> None:
-        super().__init__("", consumer, ttl=ttl)
-        self._positions = positions
+        self._positions, self.consumer, self.ttl = positions, consumer, ttl
+        self.epoch = 0
+        self.holder: str | None = None  # (no other process)
+        self.lost: str | None = None
+        self.retry_interval = 1.0
+        self.contact = Contact()
+        self.held = False
         self.states: list[str] = []
-
-    @property
-    def held(self) -> bool:
-        return self._acquired
 
     async def open(self) -> None:
         return None
 
     async def try_acquire(self, *, keep_connection: bool = False) -> bool:
-        self.epoch, self._acquired = self._positions.take_lease(self.consumer), True
-        self.lost = None
+        self.epoch, self.held, self.lost = self._positions.take_lease(self.consumer), True, None
         return True
 
     async def acquire(
@@ -63,7 +64,10 @@ class MemoryLease(Lease):
         self.states.append(state)
 
     async def release(self, *, close: bool = True) -> None:
-        self._acquired = False
+        self.held = False
+
+    async def close(self) -> None:
+        await self.release()
 
 
 class MemorySwitch:

@@ -20,7 +20,7 @@ import pytest
 
 import domain as shop
 import handlers  # noqa: F401  (registers the shipment notifier on the shop domain)
-from tests.cli import EXAMPLE_APP, ROOT, Result, worker
+from tests.cli import EXAMPLE_APP, ROOT, Result, as_user, worker
 from worker import NewMessage
 from worker.store.layout import Outgoing
 from worker.store.protean import ProteanConventions
@@ -376,4 +376,30 @@ async def test_install_creates_the_causation_indexes_on_an_existing_install(
         assert "0007_causation_indexes" in installed.stdout, installed
         assert set(names) <= {r[0] for r in await conn.fetch(listed)}
     finally:
+        await conn.close()
+
+
+async def test_install_names_the_table_ownership_the_indexes_need(
+    database_dsn: str, role: str
+) -> None:
+    """A role that may migrate the worker schema but does not own MessageDB's table is told,
+    in one line and before anything changes, that the causation indexes need its ownership."""
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        for name in ("worker_causation_global_position", "worker_protean_causation_id"):
+            await conn.execute(f"DROP INDEX message_store.{name}")
+        await conn.execute("DELETE FROM worker.migrations WHERE version = 7")
+        await conn.execute(f"ALTER SCHEMA worker OWNER TO {role}")
+        await conn.execute(f"ALTER TABLE worker.migrations OWNER TO {role}")
+        await conn.execute(f"GRANT USAGE ON SCHEMA message_store TO {role}")
+        installed = await worker(as_user(database_dsn, role), "db", "install", config=EXAMPLE_APP)
+        assert installed.code == 1, installed
+        assert len(installed.errors) == 1, installed
+        line = installed.errors[0]
+        assert line.startswith(f'worker: error: role "{role}" cannot run `worker db install`')
+        assert "ownership of message_store.messages (to create the causation indexes)" in line
+        assert await conn.fetchval("SELECT count(*) FROM worker.migrations WHERE version = 7") == 0
+    finally:
+        await conn.execute("ALTER SCHEMA worker OWNER TO CURRENT_USER")
+        await conn.execute("ALTER TABLE worker.migrations OWNER TO CURRENT_USER")
         await conn.close()

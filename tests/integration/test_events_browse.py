@@ -5,6 +5,7 @@ Protean's layout."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,12 +22,13 @@ import pytest
 import domain as shop
 import handlers  # noqa: F401  (registers the shipment notifier on the shop domain)
 from tests.cli import EXAMPLE_APP, ROOT, Result, as_user, worker
+from tests.integration.proxy import Proxy
 from worker import NewMessage
 from worker.store.layout import Outgoing
 from worker.store.protean import ProteanConventions
 
 if TYPE_CHECKING:
-    from anyio.abc import Process
+    from anyio.abc import ByteReceiveStream, Process
 
     from worker import MessageStore
     from worker.store.message import Message
@@ -198,6 +200,16 @@ async def next_line(process: Process, pending: bytearray) -> str:
     return line.decode()
 
 
+async def rest_of(stream: ByteReceiveStream | None) -> str:
+    """Everything left to read on a finished process's ``stream``."""
+    assert stream is not None
+    received = bytearray()
+    with contextlib.suppress(anyio.EndOfStream):
+        while True:
+            received.extend(await stream.receive())
+    return received.decode()
+
+
 async def test_tail_follow_prints_a_message_written_after_it_started_and_ends_on_sigterm(
     store: MessageStore, database_dsn: str
 ) -> None:
@@ -220,6 +232,35 @@ async def test_tail_follow_prints_a_message_written_after_it_started_and_ends_on
         if process.returncode is None:
             process.kill()
         await process.aclose()
+
+
+async def test_tail_follow_that_loses_the_database_says_so_in_one_line_and_exits_1(
+    store: MessageStore, database_dsn: str
+) -> None:
+    """When the database goes away under `tail --follow`, it ends with exit code 1 and, as its
+    last line, the error saying it lost the database (not a traceback)."""
+    await store.write("gone-1", NewMessage("Seen", {"n": 1}))
+    proxy = Proxy(database_dsn)
+    async with anyio.create_task_group() as tg:
+        await tg.start(proxy.serve)
+        process = await start_tail(proxy.dsn, "gone", "--follow", "--json", "--limit", "1")
+        pending = bytearray()
+        try:
+            assert json.loads(await next_line(process, pending))["data"] == {"n": 1}
+            proxy.cut()
+            with anyio.fail_after(60):
+                code = await process.wait()
+            stderr = await rest_of(process.stderr)
+            assert code == 1, stderr
+            last = stderr.strip().splitlines()[-1]
+            assert last.startswith(
+                "worker: error: lost the connection to the database while following 'gone'"
+            ), stderr
+        finally:
+            if process.returncode is None:
+                process.kill()
+            await process.aclose()
+            tg.cancel_scope.cancel()
 
 
 async def test_show_upcasts_an_old_message_and_says_both_versions(

@@ -19,8 +19,14 @@ from rich.json import JSON
 from rich.text import Text
 from rich.tree import Tree
 
+from worker.engine.retry import is_transient
 from worker.engine.wakeups import Listener, Waker
-from worker.errors import InvalidStreamNameError, MessageNotFoundError, UsageError
+from worker.errors import (
+    DatabaseUnavailableError,
+    InvalidStreamNameError,
+    MessageNotFoundError,
+    UsageError,
+)
 from worker.ops import browser, outcome
 from worker.ops.cli import common, output
 from worker.store import browser as finder
@@ -169,13 +175,29 @@ def _follow(category: str, limit: int, as_json: bool) -> None:
 
     async def work(app: App, pool: asyncpg.Pool[Any]) -> None:
         waker = Waker()
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signal, tg.cancel_scope)
-            await tg.start(Listener(app.database, waker).run)
-            await _print_new(pool, waker, category, limit, as_json)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_stop_on_signal, tg.cancel_scope)
+                await tg.start(Listener(app.database, waker).run)
+                await _print_new(pool, waker, category, limit, as_json)
+        except* Exception as group:
+            raise _one_error(group, category) from None
 
     _with_pool(work)
     raise typer.Exit(outcome.OK)
+
+
+def _one_error(group: BaseExceptionGroup[Exception], category: str) -> BaseException:
+    """What ended ``tail --follow`` with an error, as the one error the command line shows: a
+    lost database (exit 1), else the error itself."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    if is_transient(error):
+        return DatabaseUnavailableError(
+            f"lost the connection to the database while following {category!r}: {error}"
+        )
+    return error
 
 
 async def _stop_on_signal(scope: anyio.CancelScope) -> None:

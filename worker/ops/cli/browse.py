@@ -110,7 +110,10 @@ def read(
 
 def tail(
     category: Annotated[
-        str, typer.Argument(help="A category: the part of a stream name before '-'.")
+        str,
+        typer.Argument(
+            metavar="CATEGORY", help="A category: the part of a stream name before '-'."
+        ),
     ],
     limit: Annotated[
         int,
@@ -286,7 +289,10 @@ def _versions(found: browser.MessageView) -> str:
 
 def history(
     aggregate: Annotated[
-        str, typer.Argument(help="The aggregate: its class name or its stream category.")
+        str,
+        typer.Argument(
+            metavar="AGGREGATE", help="The aggregate: its class name or its stream category."
+        ),
     ],
     ident: Annotated[str, typer.Argument(metavar="ID", help="The aggregate's id.")],
     as_json: JsonOption = False,

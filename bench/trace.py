@@ -27,8 +27,7 @@ import anyio
 
 from bench.engine import fresh_database, server_dsn
 from tests.cli import EXAMPLE_APP
-from worker.store import causation
-from worker.store.database import connect, create_pool
+from worker import connect, create_pool, trace_causation
 
 if TYPE_CHECKING:
     import asyncpg
@@ -79,7 +78,7 @@ async def timed_traces(pool: asyncpg.Pool[Any], position: int, repeat: int) -> f
     seconds = []
     for _ in range(repeat):
         started = time.perf_counter()
-        tree = await causation.trace(pool, position)
+        tree = await trace_causation(pool, position)
         seconds.append(time.perf_counter() - started)
     assert tree.root.message.global_position <= position
     return statistics.median(seconds)

@@ -34,8 +34,10 @@ def message_key(text: str) -> MessageKey:
 
 
 async def find_message(executor: Executor, key: MessageKey) -> Message:
-    """The message at global position ``key`` (an int) or with id ``key`` (a UUID);
-    ``MessageNotFoundError`` when there is none."""
+    """The message at global position ``key`` (an int) or with id ``key`` (a UUID; text is
+    read as ``message_key`` reads it); ``MessageNotFoundError`` when there is none."""
+    if isinstance(key, str):
+        key = message_key(key)
     if isinstance(key, int):
         found = await executor.fetchrow(q.READ_BY_GLOBAL_POSITION, key, record_class=Message)
         where = f"at global position {key}"

@@ -15,6 +15,7 @@ from worker.errors import (
     InstallError,
     InvalidStreamNameError,
     MalformedMessageError,
+    MessageNotFoundError,
     MissingApplyError,
     MissingRowError,
     NotAwaitedError,
@@ -31,6 +32,8 @@ from worker.ops.app import App, open_app, open_store, resolve_dsn
 from worker.ops.log import configure_logging
 from worker.ops.settings import Settings, WorkerSettings, load_settings
 from worker.read.model import Increment, ReadModel
+from worker.store.causation import CausationTree
+from worker.store.causation import trace as trace_causation
 from worker.store.database import Database, connect, create_pool, redact
 from worker.store.installer import install
 from worker.store.message import Message, NewMessage
@@ -48,6 +51,7 @@ __all__ = [
     "BaseAggregate",
     "BaseEntity",
     "BaseEvent",
+    "CausationTree",
     "ConfigurationError",
     "Context",
     "Database",
@@ -59,6 +63,7 @@ __all__ = [
     "InvalidStreamNameError",
     "MalformedMessageError",
     "Message",
+    "MessageNotFoundError",
     "MessageStore",
     "MissingApplyError",
     "MissingRowError",
@@ -89,4 +94,5 @@ __all__ = [
     "open_store",
     "redact",
     "resolve_dsn",
+    "trace_causation",
 ]

@@ -130,6 +130,10 @@ class AggregateNotFoundError(WorkerError, LookupError):
         self.id = ident
 
 
+class MessageNotFoundError(WorkerError, LookupError):
+    """No stored message has the global position or id asked for."""
+
+
 class VersionConflictError(WorkerError):
     """Saving an aggregate found it changed since it was loaded; nothing was written.
 

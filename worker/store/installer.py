@@ -22,7 +22,13 @@ from worker.store import queries as q
 from worker.store.database import Database, connect, redact
 from worker.store.package import PACKAGE, PackageSource, locate_package, package_release
 from worker.store.read_schema import ROLES_HELP
-from worker.store.schema import migrate, migrations, schema_version, set_notify_trigger
+from worker.store.schema import (
+    CAUSATION_INDEXES,
+    migrate,
+    migrations,
+    schema_version,
+    set_notify_trigger,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -240,7 +246,9 @@ async def plan(
                 f"MessageDB {version} found in {Database.of(dsn).name}; this worker needs "
                 f"{SUPPORTED_SERIES}x"
             )
-        migrating = await schema_version(conn) < max(v for v, _, _ in migrations())
+        current = await schema_version(conn)
+        migrating = current < max(v for v, _, _ in migrations())
+        indexing = current < CAUSATION_INDEXES
         trigger_change = (
             notify_trigger
             if version is None
@@ -249,10 +257,20 @@ async def plan(
     finally:
         await conn.close()
     _refuse(
-        row["role"], _lacking(row, version is None, migrating, trigger_change, read_model_schema)
+        row["role"],
+        _lacking(row, version is None, migrating, trigger_change, read_model_schema)
+        + _lacking_owner(row, indexing),
     )
     package = locate_package(settings) if version is None else None
     return Plan(True, version, package)
+
+
+def _lacking_owner(row: Any, indexing: bool) -> list[str]:
+    """Ownership of MessageDB's table, when the migration that indexes it is pending (an
+    index, unlike the NOTIFY trigger, can be created by the table's owner only)."""
+    if indexing and row["owns_messages"] is False:
+        return ["ownership of message_store.messages (to create the causation indexes)"]
+    return []
 
 
 def _lacking(

@@ -125,6 +125,8 @@ SELECT current_user::text AS role, current_database()::text AS database,
            AS owns_worker,
        CASE WHEN to_regclass('message_store.messages') IS NULL THEN NULL
             ELSE has_table_privilege('message_store.messages', 'TRIGGER') END AS trigger_right,
+       (SELECT pg_has_role(relowner, 'USAGE') FROM pg_class
+        WHERE oid = to_regclass('message_store.messages')) AS owns_messages,
        CASE WHEN to_regnamespace($1) IS NULL THEN NULL
             ELSE has_schema_privilege(to_regnamespace($1), 'CREATE') END AS create_in_read_schema
 FROM pg_roles r WHERE r.rolname = current_user
@@ -292,3 +294,53 @@ def grant(rights: str, target: str, quoted_role: str) -> str:
 def grant_membership(role: str, quoted_grantee: str) -> str:
     """``GRANT role TO grantee`` (``role`` a constant of this package)."""
     return f"GRANT {role} TO {quoted_grantee}"
+
+
+# -- browsing the store: a message by its id, a category's newest, causation ---------------------
+
+# One message by its id (MessageDB's unique index on id).
+READ_BY_ID: LiteralString = f"""
+SELECT {_COLUMNS} FROM message_store.messages WHERE id = $1::uuid
+"""
+
+# The newest $2 messages of a category, oldest first (an index scan backwards on MessageDB's
+# category index, then put back in global order).
+CATEGORY_TAIL: LiteralString = f"""
+SELECT * FROM (
+    SELECT {_COLUMNS}
+    FROM message_store.messages
+    WHERE message_store.category(stream_name) = $1
+    ORDER BY global_position DESC
+    LIMIT $2
+) newest
+ORDER BY global_position
+"""
+
+# One message by its stream and position (a cause named by stream and position only).
+READ_AT_STREAM_POSITION: LiteralString = f"""
+SELECT {_COLUMNS} FROM message_store.messages WHERE stream_name = $1 AND position = $2
+"""
+
+# The message whose Protean ``headers.id`` is $1 (a cause named by Protean's causation_id);
+# the partial index worker_protean_message_id answers it.
+READ_BY_PROTEAN_ID: LiteralString = f"""
+SELECT {_COLUMNS} FROM message_store.messages
+WHERE (metadata->'headers'->>'id') = $1
+ORDER BY global_position
+LIMIT 1
+"""
+
+# The messages caused by any of a set of messages, in global order: those whose Eventide
+# metadata names one's global position ($1, as text: ``->>`` gives text), and those whose
+# Protean ``domain.causation_id`` names one's Protean id ($2). Each arm is answered by its own
+# partial expression index (worker_causation_global_position, worker_protean_causation_id);
+# the equality on a strict operator lets the planner use the indexes' IS NOT NULL predicates.
+CAUSED_BY: LiteralString = f"""
+SELECT {_COLUMNS} FROM message_store.messages
+WHERE (metadata->>'causationMessageGlobalPosition') = ANY($1::text[])
+UNION
+SELECT {_COLUMNS} FROM message_store.messages
+WHERE (metadata->'domain'->>'causation_id') = ANY($2::text[])
+ORDER BY global_position
+LIMIT $3
+"""

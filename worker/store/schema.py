@@ -1,8 +1,9 @@
 """The worker's own schema (``worker``): its versioned migrations, and the NOTIFY trigger.
 
 Migrations are the ``NNNN_name.sql`` files of ``worker/store/migrations``, applied in order in
-one transaction and recorded in ``worker.migrations``. The trigger on MessageDB's table is the
-worker's only addition to MessageDB, and it can be left out.
+one transaction and recorded in ``worker.migrations``. The worker's only additions to
+MessageDB are on its table: the NOTIFY trigger (which can be left out) and the partial indexes
+that find what a message caused (migration 0007).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ if TYPE_CHECKING:
     import asyncpg
 
     from worker.store.types import Connection
+
+
+# The migration that indexes MessageDB's table for causation (only its owner may).
+CAUSATION_INDEXES = 7
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -1,4 +1,5 @@
-"""``worker events check``: decode every stored message with today's classes and upcasters."""
+"""``worker events``: browse the event store (``browse``), and ``check``: decode every stored
+message with today's classes and upcasters."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from worker.ops.cli import common, output
+from worker.ops.cli import browse, common, output
 from worker.ops.events import EventsCheck, check_events
 from worker.store.message_store import MessageStore
 
@@ -19,7 +20,12 @@ if TYPE_CHECKING:
 
     from worker.ops.app import App
 
-app = typer.Typer(help="Check stored events against the code.", no_args_is_help=True)
+app = typer.Typer(
+    help="Browse the event store (streams, categories, messages, aggregates, causation) and "
+    "check stored events against the code.",
+    no_args_is_help=True,
+)
+browse.register(app)
 
 
 @app.command("check")

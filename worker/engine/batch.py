@@ -29,11 +29,18 @@ from worker.engine.context import Context
 from worker.engine.cursor import Cursor
 from worker.engine.dead_letters import Failure
 from worker.engine.fencing import check_fenced, check_held
-from worker.engine.handling import Handling, flush, handle_all, handle_concurrently
+from worker.engine.handling import (
+    Handling,
+    flush,
+    handle_all,
+    handle_concurrently,
+    handle_traced,
+)
 from worker.engine.outcomes import FlushFailed, HandlerFailed, write_failure
 from worker.engine.pipeline import CommitPipeline, committed
 from worker.engine.read_ahead import ReadAhead
 from worker.engine.retry import Park, RetryAfter, Stop, is_transient
+from worker.engine.spans import Spans
 from worker.errors import ConsumerStoppedError
 from worker.read.table import Table
 from worker.store.transactions import begun, plain
@@ -103,6 +110,8 @@ class Batches:
         self._fence = (lease, positions, name)
         self._log = log
         self.ahead = ahead or ReadAhead(routes)
+        self.spans = Spans.of(name)  # tracing on or off: decided once, here
+        self._attempt = 1  # the attempt at the messages being applied (a retry's: 2 and on)
         # A projector's full batches may commit behind the next one (``worker.engine.pipeline``).
         self.pipeline = (
             CommitPipeline(self._write, self.apply, self.process, log) if commit_behind else None
@@ -178,7 +187,21 @@ class Batches:
     ) -> None:
         """``apply``'s transaction; with ``pending``, one that commits behind: it begins after
         ``earlier`` has committed, and once its handlers are done (and ``earlier`` committed)
-        ``pending.handled`` lets the consumer go on while it writes."""
+        ``pending.handled`` lets the consumer go on while it writes. With tracing on, in a
+        span of its own (``worker.engine.spans``)."""
+        if self.spans is None:
+            await self._transaction(batch, pending, earlier)
+            return
+        with self.spans.batch(batch):
+            await self._transaction(batch, pending, earlier)
+
+    async def _transaction(
+        self,
+        batch: Sequence[Message],
+        pending: PendingCommit | None,
+        earlier: PendingCommit | None,
+    ) -> None:
+        """See ``_write``."""
         committing = False
         try:
             after = None if pending is None else lambda: committed(earlier)
@@ -225,8 +248,12 @@ class Batches:
             self.ahead.ready,
             pipeline is not None and pipeline.committing(),
             self.cursor.stats,
+            self.spans,
+            self._attempt,
         )
         if self._concurrency is None:
+            if self.spans is not None:
+                return await handle_traced(handling, conn, ctx, batch, self.spans)
             return await handle_all(handling, conn, ctx, batch)
         return await handle_concurrently(handling, conn, ctx, batch, self._concurrency)
 
@@ -318,16 +345,23 @@ class Batches:
                 attempt=attempt,
                 delay=round(decision.delay, 3),
             )
+            if self.spans is not None:
+                self.spans.retrying(message, error, attempt, decision.delay)
             await anyio.sleep(decision.delay)
+            self._attempt = attempt + 1
             try:
                 await self.apply([message])
                 return
             except HandlerFailed as failed:
                 error, attempt = failed.error, attempt + 1
                 self.cursor.stats.handler_failures += 1
+            finally:
+                self._attempt = 1
         await check_fenced(*self._fence, bound, error, confirm=True)
         if isinstance(decision, Park):
             await self._park(message, Failure(error, attempt, first_failed))
+            if self.spans is not None:
+                self.spans.parked(message, error, attempt)
             bound.error("message parked", error=repr(error), attempts=attempt)
             return
         assert isinstance(decision, Stop)

@@ -7,6 +7,7 @@ transaction that also removes it from the dead letters and checks the lease's ep
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from worker.engine.dead_letters import describe
@@ -17,7 +18,9 @@ from worker.read.handed import handed_to
 if TYPE_CHECKING:
     from worker.engine.backend import Backend
     from worker.engine.batch import Batches
+    from worker.engine.context import Context
     from worker.engine.lease import Lease
+    from worker.engine.routes import Handlers
     from worker.store.message import Message
     from worker.store.types import Connection
 
@@ -94,13 +97,23 @@ class Replays:
         return ReplayFailedError(self.name, stream, position, error, done)
 
     async def _replay_one(self, dead_letter_id: int, message: Message | None) -> None:
+        """Handle a parked message again and remove it from the dead letters, in one
+        transaction; with tracing on, in a span in the message's own trace."""
+        spans = self._batches.spans
+        if spans is None or message is None:
+            await self._redo(dead_letter_id, message)
+            return
+        with spans.replay(message):
+            await self._redo(dead_letter_id, message)
+
+    async def _redo(self, dead_letter_id: int, message: Message | None) -> None:
         async with self._backend.transactions.transaction() as conn:
             route = None if message is None else self._batches.routes.get(message.type)
             if message is not None and route is not None:
                 ctx = self._batches.context(conn, message)
                 handed = handed_to.set(ctx.unawaited)
                 try:
-                    await route.dispatch(message, ctx)
+                    await self._dispatch(route, message, ctx)
                     await ctx.flush()
                 except Exception as error:
                     if (failed := handler_failure(0, message, error)) is None:
@@ -112,6 +125,13 @@ class Replays:
             await self._parked.replayed(conn, dead_letter_id)
             if not await self.lease_current(conn):
                 raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
+
+    async def _dispatch(self, route: Handlers, message: Message, ctx: Context) -> None:
+        spans = self._batches.spans
+        if spans is None:
+            await route.dispatch(message, ctx)
+            return
+        await spans.handle(route, message, 1, partial(route.dispatch, message, ctx))
 
     async def lease_current(self, conn: Connection) -> bool:
         """True while this process's lease epoch is the current one (checked in ``conn``)."""

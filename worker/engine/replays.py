@@ -131,7 +131,7 @@ class Replays:
         if spans is None:
             await route.dispatch(message, ctx)
             return
-        await spans.handle(route, message, 1, partial(route.dispatch, message, ctx))
+        await spans.handle(route, message, 1, partial(route.dispatch, message, ctx), nested=True)
 
     async def lease_current(self, conn: Connection) -> bool:
         """True while this process's lease epoch is the current one (checked in ``conn``)."""

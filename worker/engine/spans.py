@@ -84,9 +84,12 @@ class Spans:
         message: Message,
         attempt: int,
         run: Callable[[], Awaitable[None]],
+        *,
+        nested: bool = False,
     ) -> None:
-        """``run`` (one message's handlers) in a span whose parent is the message's context."""
-        with self._message_span("handle", route, message, attempt) as span:
+        """``run`` (one message's handlers) in a span whose parent is the message's context
+        (``nested``: the current span, itself in the message's trace: a replay's)."""
+        with self._message_span("handle", route, message, attempt, nested=nested) as span:
             try:
                 await run()
             except HandlerFailed as failed:
@@ -123,7 +126,13 @@ class Spans:
 
     @contextlib.contextmanager
     def _message_span(
-        self, verb: str, route: Handlers | None, message: Message, attempt: int
+        self,
+        verb: str,
+        route: Handlers | None,
+        message: Message,
+        attempt: int,
+        *,
+        nested: bool = False,
     ) -> Iterator[Any]:
         attributes: dict[str, Any] = {
             "worker.consumer": self.consumer,
@@ -138,7 +147,7 @@ class Spans:
             attributes["worker.attempt"] = attempt
         if route is not None:
             attributes["worker.handler"] = self._handler(route)
-        parent = self.tracing.parent(message[6])
+        parent = None if nested else self.tracing.parent(message[6])
         with self.tracing.span(f"{verb} {message.type}", attributes, parent=parent) as span:
             yield span
 

@@ -4,10 +4,14 @@ with partitions handled concurrently; a message without a ``traceparent`` starts
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import structlog
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -15,6 +19,8 @@ from opentelemetry.trace import StatusCode
 
 from worker import BaseEvent, Context, Domain, MessageStore, NewMessage, Runner, handle
 from worker.engine import operations
+from worker.ops.instruments import Instruments
+from worker.ops.log import configure_logging
 from worker.ops.settings import WorkerSettings
 from worker.store import tracing
 
@@ -286,3 +292,75 @@ async def test_a_message_written_without_a_traceparent_starts_a_trace(
     assert ordered.parent is None
     assert trace_of(notified) == trace_of(ordered)
     assert not any(s.name.startswith("request") for s in spans.get_finished_spans())
+
+
+async def test_the_prometheus_metrics_are_read_by_an_opentelemetry_metric_reader(
+    store: MessageStore, database_dsn: str
+) -> None:
+    """With the metrics service, an OpenTelemetry reader sees the numbers ``/metrics``
+    shows: counters, gauges, and the histograms' sums and counts, labelled by consumer."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    for order in ("o1", "o2", "o3"):
+        await store.write(f"order-{order}", Ordered(order=order).to_message())
+    run = Runner(chain_domain(Probe()), database_dsn, SETTINGS, services=[Instruments(provider)])
+    await run.run(until_caught_up=True, handle_signals=False)
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        metric.name: {
+            str((p.attributes or {}).get("consumer")): getattr(p, "value", None)
+            for p in metric.data.data_points
+        }
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    provider.shutdown()
+    assert points["worker_messages_handled"]["orders:order"] == 3
+    assert points["worker_consumer_position"]["orders:order"] == await store.category_head("order")
+    assert points["worker_batch_handle_seconds_count"]["orders:order"] == 1
+    assert points["worker_database_up"] == {"None": 1}
+
+
+async def test_log_lines_of_a_handler_carry_trace_and_message(
+    store: MessageStore, database_dsn: str, spans: InMemorySpanExporter
+) -> None:
+    """A line a handler logs carries the trace and span ids of its message's span, the
+    message's global position, stream and correlation."""
+    domain = Domain("test")
+    domain.register_event(Ordered, category="order")
+
+    @domain.event_handler(name="logger", stream_categories=["order"])
+    class Logger:
+        @handle(Ordered)
+        async def ordered(self, event: Ordered, ctx: Context) -> None:
+            structlog.get_logger("app").info("order seen", order=event.order)
+
+    active = tracing.active()
+    assert active is not None
+    with active.tracer.start_as_current_span("request"):
+        message = Ordered(order="o1").to_message({"correlationStreamName": "shop-7"})
+        await store.write("order-o1", message)
+    saved = structlog.get_config()
+    configure_logging("info", "json")
+    structlog.configure(
+        logger_factory=structlog.testing.CapturingLoggerFactory(), cache_logger_on_first_use=False
+    )
+    factory = structlog.get_config()["logger_factory"]
+    try:
+        await Runner(domain, database_dsn, SETTINGS).run(until_caught_up=True, handle_signals=False)
+    finally:
+        structlog.configure(**saved)
+    lines = [json.loads(call.args[0]) for call in factory.logger.calls]
+    [seen] = [line for line in lines if line["event"] == "order seen"]
+    handled = one(spans, "handle Ordered", "o1")
+    context = handled.get_span_context()
+    assert context is not None
+    assert (seen["trace_id"], seen["span_id"]) == (
+        f"{context.trace_id:032x}",
+        f"{context.span_id:016x}",
+    )
+    [stored] = await store.read_stream("order-o1")
+    assert seen["global_position"] == stored.global_position
+    assert (seen["stream_name"], seen["correlation"]) == ("order-o1", "shop-7")

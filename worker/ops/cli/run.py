@@ -36,9 +36,8 @@ def run(
         operations.consumers_named(application.domain, only, "--only")
 
     async def main() -> RunResult:
-        return await runner.run(until_caught_up=until_caught_up)
+        return await application.runner(only=only).run(until_caught_up=until_caught_up)
 
-    runner = guard(lambda: application.runner(only=only))
     try:
         result = run_guarded(main)
     finally:

@@ -36,6 +36,7 @@ from worker.store.installer import install
 from worker.store.message import Message, NewMessage
 from worker.store.message_store import MessageStore
 from worker.store.metadata import follow
+from worker.store.tracing import TelemetryUnavailableError, span
 
 if TYPE_CHECKING:
     from worker.engine.runner import Runner  # what the factory below builds
@@ -72,6 +73,7 @@ __all__ = [
     "Runner",
     "Settings",
     "SubscriberOptions",
+    "TelemetryUnavailableError",
     "UndeclaredReadModelError",
     "VersionConflictError",
     "WorkerError",
@@ -89,4 +91,5 @@ __all__ = [
     "open_store",
     "redact",
     "resolve_dsn",
+    "span",
 ]

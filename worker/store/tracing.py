@@ -13,6 +13,7 @@ at the top level in Eventide's layout, in ``headers.traceparent`` in Protean's (
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -109,6 +110,7 @@ class Tracing:
         self._propagator = propagator
         self.tracer = tracer
         self._root = root  # an empty context: a span started in it starts a trace
+        self._context_of = functools.lru_cache(maxsize=4096)(self._parse)
 
     def current_traceparent(self) -> str | None:
         """The W3C ``traceparent`` of the span current in this task, if any."""
@@ -146,8 +148,11 @@ class Tracing:
 
     def _extracted(self, metadata: str | Mapping[str, Any] | None) -> Any:
         traceparent = traceparent_of(metadata)
-        if traceparent is None:
-            return None
+        return None if traceparent is None else self._context_of(traceparent)
+
+    def _parse(self, traceparent: str) -> Any:
+        """The context ``traceparent`` names (``None`` if it does not parse); cached, since a
+        batch's link and its message's span read the same one (``_context_of``)."""
         context = self._propagator.extract({TRACEPARENT: traceparent})
         span_context = self.trace.get_current_span(context).get_span_context()
         return context if span_context.is_valid else None

@@ -31,9 +31,7 @@ from bench.engine import (
     server_dsn,
     write_events,
 )
-from worker import configure_logging
-from worker.ops.settings import load_settings
-from worker.store import tracing
+from worker import configure_logging, load_settings, start_tracing, stop_tracing
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -62,11 +60,11 @@ async def catch_up(dsn: str, traced: bool) -> float:
     if traced:
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(Dropping()))
-        tracing.start(provider)
+        start_tracing(provider)
     try:
         count, seconds = await engine_catch_up(dsn, settings, noop_domain(), "noop")
     finally:
-        tracing.stop()
+        stop_tracing()
         if provider is not None:
             provider.shutdown()
     return count / seconds

@@ -37,6 +37,8 @@ from worker.store.message import Message, NewMessage
 from worker.store.message_store import MessageStore
 from worker.store.metadata import follow
 from worker.store.tracing import TelemetryUnavailableError, span
+from worker.store.tracing import start as start_tracing
+from worker.store.tracing import stop as stop_tracing
 
 if TYPE_CHECKING:
     from worker.engine.runner import Runner  # what the factory below builds
@@ -92,4 +94,6 @@ __all__ = [
     "redact",
     "resolve_dsn",
     "span",
+    "start_tracing",
+    "stop_tracing",
 ]

@@ -4,6 +4,7 @@ with partitions handled concurrently; a message without a ``traceparent`` starts
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -123,6 +124,23 @@ async def request(store: MessageStore, order: str) -> int:
     return trace_id
 
 
+@contextlib.contextmanager
+def json_logs() -> Iterator[list[dict[str, Any]]]:
+    """The worker's own log processors and JSON lines, captured (decoded at the end)."""
+    saved = structlog.get_config()
+    configure_logging("info", "json")
+    structlog.configure(
+        logger_factory=structlog.testing.CapturingLoggerFactory(), cache_logger_on_first_use=False
+    )
+    factory = structlog.get_config()["logger_factory"]
+    lines: list[dict[str, Any]] = []
+    try:
+        yield lines
+    finally:
+        structlog.configure(**saved)
+        lines.extend(json.loads(call.args[0]) for call in factory.logger.calls)
+
+
 async def run_chain(domain: Domain, dsn: str, hops: int = 3) -> None:
     """Catch every consumer up, once per hop (each hop writes what the next one reads)."""
     for _ in range(hops):
@@ -212,7 +230,8 @@ async def test_a_retried_message_stays_in_its_trace_with_the_failure_recorded(
     a retry span follows, the second attempt's span succeeds; all in the request's trace, and
     the chain goes on from the attempt that succeeded."""
     trace_id = await request(store, "o1")
-    await run_chain(chain_domain(Probe(failing={"o1": 1})), database_dsn)
+    with json_logs() as lines:
+        await run_chain(chain_domain(Probe(failing={"o1": 1})), database_dsn)
     attempts = sorted(
         (s for s in named(spans, "handle Ordered")),
         key=lambda s: (s.attributes or {})["worker.attempt"],
@@ -227,6 +246,12 @@ async def test_a_retried_message_stays_in_its_trace_with_the_failure_recorded(
     assert {trace_of(s) for s in (failed, succeeded, retry)} == {trace_id}
     notify = one(spans, "handle Notify", "o1")
     assert (trace_of(notify), parent_id(notify)) == (trace_id, span_id(succeeded))
+    [retrying] = [line for line in lines if line["event"] == "handler failed; retrying"]
+    assert (retrying["trace_id"], retrying["span_id"]) == (
+        f"{trace_id:032x}",
+        f"{span_id(retry):016x}",
+    )
+    assert (retrying["stream_name"], retrying["correlation"]) == ("order-o1", None)
 
 
 async def test_a_parked_message_and_its_replay_join_the_original_trace(
@@ -342,17 +367,8 @@ async def test_log_lines_of_a_handler_carry_trace_and_message(
     with active.tracer.start_as_current_span("request"):
         message = Ordered(order="o1").to_message({"correlationStreamName": "shop-7"})
         await store.write("order-o1", message)
-    saved = structlog.get_config()
-    configure_logging("info", "json")
-    structlog.configure(
-        logger_factory=structlog.testing.CapturingLoggerFactory(), cache_logger_on_first_use=False
-    )
-    factory = structlog.get_config()["logger_factory"]
-    try:
+    with json_logs() as lines:
         await Runner(domain, database_dsn, SETTINGS).run(until_caught_up=True, handle_signals=False)
-    finally:
-        structlog.configure(**saved)
-    lines = [json.loads(call.args[0]) for call in factory.logger.calls]
     [seen] = [line for line in lines if line["event"] == "order seen"]
     handled = one(spans, "handle Ordered", "o1")
     context = handled.get_span_context()

@@ -19,9 +19,10 @@ A projector's full batches may commit behind the next one's handlers
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -43,10 +44,12 @@ from worker.engine.retry import Park, RetryAfter, Stop, is_transient
 from worker.engine.spans import Spans
 from worker.errors import ConsumerStoppedError
 from worker.read.table import Table
+from worker.store.metadata import correlation_of
 from worker.store.transactions import begun, plain
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from contextlib import AbstractContextManager
 
     from worker.engine.dead_letters import ParkedMessages
     from worker.engine.declared import Declared
@@ -334,19 +337,19 @@ class Batches:
             position=message.position,
             global_position=message.global_position,
             type=message.type,
+            correlation=correlation_of(message),
         )
         await check_fenced(*self._fence, bound, error, confirm=True)
         self.cursor.stats.handler_failures += 1
         while isinstance(decision := self._policy.decide(error, attempt), RetryAfter):
             await check_fenced(*self._fence, bound, error)
-            bound.warning(
-                "handler failed; retrying",
-                error=repr(error),
-                attempt=attempt,
-                delay=round(decision.delay, 3),
-            )
-            if self.spans is not None:
-                self.spans.retrying(message, error, attempt, decision.delay)
+            with self._noted("retry", message, error, attempt, decision.delay):
+                bound.warning(
+                    "handler failed; retrying",
+                    error=repr(error),
+                    attempt=attempt,
+                    delay=round(decision.delay, 3),
+                )
             await anyio.sleep(decision.delay)
             self._attempt = attempt + 1
             try:
@@ -360,9 +363,8 @@ class Batches:
         await check_fenced(*self._fence, bound, error, confirm=True)
         if isinstance(decision, Park):
             await self._park(message, Failure(error, attempt, first_failed))
-            if self.spans is not None:
-                self.spans.parked(message, error, attempt)
-            bound.error("message parked", error=repr(error), attempts=attempt)
+            with self._noted("park", message, error, attempt):
+                bound.error("message parked", error=repr(error), attempts=attempt)
             return
         assert isinstance(decision, Stop)
         await self.drain()  # the batch committing behind, if any, is applied before the stop
@@ -372,6 +374,20 @@ class Batches:
             attempts=attempt,
         )
         raise ConsumerStoppedError(f"consumer {self.name} stopped at {message.global_position}")
+
+    def _noted(
+        self,
+        verb: Literal["retry", "park"],
+        message: Message,
+        error: BaseException,
+        attempt: int,
+        delay: float | None = None,
+    ) -> AbstractContextManager[Any]:
+        """With tracing on, a span saying that ``message`` is retried or parked (logs made in
+        it carry its ids); else nothing."""
+        if self.spans is None:
+            return contextlib.nullcontext()
+        return self.spans.noted(verb, message, error, attempt, delay)
 
     async def _park(self, message: Message, failure: Failure) -> None:
         await self.drain()

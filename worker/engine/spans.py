@@ -104,19 +104,26 @@ class Spans:
             span.set_attribute("worker.outcome", "parked")
             span.set_attribute("worker.parked", True)
 
-    def retrying(self, message: Message, error: BaseException, attempt: int, delay: float) -> None:
-        """A span saying that ``message`` failed at ``attempt`` and is retried after ``delay``."""
-        with self._message_span("retry", None, message, attempt) as span:
-            span.set_attribute("worker.retry.delay", delay)
-            span.set_attribute("worker.outcome", "retried")
+    @contextlib.contextmanager
+    def noted(
+        self,
+        verb: str,
+        message: Message,
+        error: BaseException,
+        attempt: int,
+        delay: float | None = None,
+    ) -> Iterator[Any]:
+        """A span saying that ``message`` failed at ``attempt`` and is retried after ``delay``
+        (``verb`` "retry"), or was parked after ``attempt`` attempts ("park"); the error
+        recorded on it."""
+        with self._message_span(verb, None, message, attempt) as span:
+            if delay is not None:
+                span.set_attribute("worker.retry.delay", delay)
+            parked = verb == "park"
+            span.set_attribute("worker.outcome", "parked" if parked else "retried")
+            span.set_attribute("worker.parked", parked)
             self.tracing.fail(span, error)
-
-    def parked(self, message: Message, error: BaseException, attempts: int) -> None:
-        """A span saying that ``message`` was parked after ``attempts`` attempts."""
-        with self._message_span("park", None, message, attempts) as span:
-            span.set_attribute("worker.outcome", "parked")
-            span.set_attribute("worker.parked", True)
-            self.tracing.fail(span, error)
+            yield span
 
     @contextlib.contextmanager
     def replay(self, message: Message) -> Iterator[Any]:

@@ -11,6 +11,7 @@ fails at start with ``TelemetryUnavailableError``.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from contextlib import ExitStack
@@ -34,9 +35,15 @@ class Telemetry:
     tracer_provider: Any
     meter_provider: Any = None
     _files: ExitStack = field(default_factory=ExitStack)
+    _done: bool = False
 
     def shutdown(self) -> None:
-        """Flush and stop the providers (spans and metrics not yet exported are sent now)."""
+        """Flush and stop the providers (spans and metrics not yet exported are sent now);
+        called at the process's exit too, once in all."""
+        if self._done:
+            return
+        self._done = True
+        atexit.unregister(self.shutdown)
         tracing.stop()
         self.tracer_provider.shutdown()
         if self.meter_provider is not None:
@@ -58,7 +65,9 @@ def start_telemetry(settings: TelemetrySettings) -> Telemetry | None:
             f"the extra (pip install 'worker[telemetry]'); {error}"
         ) from None
     tracing.start(provider)
-    return Telemetry(provider, meters, files)
+    telemetry = Telemetry(provider, meters, files)
+    atexit.register(telemetry.shutdown)
+    return telemetry
 
 
 def _providers(settings: TelemetrySettings, files: ExitStack) -> tuple[Any, Any]:
@@ -69,7 +78,7 @@ def _providers(settings: TelemetrySettings, files: ExitStack) -> tuple[Any, Any]
     attributes = {**settings.resource_attributes, "service.name": settings.service_name}
     resource = Resource.create(attributes).merge(OTELResourceDetector().detect())
     out = _console_out(settings, files)
-    provider = TracerProvider(resource=resource)
+    provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     provider.add_span_processor(_span_processor(settings, out))
     meters = _meter_provider(settings, resource, out) if settings.metrics else None
     return provider, meters
@@ -112,7 +121,7 @@ def _meter_provider(settings: TelemetrySettings, resource: Any, out: TextIO) -> 
         exporter = OTLPMetricExporter(endpoint=_endpoint(settings, "metrics"))
     interval = int(settings.metrics_interval * 1000)
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=interval)
-    return MeterProvider(resource=resource, metric_readers=[reader])
+    return MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
 
 
 def _endpoint(settings: TelemetrySettings, signal: str) -> str | None:

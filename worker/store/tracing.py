@@ -39,7 +39,10 @@ def active() -> Tracing | None:
 
 
 def start(tracer_provider: Any = None) -> Tracing:
-    """Turn tracing on with ``tracer_provider`` (default: OpenTelemetry's global one)."""
+    """Turn tracing on with ``tracer_provider`` (default: OpenTelemetry's global one): for an
+    application that sets OpenTelemetry up itself (``[telemetry]`` and ``App.runner()`` do it
+    from the settings). Consumers built from then on trace; ``TelemetryUnavailableError``
+    without OpenTelemetry installed."""
     global _tracing  # one process, one tracing
     try:
         from opentelemetry import context, trace
@@ -55,7 +58,8 @@ def start(tracer_provider: Any = None) -> Tracing:
 
 
 def stop() -> None:
-    """Turn tracing off (messages written from now on carry no trace context)."""
+    """Turn tracing off: messages written from now on carry no trace context, and consumers
+    built from then on open no span."""
     global _tracing  # (see ``start``)
     _tracing = None
 

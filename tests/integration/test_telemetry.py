@@ -380,3 +380,55 @@ async def test_log_lines_of_a_handler_carry_trace_and_message(
     [stored] = await store.read_stream("order-o1")
     assert seen["global_position"] == stored.global_position
     assert (seen["stream_name"], seen["correlation"]) == ("order-o1", "shop-7")
+
+
+class Placed(BaseEvent):
+    order: str
+
+
+class Remind(BaseEvent):
+    order: str
+
+
+async def test_protean_layout_carries_the_trace_in_its_headers(
+    store: MessageStore, database_dsn: str, spans: InMemorySpanExporter
+) -> None:
+    """With Protean's conventions the trace context is written to, and read from,
+    ``headers.traceparent`` (where Protean 0.18 keeps it): an event placed in a request, a
+    handler writing a command, that command's handler: one trace."""
+    domain = Domain("test", conventions="protean")
+    domain.register_event(Placed, category="order")
+    domain.register_event(Remind, category="remind:command")
+    reminded: list[str] = []
+
+    @domain.event_handler(name="placer")
+    class Placer:
+        @handle(Placed)
+        async def placed(self, event: Placed, ctx: Context) -> None:
+            await ctx.write(f"remind:command-{event.order}", Remind(order=event.order))
+
+    @domain.event_handler(name="reminder")
+    class Reminder:
+        @handle(Remind)
+        async def remind(self, event: Remind, ctx: Context) -> None:
+            reminded.append(event.order)
+
+    active = tracing.active()
+    assert active is not None
+    with active.tracer.start_as_current_span("request") as span:
+        message = Placed(order="o1").to_message(stream_name="order-o1", position=0)
+        await store.write("order-o1", message)
+        trace_id = span.get_span_context().trace_id
+    await run_chain(domain, database_dsn, hops=2)
+    assert reminded == ["o1"]
+    placed = one(spans, "handle Test.Placed.v1", "o1")
+    remind = one(spans, "handle Test.Remind.v1", "o1")
+    assert {trace_of(placed), trace_of(remind)} == {trace_id}
+    assert parent_id(remind) == span_id(placed)
+    [command] = await store.read_stream("remind:command-o1")
+    metadata = command.metadata or {}
+    assert "traceparent" not in metadata
+    assert metadata["headers"]["traceparent"].split("-")[1:3] == [
+        f"{trace_id:032x}",
+        f"{span_id(placed):016x}",
+    ]

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from domain import Book, Order, OrderItem, domain
 from projections.orders_by_status import OrdersByStatus
-from worker import App, MessageStore, open_app
+from worker import App, MessageStore, open_app, span
 
 if TYPE_CHECKING:
     import asyncpg
@@ -41,7 +41,8 @@ async def write_history(store: MessageStore, orders: int = 300, books: int = 12)
             order.confirm()
             if rng.random() < 0.75:
                 order.ship(f"TRK{rng.randint(100000, 999999)}")
-        await repo.add(order)
+        with span("place order", {"order": order.id}):  # a trace, with [telemetry] enabled
+            await repo.add(order)
     shelf = domain.repository_for(Book, store)
     for n in range(books):
         book = Book(title=f"Volume {n + 1}", author=rng.choice(CUSTOMERS), price=10 + n)
@@ -120,6 +121,7 @@ async def show(pool: asyncpg.Pool[Any]) -> None:
 
 async def main() -> None:
     app = open_app(worker={"log_level": "warning"})
+    app.start_telemetry()  # [telemetry] enabled: the history's writes are traced too
     pool = await app.pool()
     try:
         with console.status("writing the example history"):

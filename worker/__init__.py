@@ -39,6 +39,9 @@ from worker.store.installer import install
 from worker.store.message import Message, NewMessage
 from worker.store.message_store import MessageStore
 from worker.store.metadata import follow
+from worker.store.tracing import TelemetryUnavailableError, span
+from worker.store.tracing import start as start_tracing
+from worker.store.tracing import stop as stop_tracing
 
 if TYPE_CHECKING:
     from worker.engine.runner import Runner  # what the factory below builds
@@ -77,6 +80,7 @@ __all__ = [
     "Runner",
     "Settings",
     "SubscriberOptions",
+    "TelemetryUnavailableError",
     "UndeclaredReadModelError",
     "VersionConflictError",
     "WorkerError",
@@ -94,5 +98,8 @@ __all__ = [
     "open_store",
     "redact",
     "resolve_dsn",
+    "span",
+    "start_tracing",
+    "stop_tracing",
     "trace_causation",
 ]

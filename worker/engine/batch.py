@@ -20,23 +20,28 @@ A projector's full batches may commit behind the next one's handlers
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from worker.engine.context import Context
 from worker.engine.cursor import Applied
-from worker.engine.dead_letters import Failure
-from worker.engine.fencing import check_fenced, check_held
-from worker.engine.handling import Handling, flush, handle_all, handle_concurrently
+from worker.engine.failing import Retries
+from worker.engine.fencing import check_held
+from worker.engine.handling import (
+    Handling,
+    flush,
+    handle_all,
+    handle_concurrently,
+    handle_traced,
+)
 from worker.engine.outcomes import FlushFailed, HandlerFailed, write_failure
 from worker.engine.pipeline import CommitPipeline, committed
 from worker.engine.read_ahead import ReadAhead
-from worker.engine.retry import Park, RetryAfter, Stop, is_transient
+from worker.engine.retry import is_transient
 from worker.engine.routes import route_table
+from worker.engine.spans import Spans
 from worker.engine.stats import ConsumerStats
-from worker.errors import ConsumerStoppedError
 from worker.store.transactions import begun, plain
 
 if TYPE_CHECKING:
@@ -44,6 +49,7 @@ if TYPE_CHECKING:
 
     from worker.engine.backend import Backend, ConsumerLease
     from worker.engine.cursor import Standpoint
+    from worker.engine.dead_letters import Failure
     from worker.engine.declared import Declared
     from worker.engine.pipeline import PendingCommit
     from worker.engine.subscriber import Slot
@@ -98,6 +104,18 @@ class Batches:
         self._fence = (lease, backend.positions, name)
         self._log = log
         self.ahead = ReadAhead(self.routes)
+        self.spans = Spans.of(name)  # tracing on or off: decided once, here
+        self.retries = Retries(
+            name,
+            self._fence,
+            self._policy,
+            self.stats,
+            self.spans,
+            self.apply,
+            self._park,
+            self.drain,
+            log,
+        )
         # A projector's full batches may commit behind the next one (``worker.engine.pipeline``).
         behind = backend.commit_behind and bool(subscriber.read_models)
         pipeline = CommitPipeline(self._write, self.apply, self.process, log)
@@ -120,7 +138,7 @@ class Batches:
                 head, bad = batch[: failed.index], batch[failed.index]
                 if head:
                     await self.process(head)
-                await self._retry_or_park(bad, failed.error)
+                await self.retries.retry_or_park(bad, failed.error)
                 batch, attempt = batch[failed.index + 1 :], 0
             except Exception as error:
                 if not is_transient(error):
@@ -173,7 +191,21 @@ class Batches:
     ) -> None:
         """``apply``'s transaction; with ``pending``, one that commits behind: it begins after
         ``earlier`` has committed, and once its handlers are done (and ``earlier`` committed)
-        ``pending.handled`` lets the consumer go on while it writes."""
+        ``pending.handled`` lets the consumer go on while it writes. With tracing on, in a
+        span of its own (``worker.engine.spans``)."""
+        if self.spans is None:
+            await self._transaction(batch, pending, earlier)
+            return
+        with self.spans.batch(batch):
+            await self._transaction(batch, pending, earlier)
+
+    async def _transaction(
+        self,
+        batch: Sequence[Message],
+        pending: PendingCommit | None,
+        earlier: PendingCommit | None,
+    ) -> None:
+        """See ``_write``."""
         committing = False
         try:
             after = None if pending is None else lambda: committed(earlier)
@@ -220,8 +252,12 @@ class Batches:
             self.ahead.ready,
             pipeline is not None and pipeline.committing(),
             self.stats,
+            self.spans,
+            self.retries.attempt,
         )
         if self._concurrency is None:
+            if self.spans is not None:
+                return await handle_traced(handling, conn, ctx, batch, self.spans)
             return await handle_all(handling, conn, ctx, batch)
         return await handle_concurrently(handling, conn, ctx, batch, self._concurrency)
 
@@ -292,47 +328,6 @@ class Batches:
             tables=self._tables,
             declared=self.declared,
         )
-
-    async def _retry_or_park(self, message: Message, error: BaseException) -> None:
-        """Retry one failing message on its own, then park it or stop the consumer."""
-        first_failed = datetime.now(UTC)
-        attempt = 1
-        bound = self._log.bind(
-            stream_name=message.stream_name,
-            position=message.position,
-            global_position=message.global_position,
-            type=message.type,
-        )
-        await check_fenced(*self._fence, bound, error, confirm=True)
-        self.stats.handler_failures += 1
-        while isinstance(decision := self._policy.decide(error, attempt), RetryAfter):
-            await check_fenced(*self._fence, bound, error)
-            bound.warning(
-                "handler failed; retrying",
-                error=repr(error),
-                attempt=attempt,
-                delay=round(decision.delay, 3),
-            )
-            await anyio.sleep(decision.delay)
-            try:
-                await self.apply([message])
-                return
-            except HandlerFailed as failed:
-                error, attempt = failed.error, attempt + 1
-                self.stats.handler_failures += 1
-        await check_fenced(*self._fence, bound, error, confirm=True)
-        if isinstance(decision, Park):
-            await self._park(message, Failure(error, attempt, first_failed))
-            bound.error("message parked", error=repr(error), attempts=attempt)
-            return
-        assert isinstance(decision, Stop)
-        await self.drain()  # the batch committing behind, if any, is applied before the stop
-        bound.error(
-            "consumer stopped: handler keeps failing and the failure action is 'stop'",
-            error=repr(error),
-            attempts=attempt,
-        )
-        raise ConsumerStoppedError(f"consumer {self.name} stopped at {message.global_position}")
 
     async def _park(self, message: Message, failure: Failure) -> None:
         await self.drain()

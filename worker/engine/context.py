@@ -15,7 +15,7 @@ from worker.read.model import ReadModel
 from worker.read.table import Table
 from worker.store import queries as store_queries
 from worker.store.message import NewMessage
-from worker.store.metadata import follow
+from worker.store.metadata import correlation_of, follow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, MutableMapping
@@ -236,7 +236,8 @@ current_context: ContextVar[Any] = ContextVar("worker_current_context", default=
 def add_message_context(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """Add consumer, stream, positions and type of the message being handled, if any."""
+    """Add consumer, stream, positions, type and correlation of the message being handled, if
+    any."""
     ctx = current_context.get()
     message = getattr(ctx, "message", None) if ctx is not None else None
     if message is not None:
@@ -245,4 +246,5 @@ def add_message_context(
         event.setdefault("position", message.position)
         event.setdefault("global_position", message.global_position)
         event.setdefault("type", message.type)
+        event.setdefault("correlation", correlation_of(message))
     return event

@@ -7,6 +7,7 @@ The hot loop of the engine: rows are indexed directly (1: stream, 2: type, 4: gl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, cast
 
 import anyio.lowlevel
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from worker.engine.context import Context
     from worker.engine.partitions import Concurrency
     from worker.engine.routes import Handlers
+    from worker.engine.spans import Spans
     from worker.engine.stats import ConsumerStats
     from worker.model.event import BaseEvent
     from worker.store.message import Message
@@ -47,6 +49,8 @@ class Handling:
     ready: dict[int, BaseEvent]  # events validated ahead, by global position
     yielding: bool  # a batch commits behind: let it go on every so often
     stats: ConsumerStats
+    spans: Spans | None = None  # tracing on: a span per message (``handle_traced``)
+    attempt: int = 1  # the attempt at the batch's messages (a retry's: 2 and on)
 
 
 async def handle_all(h: Handling, conn: Connection, ctx: Context, batch: Sequence[Message]) -> int:
@@ -99,6 +103,35 @@ async def handle_all(h: Handling, conn: Connection, ctx: Context, batch: Sequenc
     return queued
 
 
+async def handle_traced(
+    h: Handling, conn: Connection, ctx: Context, batch: Sequence[Message], spans: Spans
+) -> int:
+    """``handle_all`` with tracing on: every message in a span of its own (see
+    ``worker.engine.spans``), decoded and handled as a concurrent batch's are."""
+    token = current_context.set(ctx)
+    handed = handed_to.set(ctx.unawaited)
+    routes, parked, ready = h.routes, h.parked, h.ready
+    queued = 0
+    try:
+        for index, message in enumerate(batch):
+            route = routes.get(message[2])
+            if route is None:
+                continue
+            if parked and message[1] in parked:
+                await h.park(conn, message)
+                spans.parked_behind(message)
+                queued += 1
+                continue
+            event = ready.pop(message[4], None) if ready else None
+            run = partial(_handle_one, route, message, index, ctx, event)
+            await spans.handle(route, message, h.attempt, run)
+    finally:
+        current_context.reset(token)
+        handed_to.reset(handed)
+        ctx.drop_unawaited()
+    return queued
+
+
 async def handle_concurrently(
     h: Handling, conn: Connection, ctx: Context, batch: Sequence[Message], limit: Concurrency
 ) -> int:
@@ -112,6 +145,8 @@ async def handle_concurrently(
             continue
         if parked and message[1] in parked:
             await h.park(conn, message)
+            if h.spans is not None:
+                h.spans.parked_behind(message)
             queued += 1
             continue
         handled.append(index)
@@ -128,7 +163,12 @@ async def handle_concurrently(
                     await anyio.lowlevel.checkpoint()
                 message = batch[index]
                 event = h.ready.pop(message[4], None) if h.ready else None
-                await _handle_one(routes[message[2]], message, index, view, event)
+                route = routes[message[2]]
+                if h.spans is None:
+                    await _handle_one(route, message, index, view, event)
+                    continue
+                run = partial(_handle_one, route, message, index, view, event)
+                await h.spans.handle(route, message, h.attempt, run)
         finally:
             h.stats.in_flight -= 1
             view.drop_unawaited()

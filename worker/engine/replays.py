@@ -9,6 +9,7 @@ with how many messages it handled (or ``ReplayFailedError``); the consumer takes
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from worker.engine.dead_letters import describe
@@ -19,6 +20,8 @@ from worker.read.handed import handed_to
 if TYPE_CHECKING:
     from worker.engine.backend import Backend, ConsumerLease
     from worker.engine.batch import Batches
+    from worker.engine.context import Context
+    from worker.engine.routes import Handlers
     from worker.store.message import Message
     from worker.store.types import Connection
 
@@ -102,13 +105,23 @@ class Replays:
         return ReplayFailedError(self.name, stream, position, error, done)
 
     async def _replay_one(self, dead_letter_id: int, message: Message | None) -> None:
+        """Handle a parked message again and remove it from the dead letters, in one
+        transaction; with tracing on, in a span in the message's own trace."""
+        spans = self._batches.spans
+        if spans is None or message is None:
+            await self._redo(dead_letter_id, message)
+            return
+        with spans.replay(message):
+            await self._redo(dead_letter_id, message)
+
+    async def _redo(self, dead_letter_id: int, message: Message | None) -> None:
         async with self._backend.transactions.transaction() as conn:
             route = None if message is None else self._batches.routes.get(message.type)
             if message is not None and route is not None:
                 ctx = self._batches.context(conn, message)
                 handed = handed_to.set(ctx.unawaited)
                 try:
-                    await route.dispatch(message, ctx)
+                    await self._dispatch(route, message, ctx)
                     await ctx.flush()
                 except Exception as error:
                     if (failed := handler_failure(0, message, error)) is None:
@@ -120,6 +133,13 @@ class Replays:
             await self._parked.replayed(conn, dead_letter_id)
             if not await self.lease_current(conn):
                 raise LeaseLostError(f"consumer {self.name} lost its lease during a replay")
+
+    async def _dispatch(self, route: Handlers, message: Message, ctx: Context) -> None:
+        spans = self._batches.spans
+        if spans is None:
+            await route.dispatch(message, ctx)
+            return
+        await spans.handle(route, message, 1, partial(route.dispatch, message, ctx), nested=True)
 
     async def lease_current(self, conn: Connection) -> bool:
         """True while this process's lease epoch is the current one (checked in ``conn``)."""

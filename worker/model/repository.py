@@ -21,6 +21,7 @@ from worker.errors import (
 from worker.model.aggregate import BaseAggregate
 from worker.model.event import event_metadata
 from worker.model.snapshot import load_snapshot, snapshot_message, snapshot_stream
+from worker.store import tracing
 from worker.store.conventions import EVENTIDE
 from worker.store.stream_name import stream
 
@@ -115,14 +116,16 @@ class EventSourcedRepository(Generic[A]):
             for i, event in enumerate(events)
         ]
         snapshot = aggregate.version - aggregate._snapshot_version >= self.snapshot_threshold
-        async with self.store.transaction(conn) as tx:
-            await self._write(tx, aggregate, messages)
-            if snapshot:
-                await self.store.write(
-                    snapshot_stream(self.cls, aggregate.id, self.conventions),
-                    snapshot_message(aggregate, self.conventions),
-                    conn=tx,
-                )
+        attributes = self._attributes(name, len(messages), snapshot)
+        with tracing.span(f"save {self.cls.__qualname__}", attributes):
+            async with self.store.transaction(conn) as tx:
+                await self._write(tx, aggregate, messages)
+                if snapshot:
+                    await self.store.write(
+                        snapshot_stream(self.cls, aggregate.id, self.conventions),
+                        snapshot_message(aggregate, self.conventions),
+                        conn=tx,
+                    )
         aggregate._saved(aggregate.version)
         if snapshot:
             aggregate._snapshot_version = aggregate.version
@@ -139,17 +142,42 @@ class EventSourcedRepository(Generic[A]):
 
     async def get(self, ident: str) -> A:
         """Latest snapshot (if any and valid) plus the events after it, through ``@apply``."""
-        aggregate = await load_snapshot(
-            self.store, self.cls, ident, self.conventions
-        ) or self._blank(ident)
         name = self.stream_name(ident)
-        async for message in self.store.iter_stream(name, aggregate.version, self.batch_size):
-            aggregate._apply(self._decode(message))
+        with tracing.span(f"load {self.cls.__qualname__}", {"worker.stream": name}) as span:
+            aggregate = await self._load(ident, name, span)
         if aggregate.version == 0:
             raise AggregateNotFoundError(self.cls.__qualname__, ident)
         self._check_complete(aggregate)
         aggregate._stored_version = aggregate.version
         return aggregate
+
+    async def _load(self, ident: str, name: str, span: Any) -> A:
+        """The aggregate from its snapshot and later events (``span``: the load's, if traced)."""
+        snapshot = await load_snapshot(self.store, self.cls, ident, self.conventions)
+        aggregate = snapshot or self._blank(ident)
+        events = 0
+        async for message in self.store.iter_stream(name, aggregate.version, self.batch_size):
+            aggregate._apply(self._decode(message))
+            events += 1
+        if span is not None:
+            span.set_attributes(
+                {
+                    "worker.aggregate": self.cls.__qualname__,
+                    "worker.aggregate.id": ident,
+                    "worker.events": events,
+                    "worker.snapshot": snapshot is not None,
+                }
+            )
+        return aggregate
+
+    def _attributes(self, stream_name: str, events: int, snapshot: bool) -> dict[str, Any]:
+        """A save span's attributes."""
+        return {
+            "worker.aggregate": self.cls.__qualname__,
+            "worker.stream": stream_name,
+            "worker.events": events,
+            "worker.snapshot": snapshot,
+        }
 
     def _check_complete(self, aggregate: A) -> None:
         """Replay must set every required field (the creation event's ``@apply`` should)."""

@@ -23,6 +23,7 @@ from worker.errors import AggregateNotFoundError, ExpectedVersionError, VersionC
 from worker.model import queries as q
 from worker.model.aggregate import BaseAggregate
 from worker.model.event import BaseEvent, event_metadata
+from worker.store import tracing
 from worker.store.conventions import EVENTIDE
 from worker.store.stream_name import stream
 
@@ -80,18 +81,32 @@ class StateRepository(Generic[A]):
     ) -> None:
         """Save state (and fact event, and raised events) atomically, or raise a conflict."""
         meta = event_metadata(cause, metadata)
-        async with self.store.transaction(conn) as tx:
-            version = await self._save_state(tx, aggregate)
-            events = aggregate.pending_events
-            fact_last = self.conventions.writes_expected_versions  # Protean's order
-            if events and fact_last:
-                await self._write_events(tx, aggregate, meta, cause, version)
-            if self.cls.__fact_events__:
-                sequence = f"{version - 1}.{len(events) + 1}"
-                await self._write_fact(tx, aggregate, meta, cause, sequence)
-            if events and not fact_last:
-                await self._write_events(tx, aggregate, meta, cause, version)
+        attributes = {
+            "worker.aggregate": self.cls.__qualname__,
+            "worker.aggregate.id": aggregate.id,
+            "worker.events": len(aggregate.pending_events),
+            "worker.fact_event": self.cls.__fact_events__,
+        }
+        with tracing.span(f"save {self.cls.__qualname__}", attributes):
+            async with self.store.transaction(conn) as tx:
+                version = await self._save(tx, aggregate, meta, cause)
         aggregate._saved(version)
+
+    async def _save(
+        self, tx: Connection, aggregate: A, meta: dict[str, Any] | None, cause: Message | None
+    ) -> int:
+        """The state row, the fact event and the raised events, in ``tx``; the new version."""
+        version = await self._save_state(tx, aggregate)
+        events = aggregate.pending_events
+        fact_last = self.conventions.writes_expected_versions  # Protean's order
+        if events and fact_last:
+            await self._write_events(tx, aggregate, meta, cause, version)
+        if self.cls.__fact_events__:
+            sequence = f"{version - 1}.{len(events) + 1}"
+            await self._write_fact(tx, aggregate, meta, cause, sequence)
+        if events and not fact_last:
+            await self._write_events(tx, aggregate, meta, cause, version)
+        return version
 
     async def _write_events(
         self,

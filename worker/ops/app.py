@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
 
 from worker.errors import DatabaseUnavailableError
+from worker.ops.instruments import Instruments
 from worker.ops.loader import load_domain
 from worker.ops.log import configure_logging
-from worker.ops.runner import Runner
+from worker.ops.runner import Runner, deployed
 from worker.ops.settings import load_settings
+from worker.ops.telemetry import Telemetry, start_telemetry
 from worker.store import embedded, privileges
 from worker.store.database import (
     EMBEDDED_DATABASE,
@@ -72,6 +74,7 @@ class App:
     settings: Settings
     domain: Domain
     dsn: str
+    telemetry: Telemetry | None = field(default=None, repr=False)  # once started
 
     @property
     def database(self) -> Database:
@@ -85,8 +88,25 @@ class App:
         return cls(settings, load_domain(settings), resolve_dsn(settings, start=not read_only))
 
     def runner(self, *, only: list[str] | None = None) -> runner.Runner:
-        """The worker of this application (``worker run``'s), to run in this process."""
-        return Runner(self.domain, self.database, self.settings.worker, only=only)
+        """The worker of this application (``worker run``'s), to run in this process; with
+        ``[telemetry] enabled``, traced (``start_telemetry``), and with ``metrics`` its
+        metrics exported through OpenTelemetry too."""
+        telemetry = self.start_telemetry()
+        services = deployed(self.settings.worker)
+        if telemetry is not None and telemetry.meter_provider is not None:
+            services += (Instruments(telemetry.meter_provider),)
+        return Runner(
+            self.domain, self.database, self.settings.worker, only=only, services=services
+        )
+
+    def start_telemetry(self) -> Telemetry | None:
+        """OpenTelemetry as ``[telemetry]`` asks, started once for this application (spans and
+        trace context from then on); ``None`` when telemetry is not enabled.
+        ``TelemetryUnavailableError`` when it is enabled and the ``telemetry`` extra is not
+        installed."""
+        if self.telemetry is None:
+            self.telemetry = start_telemetry(self.settings.telemetry)
+        return self.telemetry
 
     async def pool(
         self, max_size: int = 4, rights: tuple[Right, ...] = privileges.WRITE

@@ -147,6 +147,22 @@ class WorkerSettings(EngineSettings):
     unready_after: float = Field(default=30.0, ge=0)
 
 
+class TelemetrySettings(_Section):
+    """``[telemetry]``: OpenTelemetry traces (and metrics) over OTLP or to the console; needs
+    the ``telemetry`` extra. The standard ``OTEL_*`` variables, where set, win over these keys
+    (see ``worker.ops.telemetry``)."""
+
+    enabled: bool = False
+    service_name: str = "worker"
+    exporter: Literal["otlp", "console"] = "otlp"
+    # otlp: the collector's base URL (OTLP/HTTP, e.g. http://127.0.0.1:4318; /v1/traces and
+    # /v1/metrics are appended); console: a file to append spans to (unset: standard output).
+    endpoint: str | None = None
+    resource_attributes: dict[str, str] = Field(default_factory=dict)
+    metrics: bool = False  # the metrics of /metrics, exported over OTLP too
+    metrics_interval: float = Field(default=60.0, gt=0)  # seconds between metric exports
+
+
 class Settings(BaseSettings):
     """Everything configurable, validated once at start."""
 
@@ -161,6 +177,7 @@ class Settings(BaseSettings):
     event_store: EventStoreSettings = EventStoreSettings()
     message_db: MessageDBSettings = MessageDBSettings()
     worker: WorkerSettings = WorkerSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
     config_file: Path | None = None
 
     @classmethod

@@ -12,6 +12,7 @@ from worker.errors import ExpectedVersionError, WorkerError
 from worker.store import queries as q
 from worker.store.message import Message, NewMessage
 from worker.store.stream_name import check_category, check_stream_name
+from worker.store.tracing import stamp
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -81,7 +82,8 @@ class MessageStore:
         """Write one message; return its stream position.
 
         ``expected_version`` is the stream's current version (``-1``: the stream must not exist);
-        a mismatch raises ``ExpectedVersionError`` and writes nothing.
+        a mismatch raises ``ExpectedVersionError`` and writes nothing. With tracing on, the
+        current trace context goes into its metadata (``worker.store.tracing``).
         """
         check_stream_name(stream_name)
         executor = conn or self._executor
@@ -92,7 +94,7 @@ class MessageStore:
                 stream_name,
                 message.type,
                 message.data,
-                message.metadata,
+                stamp(message.metadata),
                 expected_version,
             )
         except asyncpg.RaiseError as error:
@@ -135,7 +137,7 @@ class MessageStore:
             await conn.executemany(
                 q.WRITE_MESSAGE,
                 [
-                    (m.id, stream_name, m.type, m.data, m.metadata, first + i)
+                    (m.id, stream_name, m.type, m.data, stamp(m.metadata), first + i)
                     for i, m in enumerate(rest)
                 ],
             )

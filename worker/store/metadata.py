@@ -62,3 +62,18 @@ def _previous(cause: Message) -> dict[str, Any]:
 def correlated(stream_name: str, **extra: Any) -> dict[str, Any]:
     """Metadata that starts a correlation at ``stream_name``."""
     return {CORRELATION_STREAM_NAME: stream_name, **extra}
+
+
+def correlation_of(message: Message) -> str | None:
+    """The correlation a message carries: ``correlationStreamName`` (at the top level of its
+    metadata, or in Protean's ``extensions``), else Protean's ``domain.correlation_id``."""
+    raw = message.metadata_json
+    if raw is None or "orrelation" not in raw:  # most messages: no decoding
+        return None
+    metadata = message.metadata or {}
+    for holder in (metadata, metadata.get("extensions"), metadata.get("domain")):
+        if isinstance(holder, dict):
+            value = holder.get(CORRELATION_STREAM_NAME) or holder.get("correlation_id")
+            if isinstance(value, str):
+                return value
+    return None

@@ -35,6 +35,7 @@ from worker.store.stream_name import (
     check_category,
     check_stream_name,
 )
+from worker.store.tracing import stamp
 from worker.testing.connection import MemoryConnection, failed, joined, undo_on
 
 if TYPE_CHECKING:
@@ -210,6 +211,7 @@ class MemoryMessageStore:
                     'duplicate key value violates unique constraint "messages_id"'
                 ),
             )
+        metadata = stamp(message.metadata)  # the trace context, as ``MessageStore`` writes it
         row = MemoryMessage(
             ident,
             stream_name,
@@ -217,7 +219,7 @@ class MemoryMessageStore:
             version + 1,
             self._next_global_position,
             None if message.data is None else orjson.dumps(message.data).decode(),
-            None if message.metadata is None else orjson.dumps(message.metadata).decode(),
+            None if metadata is None else orjson.dumps(metadata).decode(),
             self._clock(),
         )
         self._next_global_position += 1  # a sequence: never given back

@@ -12,7 +12,6 @@ from worker.engine import operations
 from worker.ops import outcome
 from worker.ops.cli import common
 from worker.ops.crash import guard, run_guarded
-from worker.ops.runner import Runner
 
 if TYPE_CHECKING:
     from worker.engine.runner import RunResult
@@ -37,12 +36,13 @@ def run(
         operations.consumers_named(application.domain, only, "--only")
 
     async def main() -> RunResult:
-        runner = Runner(
-            application.domain, application.database, application.settings.worker, only=only
-        )
-        return await runner.run(until_caught_up=until_caught_up)
+        return await application.runner(only=only).run(until_caught_up=until_caught_up)
 
-    result = run_guarded(main)
+    try:
+        result = run_guarded(main)
+    finally:
+        if application.telemetry is not None:
+            application.telemetry.shutdown()  # what the exporters have not sent yet
     _log_stopped(result, until_caught_up)
     for line in outcome.summary(result, until_caught_up):
         print(line, file=sys.stderr)

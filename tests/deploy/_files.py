@@ -31,8 +31,9 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-# `replacements` (the replica count from the group size) came with kustomize 4.1 (kubectl 1.24).
-KUSTOMIZE_AT_LEAST = (4, 1)
+# The base uses `replacements` (kustomize 4.1) and `labels` with `includeTemplates` (kustomize
+# 5.0, in kubectl 1.27).
+KUSTOMIZE_AT_LEAST = (5, 0)
 
 
 def kustomize_command() -> list[str] | None:
@@ -68,8 +69,8 @@ def _render(directory: str) -> list[dict[str, Any]]:
     version = kustomize_version(command)
     if version is None or version < KUSTOMIZE_AT_LEAST:
         unavailable(
-            f"{' '.join(command)} runs kustomize {version}: 4.1 or later is needed "
-            "(replacements; kubectl 1.24 or later)"
+            f"{' '.join(command)} runs kustomize {version}: 5.0 or later is needed "
+            "(kubectl 1.27 or later)"
         )
     done = subprocess.run(
         [*command, directory], capture_output=True, text=True, timeout=120, check=False

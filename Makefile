@@ -52,13 +52,13 @@ image:
 	deploy/image.sh build
 
 # deploy/constraints.txt: the exact versions the image installs (pip install -c), read from a
-# fresh virtualenv that installed this package alone (its runtime dependencies, no extras) with
+# fresh virtualenv that installed this package with its `telemetry` extra (what the image holds) with
 # $(PYTHON), which should be the image's Python (3.11). Run it after changing the dependencies;
 # tests/deploy/test_constraints.py checks that every runtime dependency is pinned.
 constraints:
 	set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	$(PYTHON) -m venv "$$tmp/venv"; \
-	"$$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check . ; \
+	"$$tmp/venv/bin/python" -m pip install --quiet --disable-pip-version-check '.[telemetry]' ; \
 	{ echo "# The image's runtime dependencies, pinned: regenerate with \`make constraints\`."; \
 	  echo "# $$("$$tmp/venv/bin/python" -V) on $$(uname -m); used as pip install -c by deploy/Containerfile."; \
 	  "$$tmp/venv/bin/python" -m pip freeze --exclude worker; } > deploy/constraints.txt

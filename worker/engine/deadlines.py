@@ -18,6 +18,8 @@ import orjson
 from worker.engine import queries as q
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import asyncpg
 
     from worker.store.types import Connection
@@ -97,13 +99,15 @@ def wall_clock() -> datetime:
 
 
 class PostgresDeadlines:
-    """Deadlines in ``worker.deadlines``, due by this process's clock (UTC)."""
+    """Deadlines in ``worker.deadlines``, due by ``clock`` (default: this process's, UTC)."""
 
-    def __init__(self, pool: asyncpg.Pool[asyncpg.Record]) -> None:
-        self._pool = pool
+    def __init__(
+        self, pool: asyncpg.Pool[asyncpg.Record], clock: Callable[[], datetime] = wall_clock
+    ) -> None:
+        self._pool, self._clock = pool, clock
 
     def now(self) -> datetime:
-        return wall_clock()
+        return self._clock()
 
     async def schedule(self, conn: Connection, deadline: Deadline) -> None:
         d = deadline
@@ -140,7 +144,8 @@ class PostgresDeadlines:
         await self._pool.execute(q.DEADLINE_FAILED, deadline_id, error, final, retry_at)
 
     async def counts(self) -> list[DeadlineCounts]:
-        return [DeadlineCounts(*row) for row in await self._pool.fetch(q.DEADLINE_COUNTS)]
+        rows = await self._pool.fetch(q.DEADLINE_COUNTS, self.now())
+        return [DeadlineCounts(*row) for row in rows]
 
 
 def message_json(value: object) -> str:

@@ -280,7 +280,7 @@ PARKED_COUNTS: LiteralString = (
 # A step's deadline; written again by a step handled again after a reset, it stays as it was.
 SCHEDULE_DEADLINE: LiteralString = """
 INSERT INTO worker.deadlines (id, process, consumer, instance, name, due_at, type, data, metadata)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9::jsonb)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9::text::jsonb)
 ON CONFLICT (id) DO NOTHING
 """
 
@@ -330,7 +330,7 @@ SELECT process,
        count(*) FILTER (WHERE fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL)
            AS pending,
        count(*) FILTER (WHERE fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL
-                        AND due_at <= now()) AS due,
+                        AND due_at <= $1) AS due,
        count(*) FILTER (WHERE fired_at IS NOT NULL) AS fired,
        count(*) FILTER (WHERE cancelled_at IS NOT NULL) AS cancelled,
        count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed

@@ -1,8 +1,8 @@
 """Testing a process manager in memory: events in; instances, commands and deadlines out.
 
-``run = await given_process(Fulfillment, in_stream("order-1", OrderPlaced(...)))`` runs the
-process manager with the engine's own consumers on the in-memory backend (``project``), on a
-clock that stands still. ``run.instance("1")`` is the instance's state, ``run.commands`` the
+``run = await given_process(Fulfillment, in_stream("order-1", OrderPlaced(...)), ...)`` runs
+the process manager with the engine's own consumers on the in-memory backend (``project``), on
+a clock that stands still, one ``in_stream`` list after the other. ``run.instance("1")`` is the instance's state, ``run.commands`` the
 messages its handlers wrote, ``run.deadlines.pending()`` what it scheduled; ``await
 run.advance(30)`` moves the clock and delivers what fell due; ``await run.then(...)`` gives more
 events.
@@ -110,14 +110,19 @@ async def given_process(
     **options: Any,
 ) -> ProcessRun:
     """Run ``process_manager`` (registered with ``@domain.process_manager``) over ``events``
-    (``in_stream(...)`` lists, written in order) in memory; ``options`` go to ``project``."""
+    in memory: each ``in_stream(...)`` list is written and handled before the next, in the
+    order given (as a process sees a reply only after its command); ``options`` go to
+    ``project``."""
     described = _registered(process_manager, domain)
-    given = [pair for stream_events in events for pair in stream_events]
+    first, *rest = events or ([],)
+    given = list(first)
     deadlines = MemoryDeadlines(clock or FakeClock())
     projected = await project(described, given, deadlines=deadlines, **options)
-    return ProcessRun(
-        projected, {m.global_position for m in projected.store.messages()[: len(given)]}
-    )
+    written = projected.store.messages()[: len(given)]
+    run = ProcessRun(projected, {m.global_position for m in written})
+    for more in rest:
+        await run.then(more)
+    return run
 
 
 def _registered(cls: type[Any], domain: Subscriptions | None) -> Any:

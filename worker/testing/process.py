@@ -2,10 +2,10 @@
 
 ``run = await given_process(Fulfillment, in_stream("order-1", OrderPlaced(...)), ...)`` runs
 the process manager with the engine's own consumers on the in-memory backend (``project``), on
-a clock that stands still, one ``in_stream`` list after the other. ``run.instance("1")`` is the instance's state, ``run.commands`` the
-messages its handlers wrote, ``run.deadlines.pending()`` what it scheduled; ``await
-run.advance(30)`` moves the clock and delivers what fell due; ``await run.then(...)`` gives more
-events.
+a clock that stands still, one ``in_stream`` list after the other. ``run.instance("1")`` is
+the instance's state, ``run.commands`` the messages its handlers wrote,
+``run.deadlines.pending()`` what it scheduled; ``await run.advance(30)`` moves the clock and
+delivers what fell due; ``await run.then(...)`` gives more events.
 """
 
 from __future__ import annotations

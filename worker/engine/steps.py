@@ -69,6 +69,10 @@ class ProcessSteps:
         process = self.process
         rule = process.rule(method, type(event))
         process_id = process.correlation(event, rule)
+        # Every step of the process takes its category's lock before reading: no other step
+        # changes the instance in between (no conflict), and every transaction writing the
+        # category takes this lock before any other category's (no deadlock between them).
+        await self.store.lock_category(process.stream_name(process_id), ctx.conn)
         instance = await self.load(process_id, ctx.conn)
         tid = transition_id(ctx.consumer, ctx.message)
         if instance is None:

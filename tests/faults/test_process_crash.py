@@ -4,7 +4,6 @@ with every order in its right terminal state and every command issued exactly on
 
 from __future__ import annotations
 
-import random
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +18,7 @@ from tests.faults.test_crash import fault_rng
 from worker import MessageStore
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import AsyncIterator
 
     import asyncpg

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from worker import BaseEvent, Context, Domain, MessageStore, ProcessManager, Runner, handle
+from worker.ops.process_metrics import ProcessCollector
 from worker.ops.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ async def statuses(pool: asyncpg.Pool[Any]) -> dict[str, tuple[str, bool]]:
 
 async def run_until(
     dsn: str, workers: int, done: Any, settings: WorkerSettings = SLOW_POLL
-) -> None:
+) -> list[Runner]:
     """Run ``workers`` runners of the domain until ``done()`` is true, then stop them."""
     runners = [Runner(domain, dsn, settings) for _ in range(workers)]
     with anyio.fail_after(30):
@@ -109,6 +110,7 @@ async def run_until(
                 await anyio.sleep(0.05)
             for runner in runners:
                 runner.request_stop()
+    return runners
 
 
 async def test_an_unpaid_order_is_cancelled_by_its_deadline_once(
@@ -130,7 +132,7 @@ async def test_an_unpaid_order_is_cancelled_by_its_deadline_once(
             ended for _, ended in (await statuses(worker_pool)).values()
         )
 
-    await run_until(worker_dsn, 1, done)
+    (runner,) = await run_until(worker_dsn, 1, done)
     assert await statuses(worker_pool) == {
         "checkout-1": ("cancelled", True),
         "checkout-2": ("paid", True),
@@ -142,6 +144,18 @@ async def test_an_unpaid_order_is_cancelled_by_its_deadline_once(
         "FROM worker.deadlines ORDER BY instance"
     )
     assert [tuple(r) for r in rows] == [("checkout-1", True, False), ("checkout-2", False, True)]
+    metrics = ProcessCollector(runner.result.consumers)
+    await metrics.refresh(worker_store)
+    samples = {
+        (s.name, s.labels.get("consumer") or s.labels.get("process")): s.value
+        for family in metrics.collect()
+        for s in family.samples
+    }
+    assert samples[("worker_process_instances_started_total", "checkout:order")] == 2
+    assert samples[("worker_process_instances_ended_total", "checkout:payment")] == 1
+    assert samples[("worker_process_deadlines_fired_total", "checkout:order")] == 1
+    assert samples[("worker_process_instances_active", "checkout")] == 0
+    assert samples[("worker_process_deadlines_pending", "checkout")] == 0
 
 
 async def test_several_workers_deliver_each_deadline_once(

@@ -336,3 +336,14 @@ SELECT process,
        count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed
 FROM worker.deadlines GROUP BY process ORDER BY process
 """
+
+# A process manager's instances: every stream of its category, ended or not (by its last
+# transition's is_complete). For `worker processes` and the metrics, not a hot path.
+PROCESS_INSTANCES: LiteralString = """
+SELECT count(*) AS instances, count(*) FILTER (WHERE NOT ended) AS active
+FROM (
+    SELECT DISTINCT ON (stream_name) coalesce((data->>'is_complete')::boolean, false) AS ended
+    FROM message_store.messages WHERE message_store.category(stream_name) = $1
+    ORDER BY stream_name, position DESC
+) last
+"""

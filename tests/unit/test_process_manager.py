@@ -3,6 +3,9 @@ commands issued once; deadlines scheduled, cancelled and delivered on a fake clo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import pytest
 
 from worker import (
@@ -14,7 +17,7 @@ from worker import (
     RegistrationError,
     handle,
 )
-from worker.testing import given_process, in_stream
+from worker.testing import MemoryMessage, given_process, in_stream
 
 pytestmark = pytest.mark.anyio
 
@@ -223,3 +226,30 @@ def test_schedule_outside_a_process_manager_is_refused() -> None:
     ctx = Ctx("c", None, None)  # type: ignore[arg-type]
     with pytest.raises(ProcessError, match="process manager's handlers only"):
         ctx.schedule(after=1, message=PaymentTimedOut(order_id="1"))
+
+
+def test_concurrent_partitions_follow_the_instance_not_the_stream() -> None:
+    """With concurrency > 1, two streams correlating to one instance share a partition."""
+    local = Domain("pmparts")
+
+    @local.event(category="order")
+    class Line(BaseEvent):
+        order_id: str
+
+    @local.process_manager(concurrency=4)
+    class Lines(ProcessManager):
+        @handle(Line, correlate="order_id", start=True)
+        def line(self, event: Line, ctx: Context) -> None: ...
+
+    (subscriber,) = local.subscribers
+    concurrent = subscriber.concurrent
+    assert concurrent is not None
+    key = concurrent.partition_by
+
+    def message(stream: str, order_id: str, type_name: str = "Line") -> Any:
+        data = f'{{"order_id": "{order_id}"}}'
+        return MemoryMessage("id", stream, type_name, 0, 1, data, None, datetime.now(UTC))
+
+    assert key(message("order-a", "7")) == key(message("order-b", "7"))
+    assert key(message("order-a", "7")) != key(message("order-a", "8"))
+    assert key(message("order-a", "7", "Unknown")) == "order-a"

@@ -17,6 +17,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 
 from worker.engine.signatures import check_callable
@@ -32,6 +33,8 @@ from worker.errors import ProcessError, RegistrationError
 from worker.model.event import BaseEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Hashable
+
     from worker.engine.options import SubscriberOptions
     from worker.store.message import Message
 
@@ -100,6 +103,23 @@ class Process:
                 f"{self.cls.__name__} correlates it by"
             )
         return str(value)
+
+    def partition(self, message: Message) -> Hashable:
+        """A message's partition with ``concurrency > 1``: the instance it correlates to (its
+        stream when its type is not one this process manager handles, or it names none), so
+        one instance's steps never run side by side."""
+        rule = self._by_type().get(message.type)
+        data = orjson.loads(message.data_json) if rule is not None else None
+        value = data.get(rule.correlate) if isinstance(data, dict) and rule else None
+        return message.stream_name if value is None else ("instance", str(value))
+
+    def _by_type(self) -> dict[str, StepRule]:
+        """Message type (and alias) -> the rule of its handler."""
+        found: dict[str, StepRule] = {}
+        for (_, cls), rule in self.rules.items():
+            for name in (cls.type_name(), *cls.__aliases__):
+                found[name] = rule
+        return found
 
     def handles(self, event_class: type[BaseEvent]) -> StepRule | None:
         """The rule of the handler of ``event_class``, if one handles it."""

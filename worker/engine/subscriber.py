@@ -140,7 +140,8 @@ class Subscriber:
         options = self.options
         if options.concurrency == 1:
             return None
-        return Concurrency(options.concurrency, options.partition_by or by_stream)
+        default = by_stream if self.process is None else self.process.partition
+        return Concurrency(options.concurrency, options.partition_by or default)
 
     def consumer_name(self, category: str) -> str:
         """The stable name of the consumer of ``category``: ``{name}:{category}``."""

@@ -167,8 +167,6 @@ class Consumer(ConsumerView):
         while not stop.is_set():
             check_held(self.lease, self.name)
             await self._refresh_parked()
-            if self.deliveries is not None:
-                await self.deliveries.deliver_due()
             mark = self._waker.mark(self.category)
             if await self._check_pause():
                 await batches.commit_position()
@@ -176,6 +174,8 @@ class Consumer(ConsumerView):
                     return
                 await self._wait_paused(mark)
                 continue
+            if self.deliveries is not None:  # a process manager's due deadlines
+                await self.deliveries.deliver_due()
             if read := await self.reader.next(batches):
                 await self.enter(Step.READ)
                 if read == self.options.batch_size:

@@ -253,3 +253,41 @@ def test_concurrent_partitions_follow_the_instance_not_the_stream() -> None:
     assert key(message("order-a", "7")) == key(message("order-b", "7"))
     assert key(message("order-a", "7")) != key(message("order-a", "8"))
     assert key(message("order-a", "7", "Unknown")) == "order-a"
+
+
+async def test_a_deadline_whose_handler_fails_is_retried_then_given_up() -> None:
+    """The timeout's handler keeps failing: tried max_attempts times, then marked failed and
+    counted, never delivered; the instance stays as it was."""
+    local = Domain("pmfail")
+
+    @local.event(category="order")
+    class Placed(BaseEvent):
+        order_id: str
+
+    @local.event
+    class Late(BaseEvent):
+        order_id: str
+
+    @local.process_manager(max_attempts=2)
+    class Fragile(ProcessManager):
+        status: str = "new"
+
+        @handle(Placed, correlate="order_id", start=True)
+        def placed(self, event: Placed, ctx: Context) -> None:
+            self.status = "waiting"
+            ctx.schedule(after=5, message=Late(order_id=event.order_id))
+
+        @handle(Late, correlate="order_id")
+        def late(self, event: Late, ctx: Context) -> None:
+            raise RuntimeError("the late handler is broken")
+
+    run = await given_process(Fragile, in_stream("order-1", Placed(order_id="1")), max_attempts=2)
+    await run.advance(4)
+    assert run.stats.failed_deliveries == 0 and len(run.deadlines.pending()) == 1
+    await run.advance(1)  # (the kit's retries do not wait: both attempts now)
+    await run.advance(60)
+    assert run.stats.failed_deliveries == 2
+    assert run.deadlines.pending() == [] and run.deadlines.fired() == []
+    (counts,) = await run.deadlines.counts()
+    assert counts.failed == 1
+    assert run.instance("1").status == "waiting"  # type: ignore[union-attr]

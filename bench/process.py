@@ -28,7 +28,6 @@ delivery's transaction marked the deadline fired (the server's clock) minus its 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
 import time
@@ -37,7 +36,22 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 
+import domain.fulfillment
 from bench.engine import fresh_database, server_dsn
+from domain import domain as shop
+from domain.fulfillment import (
+    CancelOrder,
+    ChargePayment,
+    PaymentDeclined,
+    PaymentReceived,
+    ReleaseStock,
+    ReserveStock,
+    StockReserved,
+    StockUnavailable,
+    verdict,
+)
+from domain.order import OrderPlaced
+from handlers import desks  # noqa: F401  (registers the desks)
 from worker import BaseEvent, Domain, ProcessManager, configure_logging, connect, handle
 from worker.engine.runner import Runner
 from worker.engine.settings import EngineSettings
@@ -54,22 +68,7 @@ DATABASE = "worker_bench_process"
 SETTINGS = EngineSettings(batch_size=200, position_interval=0.0)
 WRITE = "SELECT message_store.write_message($1, $2, $3, $4, $5, $6)"
 
-os.environ.setdefault("FULFILLMENT_PAYMENT_TIMEOUT", "3600")  # (no timeout fires meanwhile)
-
-from domain import domain as shop  # noqa: E402  (after the timeout is set)
-from domain.fulfillment import (  # noqa: E402
-    CancelOrder,
-    ChargePayment,
-    PaymentDeclined,
-    PaymentReceived,
-    ReleaseStock,
-    ReserveStock,
-    StockReserved,
-    StockUnavailable,
-    verdict,
-)
-from domain.order import OrderPlaced  # noqa: E402
-from handlers import desks  # noqa: E402, F401  (registers the desks)
+domain.fulfillment.PAYMENT_TIMEOUT = 3600.0  # no payment times out during a run
 
 
 class Flow:

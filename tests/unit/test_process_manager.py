@@ -291,3 +291,40 @@ async def test_a_deadline_whose_handler_fails_is_retried_then_given_up() -> None
     (counts,) = await run.deadlines.counts()
     assert counts.failed == 1
     assert run.instance("1").status == "waiting"  # type: ignore[union-attr]
+
+
+async def test_deadlines_due_together_are_delivered_but_the_one_that_fails() -> None:
+    """Three deadlines fall due at once and one handler fails: the other two are delivered,
+    the failing one alone is retried."""
+    local = Domain("pmbatch")
+
+    @local.event(category="order")
+    class Placed(BaseEvent):
+        order_id: str
+
+    @local.event
+    class Late(BaseEvent):
+        order_id: str
+
+    @local.process_manager(max_attempts=5)
+    class Timer(ProcessManager):
+        status: str = "new"
+
+        @handle(Placed, correlate="order_id", start=True)
+        def placed(self, event: Placed, ctx: Context) -> None:
+            ctx.schedule(after=5, message=Late(order_id=event.order_id))
+
+        @handle(Late, correlate="order_id", end=True)
+        def late(self, event: Late, ctx: Context) -> None:
+            if event.order_id == "bad":
+                raise RuntimeError("cannot")
+            self.status = "late"
+
+    orders = [in_stream(f"order-{o}", Placed(order_id=o)) for o in ("a", "bad", "c")]
+    run = await given_process(Timer, [pair for stream in orders for pair in stream])
+    await run.advance(5)
+    statuses = [getattr(run.instance(o), "status", None) for o in ("a", "bad", "c")]
+    assert statuses == ["late", "new", "late"]
+    assert sorted(d.instance for d in run.deadlines.fired()) == ["timer-a", "timer-c"]
+    assert [d.instance for d in run.deadlines.pending()] == ["timer-bad"]
+    assert run.stats.delivered == 2 and run.stats.failed_deliveries >= 1

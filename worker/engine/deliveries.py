@@ -1,10 +1,11 @@
 """Delivering a process manager's due deadlines, once, under its consumer's lease.
 
-The consumer that scheduled a deadline delivers it: between batches it takes the due ones and
-hands each to the instance's handler in a transaction of its own that marks it fired (a
-deadline already fired or cancelled is passed over: the row lock orders a delivery and a
-cancelling step) and checks the lease's epoch (a zombie delivers nothing), as replays of
-parked messages do. A deadline whose handler fails is tried again later with the retry
+The consumer that scheduled a deadline delivers it: between batches it takes the due ones (up
+to 100 at a time) and hands each to the instance's handler in one transaction that marks them
+fired (a deadline already fired or cancelled is passed over: the row lock orders a delivery and
+a cancelling step) and checks the lease's epoch (a zombie delivers nothing), as replays of
+parked messages do. When a handler fails, they are delivered again one at a time, so the
+failing one is found. A deadline whose handler fails is tried again later with the retry
 policy's backoff, and after ``max_attempts`` marked failed (shown by ``worker status`` and the
 metrics). The consumer sleeps no longer than until the next one is due (``wait_bound``).
 """
@@ -69,8 +70,8 @@ class Deliveries:
         delivered = 0
         while True:
             due = await self.deadlines.due(self.name, _PAGE)
-            for deadline in due:
-                delivered += await self._deliver(deadline)
+            if due:
+                delivered += await self._deliver(due)
             if len(due) < _PAGE:
                 return delivered
 
@@ -81,34 +82,44 @@ class Deliveries:
             return None
         return max(0.0, (due - self.deadlines.now()).total_seconds())
 
-    async def _deliver(self, deadline: Deadline) -> int:
+    async def _deliver(self, due: list[Deadline]) -> int:
+        """Deliver ``due`` in one transaction; when a handler fails, one at a time, so the
+        failing one is found (and retried later, or given up)."""
         try:
-            return await self._deliver_once(deadline)
+            return await self._deliver_together(due)
         except Exception as error:
             if is_transient(error) or isinstance(error, LeaseLostError):
                 raise
-            await self._failed(deadline, error)
+            if len(due) > 1:
+                return sum([await self._deliver([deadline]) for deadline in due])
+            await self._failed(due[0], error)
             return 0
 
-    async def _deliver_once(self, deadline: Deadline) -> int:
-        """One transaction: fire the row, run the handler, check the lease."""
-        message = DeadlineMessage.of(deadline)
-        route = self._batches.routes.get(deadline.type)
+    async def _deliver_together(self, due: list[Deadline]) -> int:
+        """One transaction: fire each row (passing over those no longer pending), run its
+        handler, then check the lease."""
+        delivered = 0
         async with self._backend.transactions.transaction() as conn:
-            if not await self.deadlines.fire(conn, deadline.id):
-                return 0
-            if route is not None:
-                ctx = Context(self.name, conn, self._backend.store, declared=None)
-                handed = handed_to.set(ctx.unawaited)
-                try:
-                    await route.dispatch(message, ctx)
-                finally:
-                    handed_to.reset(handed)
-                    ctx.drop_unawaited()
+            ctx = Context(self.name, conn, self._backend.store, declared=None)
+            handed = handed_to.set(ctx.unawaited)
+            try:
+                for deadline in due:
+                    delivered += await self._deliver_one(deadline, ctx)
+            finally:
+                handed_to.reset(handed)
+                ctx.drop_unawaited()
             epoch = await self._backend.positions.lease_epoch_in(conn, self.name)
             if epoch != self._lease.epoch:
-                raise LeaseLostError(f"consumer {self.name} lost its lease delivering a deadline")
-        self.stats.delivered += 1
+                raise LeaseLostError(f"consumer {self.name} lost its lease delivering deadlines")
+        self.stats.delivered += delivered
+        return delivered
+
+    async def _deliver_one(self, deadline: Deadline, ctx: Context) -> int:
+        if not await self.deadlines.fire(ctx.conn, deadline.id):
+            return 0
+        route = self._batches.routes.get(deadline.type)
+        if route is not None:
+            await route.dispatch(DeadlineMessage.of(deadline), ctx)
         return 1
 
     async def _failed(self, deadline: Deadline, error: Exception) -> None:

@@ -58,6 +58,9 @@ class ProcessSteps:
         self.store, self.deadlines = store, deadlines
         self.stats = ProcessStats()
         self._methods = frozenset(route.method_name for route in subscriber.routes)
+        # The context whose transaction holds the category's lock (held here, so that no
+        # later context can be taken for it).
+        self._locked: Context | None = None
 
     def __getattr__(self, method: str) -> Any:
         if method.startswith("_") or method not in self._methods:
@@ -72,7 +75,9 @@ class ProcessSteps:
         # Every step of the process takes its category's lock before reading: no other step
         # changes the instance in between (no conflict), and every transaction writing the
         # category takes this lock before any other category's (no deadlock between them).
-        await self.store.lock_category(process.stream_name(process_id), ctx.conn)
+        if self._locked is not ctx:
+            await self.store.lock_category(process.stream_name(process_id), ctx.conn)
+            self._locked = ctx
         instance = await self.load(process_id, ctx.conn)
         tid = transition_id(ctx.consumer, ctx.message)
         if instance is None:

@@ -127,7 +127,8 @@ class Deliveries:
         attempt = deadline.attempts + 1
         final = attempt >= self._policy.max_attempts
         text = describe(type(error).__qualname__, str(error))
-        later = self.deadlines.now() + timedelta(seconds=self._policy.backoff(attempt))
+        delay = 0.0 if final else self._policy.backoff(attempt)
+        later = self.deadlines.now() + timedelta(seconds=delay)
         await self.deadlines.failed(deadline.id, text, final=final, retry_at=later)
         self.stats.failed_deliveries += 1
         self._log.error(

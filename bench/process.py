@@ -52,9 +52,16 @@ from domain.fulfillment import (
 )
 from domain.order import OrderPlaced
 from handlers import desks  # noqa: F401  (registers the desks)
-from worker import BaseEvent, Domain, ProcessManager, configure_logging, connect, handle
-from worker.engine.runner import Runner
-from worker.engine.settings import EngineSettings
+from worker import (
+    BaseEvent,
+    Domain,
+    ProcessManager,
+    Runner,
+    WorkerSettings,
+    configure_logging,
+    connect,
+    handle,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -62,10 +69,9 @@ if TYPE_CHECKING:
     import asyncpg
 
     from worker import Context
-    from worker.engine.subscriber import Subscriber
 
 DATABASE = "worker_bench_process"
-SETTINGS = EngineSettings(batch_size=200, position_interval=0.0)
+SETTINGS = WorkerSettings(batch_size=200, position_interval=0.0)
 WRITE = "SELECT message_store.write_message($1, $2, $3, $4, $5, $6)"
 
 domain.fulfillment.PAYMENT_TIMEOUT = 3600.0  # no payment times out during a run
@@ -74,11 +80,11 @@ domain.fulfillment.PAYMENT_TIMEOUT = 3600.0  # no payment times out during a run
 class Flow:
     """The subscribers a run runs."""
 
-    def __init__(self, subscribers: tuple[Subscriber, ...]) -> None:
+    def __init__(self, subscribers: tuple[Any, ...]) -> None:
         self.subscribers = subscribers
 
 
-def desk_subscribers() -> tuple[Subscriber, ...]:
+def desk_subscribers() -> tuple[Any, ...]:
     names = {"inventory_desk", "payment_desk", "order_desk"}
     return tuple(s for s in shop.subscribers if s.name in names)
 
@@ -234,7 +240,7 @@ async def deadline_latency(server: str, count: int, after: float) -> list[float]
     """Seconds from each deadline's due time to its delivery's firing."""
     Watch.delay = after
     dsn = await fresh_database(server, DATABASE)
-    runner = Runner(timers, dsn, EngineSettings())
+    runner = Runner(timers, dsn, WorkerSettings())
     conn = await connect(dsn)
     rng = random.Random(11)
     try:

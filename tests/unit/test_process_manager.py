@@ -157,7 +157,7 @@ async def test_a_cancelled_deadline_is_never_delivered() -> None:
 async def test_handling_the_same_event_again_changes_nothing() -> None:
     """A reset replays OrderPlaced: the instance knows it (its transition's id) and skips it."""
     run = await given_process(Checkout, placed("1"))
-    run.projected.position_store._positions.clear()  # the consumer's position back to 0
+    await run.projected.position_store.set("checkout:order", 0)  # as `worker reset` does
     await run.advance(0)
     assert [m.type for m in run.commands] == ["RequestPayment"]
     assert len(run.transitions()) == 1

@@ -19,7 +19,7 @@ from worker.engine.context import Context
 from worker.engine.dead_letters import describe
 from worker.engine.retry import is_transient
 from worker.engine.steps import ProcessSteps
-from worker.errors import LeaseLostError
+from worker.errors import LeaseLostError, ProcessError
 from worker.read.handed import handed_to
 from worker.store.message import MessageFields
 
@@ -118,8 +118,12 @@ class Deliveries:
         if not await self.deadlines.fire(ctx.conn, deadline.id):
             return 0
         route = self._batches.routes.get(deadline.type)
-        if route is not None:
-            await route.dispatch(DeadlineMessage.of(deadline), ctx)
+        if route is None:  # (its handler was removed since it was scheduled)
+            raise ProcessError(
+                f"deadline {deadline.id} of {deadline.instance} is a {deadline.type}, which no "
+                f"handler of {self.name} takes any more"
+            )
+        await route.dispatch(DeadlineMessage.of(deadline), ctx)
         return 1
 
     async def _failed(self, deadline: Deadline, error: Exception) -> None:

@@ -184,7 +184,7 @@ async def test_a_concurrent_change_of_one_instance_is_retried_not_lost(
     worker_dsn: str, worker_pool: asyncpg.Pool[Any], worker_store: MessageStore
 ) -> None:
     """The order and payment consumers change the same instances at once: each change is
-    applied once, on the other's (a conflict is retried, never parked)."""
+    applied once, on the other's (the process's category lock orders them; nothing parked)."""
     orders = [str(n) for n in range(40)]
     for n in orders:
         await worker_store.write(f"order-{n}", OrderPlaced(order_id=n).to_message())

@@ -180,7 +180,7 @@ async def test_several_workers_deliver_each_deadline_once(
     assert set((await statuses(worker_pool)).values()) == {("cancelled", True)}
 
 
-async def test_a_concurrent_change_of_one_instance_is_retried_not_lost(
+async def test_concurrent_changes_of_one_instance_are_each_applied_once(
     worker_dsn: str, worker_pool: asyncpg.Pool[Any], worker_store: MessageStore
 ) -> None:
     """The order and payment consumers change the same instances at once: each change is

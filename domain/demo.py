@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from domain import Book, Order, OrderItem, domain
+from domain.fulfillment import verdict
 from projections.orders_by_status import OrdersByStatus
 from worker import App, MessageStore, open_app, span
 
@@ -37,7 +38,8 @@ async def write_history(store: MessageStore, orders: int = 300, books: int = 12)
             for p in rng.sample(sorted(PRODUCTS), rng.randint(1, 3))
         ]
         order = Order.place(rng.choice(CUSTOMERS), items)
-        if rng.random() < 0.8:
+        # The warehouse ships only orders the fulfillment process sees paid.
+        if verdict(order.id) == "paid" and rng.random() < 0.8:
             order.confirm()
             if rng.random() < 0.75:
                 order.ship(f"TRK{rng.randint(100000, 999999)}")
@@ -76,6 +78,35 @@ async def run_with_progress(app: App, pool: asyncpg.Pool[Any]) -> None:
             await runner.run(until_caught_up=True, handle_signals=False)
             progress.update(task, completed=sum(heads.values()))
             tg.cancel_scope.cancel()
+
+
+async def settle(app: App) -> None:
+    """Run again until a run moves nothing: the fulfillment process's commands and the desks'
+    answers land in categories whose consumers may have caught up before they came."""
+    for _ in range(10):
+        result = await app.runner().run(until_caught_up=True, handle_signals=False)
+        if not any(c.processed for c in result.consumers):
+            return
+
+
+async def show_fulfillment(pool: asyncpg.Pool[Any]) -> None:
+    """Each fulfillment instance's status, from its last transition; and its deadlines."""
+    table = Table("status", "reason", "instances", title="fulfillment (a process manager)")
+    for row in await pool.fetch(
+        "SELECT data->'state'->>'status', coalesce(data->'state'->>'reason', ''), count(*) "
+        "FROM (SELECT DISTINCT ON (stream_name) data FROM message_store.messages "
+        "WHERE message_store.category(stream_name) = 'fulfillment' "
+        "ORDER BY stream_name, position DESC) last GROUP BY 1, 2 ORDER BY 1, 2"
+    ):
+        table.add_row(row[0], row[1], str(row[2]))
+    console.print(table)
+    pending = await pool.fetchval(
+        "SELECT count(*) FROM worker.deadlines WHERE fired_at IS NULL AND cancelled_at IS NULL"
+    )
+    console.print(
+        f"payment deadlines pending: {pending} (a running worker cancels those orders when "
+        "they fall due)"
+    )
 
 
 async def show(pool: asyncpg.Pool[Any]) -> None:
@@ -127,7 +158,9 @@ async def main() -> None:
         with console.status("writing the example history"):
             await write_history(MessageStore(pool))
         await run_with_progress(app, pool)
+        await settle(app)
         await show(pool)
+        await show_fulfillment(pool)
     finally:
         await pool.close()
 

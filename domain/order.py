@@ -14,7 +14,7 @@ from worker import BaseAggregate, BaseEntity, BaseEvent, apply
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-Status = Literal["PENDING", "CONFIRMED", "SHIPPED"]
+Status = Literal["PENDING", "CONFIRMED", "SHIPPED", "CANCELLED"]
 
 
 class OrderStateError(ValueError):
@@ -63,6 +63,12 @@ class Order(BaseAggregate):
             raise OrderStateError(f"order {self.id} is {self.status}; only CONFIRMED can ship")
         self.raise_(OrderShipped(order_id=self.id, tracking=tracking))
 
+    def cancel(self, reason: str) -> None:
+        """Cancel an order not shipped yet: raises ``OrderCancelled``."""
+        if self.status in ("SHIPPED", "CANCELLED"):
+            raise OrderStateError(f"order {self.id} is {self.status}; it cannot be cancelled")
+        self.raise_(OrderCancelled(order_id=self.id, reason=reason))
+
     @apply
     def when_placed(self, event: OrderPlaced) -> None:
         self.customer_name = event.customer_name
@@ -78,6 +84,10 @@ class Order(BaseAggregate):
     def when_shipped(self, event: OrderShipped) -> None:
         self.status = "SHIPPED"
         self.tracking = event.tracking
+
+    @apply
+    def when_cancelled(self, event: OrderCancelled) -> None:
+        self.status = "CANCELLED"
 
 
 @domain.event(part_of=Order)
@@ -103,3 +113,11 @@ class OrderShipped(BaseEvent):
 
     order_id: str
     tracking: str = Field(min_length=1, max_length=50)
+
+
+@domain.event(part_of=Order)
+class OrderCancelled(BaseEvent):
+    """The order was cancelled (by the fulfillment process: no stock, or no payment)."""
+
+    order_id: str
+    reason: str = Field(max_length=200)

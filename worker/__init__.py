@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 from worker.domain import Domain
 from worker.engine.context import Context
 from worker.engine.options import SubscriberOptions
+from worker.engine.process import ProcessManager
 from worker.engine.retry import Retry, RetryPolicy
 from worker.engine.subscriber import handle, on
 from worker.errors import (
@@ -19,6 +20,8 @@ from worker.errors import (
     MissingApplyError,
     MissingRowError,
     NotAwaitedError,
+    ProcessConflictError,
+    ProcessError,
     RegistrationError,
     UndeclaredReadModelError,
     VersionConflictError,
@@ -72,6 +75,9 @@ __all__ = [
     "MissingRowError",
     "NewMessage",
     "NotAwaitedError",
+    "ProcessConflictError",
+    "ProcessError",
+    "ProcessManager",
     "ReadModel",
     "RegistrationError",
     "Repository",

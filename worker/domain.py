@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from worker.engine.options import SubscriberOptions, taking_options
+from worker.engine.process import build_process, remember_process, transition_event
 from worker.engine.subscriber import Kind, Subscriber, build_subscriber, remember
 from worker.errors import RegistrationError
 from worker.model.registration import WriteSide
@@ -88,10 +89,19 @@ class Domain(WriteSide):
         every projector and handler again on the events so named."""
         if not super().init(conventions):
             return False
-        self._subscribers = [
-            build_subscriber(s.cls, kind=s.kind, options=s.options) for s in self._subscribers
-        ]
+        self._subscribers = [self._describe(s.cls, s.kind, s.options) for s in self._subscribers]
         return True
+
+    def _describe(self, cls: type[Any], kind: Kind, options: SubscriberOptions) -> Subscriber:
+        """``cls`` described as a subscriber of ``kind`` on the events as now named."""
+        if kind != "process":
+            return build_subscriber(cls, kind=kind, options=options)
+        transition = getattr(cls, "__transition__", None) or transition_event(cls)
+        category = self.conventions.category(self.name, cls.__name__, options.stream_category)
+        self.register_event(transition, category=category)
+        described = build_process(cls, transition, options)
+        remember_process(described)
+        return described
 
     # -- read side: projectors and event handlers --------------------------------------------
 
@@ -118,9 +128,24 @@ class Domain(WriteSide):
         """
         return self._subscriber("handler", options)
 
+    @taking_options(SubscriberOptions)
+    def process_manager(self, options: SubscriberOptions) -> Registers:
+        """Register a process manager: a ``ProcessManager`` subclass whose fields are an
+        instance's state and whose ``@handle(Event, correlate=..., start=..., end=...)``
+        methods take ``(self, event, ctx)``; its options are the fields of
+        ``SubscriberOptions`` but a projector's own, and ``stream_category`` (where its
+        instances' streams live).
+
+        Each handled event changes one instance (its transition event in
+        ``{stream_category}-{id}``), and the commands it writes with ``ctx.write`` and the
+        deadlines it schedules with ``ctx.schedule`` commit with the consumer's position,
+        exactly once (``worker.engine.steps``).
+        """
+        return self._subscriber("process", options)
+
     def _subscriber(self, kind: Kind, options: SubscriberOptions) -> Registers:
         def register(cls: T) -> T:
-            subscriber = build_subscriber(cls, kind=kind, options=options)
+            subscriber = self._describe(cls, kind, options)
             if any(s.name == subscriber.name for s in self._subscribers):
                 raise RegistrationError(f"a projector or handler named {subscriber.name!r} exists")
             self._subscribers.append(subscriber)
@@ -131,5 +156,5 @@ class Domain(WriteSide):
 
     @property
     def subscribers(self) -> tuple[Subscriber, ...]:
-        """Every registered projector and event handler."""
+        """Every registered projector, event handler and process manager."""
         return tuple(self._subscribers)

@@ -161,3 +161,20 @@ class PositionMovedError(LeaseLostError):
 
 class ConsumerStoppedError(WorkerError):
     """A consumer gave up on a message with the ``stop`` action and halted."""
+
+
+class ProcessError(WorkerError):
+    """A process manager's handler used its instance or ``ctx.schedule`` in a way that cannot
+    work (a deadline no handler takes, an event that names no instance)."""
+
+
+class ProcessConflictError(WorkerError):
+    """Two transactions changed one process manager instance at once: the later one is rolled
+    back and retried, as a serialization failure is."""
+
+    def __init__(self, stream_name: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"process instance {stream_name} changed under this step (expected version "
+            f"{expected}, stream at {actual}): retried"
+        )
+        self.stream_name = stream_name

@@ -395,3 +395,17 @@ async def test_hash_64_is_message_db_s(pool: asyncpg.Pool[Any]) -> None:
     )
     assert {row[0]: row[1] for row in expected} == {v: hash_64(v) for v in values}
     assert any(hash_64(v) < 0 for v in values) and any(hash_64(v) > 0 for v in values)
+
+
+async def test_lock_category_joins_the_callers_transaction(backend: Backend) -> None:
+    """A category's lock taken ahead, in a transaction that then writes the category; a stream
+    name MessageDB would not take is refused before any statement."""
+    store = backend.store
+    async with backend.transactions.transaction() as conn:
+        await store.lock_category("acct-1", conn)
+        await store.lock_category("acct-2", conn)  # (the same category: taken again)
+        await store.write("acct-1", msg(n=1), conn=conn)
+    assert [m.data for m in await store.read_stream("acct-1")] == [{"n": 1}]
+    with pytest.raises(InvalidStreamNameError):
+        async with backend.transactions.transaction() as conn:
+            await store.lock_category("", conn)

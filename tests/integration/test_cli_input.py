@@ -82,3 +82,15 @@ async def test_rebuild_in_a_pipe_prints_plain_progress_lines(database_dsn: str) 
     lines = result.stdout.splitlines()
     assert lines[0].startswith("rebuilding tallies: 0/0 messages (100%), 0 msg/s, "), result
     assert lines[1:] == ["tallies: live generation 2"], result
+
+
+async def test_reset_without_to_resets_to_the_start(database_dsn: str) -> None:
+    """`worker reset CONSUMER` with no `--to` takes the option's default, 0: the consumer starts
+    again from the beginning (its default is not parsed as if typed)."""
+    installed = await worker(database_dsn, "db", "install", config=TALLY_APP)
+    assert installed.code == 0, installed
+    result = await worker(database_dsn, "reset", "tallies:tally", config=TALLY_APP)
+    assert result.code == 0, result
+    status = await worker(database_dsn, "status", "--json", config=TALLY_APP)
+    assert status.code == 0, status
+    assert '"position": 0' in status.stdout, status

@@ -8,6 +8,10 @@ interpreter that runs the tests, where the ``protean`` extra is installed:
     python tests/interop/protean_app.py load DSN ID...  Protean's repo.get of orders
     python tests/interop/protean_app.py engine DSN      run Protean's engine until idle
     python tests/interop/protean_app.py names NAME...   Protean's names of domains and classes
+    python tests/interop/protean_app.py process DSN     place an order; Protean's process manager
+                                                        starts its instance (engine until idle)
+    python tests/interop/protean_app.py instance DSN ID the process manager's instance ID, as
+                                                        Protean loads it from its stream
 
 Each prints one JSON document on stdout. ``worker_app.py`` is the same shop in this library.
 """
@@ -180,6 +184,44 @@ class BookEvents:
         seen("BookEvents", event)
 
 
+def register_process_manager() -> Any:
+    """``Fulfillment``: started by OrderPlaced, ended by OrderConfirmed (registered only by the
+    commands that use it, so the other runs have no process manager)."""
+
+    @domain.process_manager(stream_categories=["shop::order"])
+    class Fulfillment:
+        order_id = Identifier()
+        status = String(default="new")
+
+        @handle(OrderPlaced, start=True, correlate="order_id")
+        def placed(self, event: OrderPlaced) -> None:
+            self.order_id = event.order_id
+            self.status = "placed"
+
+        @handle(OrderConfirmed, correlate="order_id", end=True)
+        def confirmed(self, event: OrderConfirmed) -> None:
+            self.status = "confirmed"
+
+    return Fulfillment
+
+
+def process() -> dict[str, Any]:
+    orders = domain.repository_for(Order)
+    order = Order.place("Carol")
+    orders.add(order)
+    Engine(domain, test_mode=True).run()
+    return {"order": order.id}
+
+
+def instance(pm: Any, ident: str) -> dict[str, Any]:
+    found = pm._load_or_create(ident, False)
+    return {
+        "state": {"order_id": found.order_id, "status": found.status},
+        "complete": found._is_complete,
+        "version": found._version,
+    }
+
+
 def with_search_path(dsn: str) -> str:
     """The DSN with MessageDB's schema on the search path (its functions call each other
     unqualified; the ``message_store`` role's own setting does this in a deployment)."""
@@ -247,6 +289,7 @@ def main(argv: list[str]) -> None:
     if command == "names":
         result = names(args)
     else:
+        pm = register_process_manager() if command in ("process", "instance") else None
         start(args[0])
         with domain.domain_context():
             if command == "history":
@@ -255,6 +298,10 @@ def main(argv: list[str]) -> None:
                 result = load(args[1:])
             elif command == "engine":
                 result = engine()
+            elif command == "process":
+                result = process()
+            elif command == "instance":
+                result = instance(pm, args[1])
             else:
                 raise SystemExit(f"unknown command {command!r}")
     print(json.dumps(result, default=str))

@@ -23,12 +23,13 @@ import anyio
 import pytest
 
 from tests.interop.worker_app import Book, BookRow, Order, OrderRow, ShipOrder, shop
+from worker import BaseEvent, Domain, ProcessManager, handle
 from worker.store.protean import camel_case_name, checksum, normalized_name, underscore
 
 if TYPE_CHECKING:
     import asyncpg
 
-    from worker import MessageStore
+    from worker import Context, MessageStore
     from worker.store.message import Message
 
 pytestmark = [pytest.mark.anyio, pytest.mark.protean]
@@ -265,3 +266,66 @@ async def test_the_layout_is_protean_s_message_for_message(
             else:
                 sequence = meta["domain"]["sequence_id"]
                 assert meta["headers"]["id"] == f"{message.stream_name}-{sequence}"
+
+
+# -- a process manager's instance, started by Protean and continued by the worker ------------
+
+flows = Domain("Shop", conventions="protean")
+
+
+@flows.event(category="shop::order")
+class OrderPlaced(BaseEvent):
+    order_id: str
+    customer_name: str
+
+
+@flows.event(category="shop::order")
+class OrderConfirmed(BaseEvent):
+    order_id: str
+
+
+@flows.process_manager(name="fulfillment", start_from="head")
+class Fulfillment(ProcessManager):
+    """Protean's ``Fulfillment`` of ``protean_app.py``: the same fields and handlers."""
+
+    id: str | None = None  # Protean's identifier field, kept in its transitions' state
+    order_id: str | None = None
+    status: str = "new"
+
+    @handle(OrderPlaced, correlate="order_id", start=True)
+    def placed(self, event: OrderPlaced, ctx: Context) -> None:
+        self.order_id, self.status = event.order_id, "placed"
+
+    @handle(OrderConfirmed, correlate="order_id", end=True)
+    def confirmed(self, event: OrderConfirmed, ctx: Context) -> None:
+        self.status = "confirmed"
+
+
+async def test_a_process_instance_protean_started_is_continued_by_the_worker_and_back(
+    database_dsn: str, store: MessageStore, run_until_caught_up: Any
+) -> None:
+    """Protean's process manager starts an instance (its transition in
+    ``shop::fulfillment-{id}``); the worker's, under ``conventions="protean"``, loads it from
+    that transition, ends it on OrderConfirmed, and writes its own in the same layout, which
+    Protean's ``_load_or_create`` reads back."""
+    started = await protean("process", database_dsn)
+    order = started["order"]
+    await run_until_caught_up(flows)  # (from the head: Protean handled OrderPlaced)
+    stream = f"shop::order-{order}"
+    await store.write(stream, OrderConfirmed(order_id=order).to_message(stream_name=stream))
+    await run_until_caught_up(flows)
+
+    first, second = await store.read_stream(f"shop::fulfillment-{order}")
+    assert first.type == second.type == "Shop._FulfillmentTransition.v1"
+    assert second.data == {
+        "state": {"id": order, "order_id": order, "status": "confirmed"},
+        "handler_name": "confirmed",
+        "is_complete": True,
+    }
+    assert second.metadata["headers"]["id"] == f"shop::fulfillment-{order}-1"  # type: ignore[index]
+    loaded = await protean("instance", database_dsn, order)
+    assert loaded == {
+        "state": {"order_id": order, "status": "confirmed"},
+        "complete": True,
+        "version": 1,
+    }

@@ -136,6 +136,10 @@ def test_aggregates_that_match_the_handled_events_are_accepted() -> None:
                 "order_summary": ("order",),
                 "orders_by_status": ("order",),
                 "shipment_notifier": ("order",),
+                "fulfillment": ("inventory", "order", "payment"),
+                "inventory_desk": ("inventory:command",),
+                "payment_desk": ("payment:command",),
+                "order_desk": ("order:command",),
             },
         ),
         (

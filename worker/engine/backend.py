@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from worker.engine.dead_letters import PostgresParkedMessages
+from worker.engine.deadlines import PostgresDeadlines
 from worker.engine.lease import Lease
 from worker.engine.pauses import Switch
 from worker.engine.positions import PostgresPositionStore
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
     from worker.engine.contact import Contact
     from worker.engine.dead_letters import ParkedMessages
+    from worker.engine.deadlines import Deadlines
     from worker.engine.positions import PositionStore
     from worker.engine.standing import Standing
     from worker.engine.subscriber import Slot
@@ -118,6 +120,11 @@ class Backend(Protocol):
     @property
     def commit_behind(self) -> bool: ...
 
+    @property
+    def deadlines(self) -> Deadlines:
+        """Process managers' deadlines (``worker.engine.deadlines``)."""
+        ...
+
     def lease(self, consumer: str, ttl: float) -> ConsumerLease:
         """The consumer's lease (fenced by its epoch)."""
         ...
@@ -145,6 +152,7 @@ class PostgresBackend:
         self.standings: Standings = PostgresStanding(pool)
         self.tables: TableFactory = Table
         self.commit_behind = True
+        self.deadlines: Deadlines = PostgresDeadlines(pool)
 
     def lease(self, consumer: str, ttl: float) -> Lease:
         return Lease(self._dsn, consumer, ttl=ttl)

@@ -68,11 +68,11 @@ class Consumer(ConsumerView):
         self.life, self._until = Life(), Until(anyio.Event())
         self.pausable = pausable and generation is None  # rebuilds replay regardless
         self.options = options
-        self.instance = subscriber.cls() if instance is None else instance
         self.log = log.bind(consumer=self.name)
         parts = build_parts(
-            self.name, self.slot, self.instance, self.cursor, backend, waker, options, self.log
+            self.name, self.slot, instance, self.cursor, backend, waker, options, self.log
         )
+        self.instance, self.deliveries = parts.instance, parts.deliveries  # (its deadlines)
         self.lease, self.batches, self.replays = parts.lease, parts.batches, parts.replays
         self.reader, self.standing, self._pause = parts.reader, parts.standing, parts.pause
         self.positions, self._store, self._waker = parts.positions, parts.store, parts.waker
@@ -108,9 +108,8 @@ class Consumer(ConsumerView):
             self.cursor.parked_streams(parked)
 
     async def run(self, until: Until, *, limiter: anyio.CapacityLimiter | None = None) -> None:
-        """Hold the lease and consume until ``until`` says (or the consumer stops);
-        ``limiter`` caps the consumer-group slots this process holds (``Lease.acquire``). The
-        lease is given up at the end, its connection left open for ``close``."""
+        """Hold the lease and consume until ``until`` says (or the consumer stops); ``limiter``
+        caps the group slots this process holds. The lease is given up, its connection kept."""
         self._until, failures = until, 0
         while not until.stop.is_set():
             await self.enter(Step.WAIT)
@@ -169,6 +168,7 @@ class Consumer(ConsumerView):
                     return
                 await self._wait_paused(mark)
                 continue
+            await self.deliveries.deliver_due()  # a process manager's due deadlines
             if read := await self.reader.next(batches):
                 await self.enter(Step.READ)
                 if read == self.options.batch_size:
@@ -177,14 +177,13 @@ class Consumer(ConsumerView):
             await self._caught_up()
             if self._until.caught_up:
                 return
-            if await self.reader.idle(mark, self.name):
+            if await self.reader.idle(mark, self.name, at_most=await self.deliveries.wait_bound()):
                 await self._recheck()
             await self.enter(Step.WOKE)
         await batches.commit_position()  # stopping: what was handled stays handled
 
     async def _check_pause(self, *, force: bool = False) -> bool:
-        """Whether an operator paused this consumer (looked up at most once per refresh
-        interval, or at once when a command said so on the control channel)."""
+        """Whether an operator paused it (looked up once per refresh interval, or when told)."""
         if not self.pausable or (paused := await self._pause.changed(force=force)) is None:
             return self.paused
         self.log.info("consumer paused" if paused else "consumer resumed")
@@ -192,8 +191,7 @@ class Consumer(ConsumerView):
         return paused
 
     async def _wait_paused(self, mark: int) -> None:
-        """Hold the lease and handle nothing until woken (a resume, a recheck) or a refresh
-        interval has passed."""
+        """Hold the lease, handling nothing, until woken or a refresh interval has passed."""
         self.reader.drop_ahead()
         if await self.reader.wait(mark, self.name, self.options.refresh_interval):
             await self._recheck()

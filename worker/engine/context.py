@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from worker.errors import NotAwaitedError
+from worker.errors import NotAwaitedError, ProcessError
 from worker.model.event import BaseEvent
 from worker.read.handed import record
 from worker.read.model import ReadModel
@@ -19,8 +19,11 @@ from worker.store.metadata import correlation_of, follow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, MutableMapping
+    from datetime import timedelta
 
+    from worker.engine.deadlines import Deadline
     from worker.engine.declared import Declared
+    from worker.engine.schedule import Schedule
     from worker.read.handed import Unawaited
     from worker.read.table import TableFactory
     from worker.store.message import Message
@@ -56,6 +59,7 @@ class Context:
         "exact",
         "generation",
         "message",
+        "schedule_to",
         "unawaited",
     )
 
@@ -84,6 +88,7 @@ class Context:
         self.generation = generation
         self.exact = exact
         self._position = self._global_position
+        self.schedule_to: Schedule | None = None  # a process manager's step
 
     def partition(self, conn: Connection) -> Context:
         """A context for one partition of a concurrent batch (``concurrency=n``): a message and
@@ -156,6 +161,24 @@ class Context:
         return record(
             self.unawaited, "ctx.write", self._write, stream_name, event, expected_version, metadata
         )
+
+    def schedule(
+        self, *, after: timedelta | float, message: BaseEvent, name: str | None = None
+    ) -> Deadline:
+        """A process manager's deadline: ``message`` delivered to this instance ``after``
+        (seconds, or a timedelta) unless a later step cancels it by ``name`` (default: the
+        message's type). Kept in the batch's transaction with the step."""
+        return self._schedule("ctx.schedule").add(after, message, name)
+
+    def cancel(self, name: str | BaseEvent | type[BaseEvent] | None = None) -> None:
+        """Cancel this process instance's pending deadlines named ``name`` (an event or its
+        class: its type name; ``None``: all), with the step."""
+        self._schedule("ctx.cancel").cancel(name)
+
+    def _schedule(self, what: str) -> Schedule:
+        if self.schedule_to is None:
+            raise ProcessError(f"{what} is for a process manager's handlers only")
+        return self.schedule_to
 
     def not_awaited(self, handler: Callable[..., Any]) -> NotAwaitedError:
         """The error of ``handler``, which returned with writes (or reads) not awaited

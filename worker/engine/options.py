@@ -58,12 +58,17 @@ class SubscriberOptions:
     """Partitions of a batch handled at once, each in order (for handlers waiting on I/O)."""
     partition_by: PartitionKey | None = None
     """A message's partition with ``concurrency > 1`` (default: its stream name)."""
+    stream_category: str | None = None
+    """Process managers: the category of their instances' streams (default: from the class
+    name, by the domain's conventions)."""
 
-    def check(self, who: str, *, projector: bool) -> None:
+    def check(self, who: str, *, projector: bool, process: bool = False) -> None:
         """Refuse options that cannot work, with one line naming ``who`` they are of."""
         given = [f.name for f in fields(self) if f.name in PROJECTOR_ONLY]
         if not projector and any(getattr(self, name) not in (None, ()) for name in given):
             raise RegistrationError(f"{who}: read_models and version are a projector's options")
+        if not process and self.stream_category is not None:
+            raise RegistrationError(f"{who}: stream_category is a process manager's option")
         if not isinstance(self.group_size, int) or not 1 <= self.group_size <= 1024:
             raise RegistrationError(
                 f"group_size must be an integer in 1..1024, got {self.group_size!r}"

@@ -1,5 +1,6 @@
-"""What a consumer runs with, built on a ``Backend``: its lease, batches, replays, reads,
-standing and pause switch (the consumer itself builds nothing)."""
+"""What a consumer runs with, built on a ``Backend``: its handlers' instance, lease, batches,
+replays, reads, standing, pause switch and deadline deliveries (the consumer itself builds
+nothing)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from worker.engine.batch import Batches
+from worker.engine.deliveries import Deliveries, NoDeadlines, deliveries_of
 from worker.engine.reader import Reader
 from worker.engine.replays import Replays
+from worker.engine.steps import instance_of
 
 if TYPE_CHECKING:
     from worker.engine.backend import Backend, ConsumerLease, PauseSwitch, Standings
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
 class Parts:
     """A consumer's collaborators."""
 
+    instance: object  # what its handlers are called on
     lease: ConsumerLease
     batches: Batches
     replays: Replays
@@ -33,24 +37,29 @@ class Parts:
     positions: PositionStore
     store: MessageStore
     waker: Waker
+    deliveries: Deliveries | NoDeadlines
 
 
 def build_parts(
     name: str,
     slot: Slot,
-    instance: object,
+    instance: object | None,
     cursor: Cursor,
     backend: Backend,
     waker: Waker,
     options: ConsumerOptions,
     log: Any,
 ) -> Parts:
-    """The parts of consumer ``name`` of ``slot`` (handlers: ``instance``) on ``backend``."""
+    """The parts of consumer ``name`` of ``slot`` on ``backend``; its handlers on ``instance``
+    (default: a new instance of the subscriber's class, or a process manager's steps)."""
     store, positions = backend.store, backend.positions
+    if instance is None:
+        instance = instance_of(slot.subscriber, backend)
     lease = backend.lease(name, options.lease_ttl)
     batches = Batches(name, slot, instance, backend, lease, options, cursor, cursor.apply, log)
     replays = Replays(batches, backend, lease, options.refresh_interval, log)
     return Parts(
+        instance=instance,
         lease=lease,
         batches=batches,
         replays=replays,
@@ -60,4 +69,5 @@ def build_parts(
         positions=positions,
         store=store,
         waker=waker,
+        deliveries=deliveries_of(instance, batches, backend, lease, options, log),
     )

@@ -87,11 +87,13 @@ class Reader:
             await batches.process(batch)
         return len(batch)
 
-    async def idle(self, mark: int, name: str) -> bool:
-        """Wait until woken or the poll interval (longer the longer nothing came) has passed;
-        whether a command asked ``name`` to recheck."""
+    async def idle(self, mark: int, name: str, *, at_most: float | None = None) -> bool:
+        """Wait until woken or the poll interval (longer the longer nothing came; no longer
+        than ``at_most`` seconds) has passed; whether a command asked ``name`` to recheck."""
         options = self._options
         seconds = backoff.delay(self._quiet + 1, options.poll_min, options.poll_max)
+        if at_most is not None:
+            seconds = min(seconds, at_most)
         if await self._waker.wait(self.category, seconds=seconds, since=mark):
             self._quiet = 0
             return self._waker.recheck_requested(name)

@@ -45,6 +45,12 @@ def find_projector(subscribers: Sequence[Subscriber], name: str) -> Subscriber:
     """The projector named ``name`` that owns read models, or a clear error."""
     for subscriber in subscribers:
         if subscriber.name == name:
+            if subscriber.process is not None:
+                raise WorkerError(
+                    f"{name!r} is a process manager: it is never rebuilt by replaying history "
+                    "(its handlers issue commands); `worker reset` moves its consumers, with "
+                    "confirmation"
+                )
             if not subscriber.read_models:
                 raise WorkerError(
                     f"{name!r} declares no read models: nothing to rebuild (use `worker reset`)"

@@ -8,7 +8,7 @@ from typing import Literal
 
 import asyncpg
 
-from worker.errors import DatabaseUnavailableError, MalformedMessageError
+from worker.errors import DatabaseUnavailableError, MalformedMessageError, ProcessConflictError
 from worker.store import backoff
 
 FailureAction = Literal["park", "stop"]
@@ -64,6 +64,8 @@ def is_transient(error: BaseException) -> bool:
 
 
 def _transient(error: BaseException) -> bool:
+    if isinstance(error, ProcessConflictError):
+        return True  # another consumer changed the instance first: the step runs again
     if isinstance(error, asyncpg.InterfaceError) and _MISUSE in str(error):
         return False  # a second statement on a busy connection: the code's doing, not the wire's
     if isinstance(

@@ -29,9 +29,10 @@ if TYPE_CHECKING:
 
 
 F = TypeVar("F", bound="Callable[..., Any]")
-Kind = Literal["projector", "handler"]
+Kind = Literal["projector", "handler", "process"]
 
 _MARK = "__worker_handles__"
+_STEP_MARK = "__worker_steps__"
 
 
 def on(*event_classes: type[BaseEvent]) -> Callable[[F], F]:
@@ -39,9 +40,49 @@ def on(*event_classes: type[BaseEvent]) -> Callable[[F], F]:
     return _mark(event_classes)
 
 
-def handle(*event_classes: type[BaseEvent]) -> Callable[[F], F]:
-    """Mark an event handler method as the handler of one or more event classes."""
-    return _mark(event_classes)
+def handle(
+    *event_classes: type[BaseEvent],
+    correlate: str | None = None,
+    start: bool = False,
+    end: bool = False,
+) -> Callable[[F], F]:
+    """Mark an event handler method as the handler of one or more event classes.
+
+    In a process manager, ``correlate`` names the event's field that holds its instance's id;
+    ``start``: the event may start an instance; ``end``: handling it ends the instance.
+    """
+    marked = _mark(event_classes)
+    if correlate is None and not start and not end:
+        return marked
+    if not isinstance(correlate, str) or not correlate:
+        raise RegistrationError(
+            "@handle(..., start=/end=) is a process manager's: it needs correlate='<field of "
+            "the event holding the instance id>'"
+        )
+    step = StepRule(correlate, bool(start), bool(end))
+
+    def mark(method: F) -> F:
+        rules: dict[type[BaseEvent], StepRule] = dict(getattr(method, _STEP_MARK, {}))
+        rules.update(dict.fromkeys(event_classes, step))
+        setattr(method, _STEP_MARK, rules)
+        return marked(method)
+
+    return mark
+
+
+@dataclass(frozen=True)
+class StepRule:
+    """How a process manager's handler finds its instance, and what it may do to it."""
+
+    correlate: str
+    start: bool = False
+    end: bool = False
+
+
+def step_rules(method: object) -> dict[type[BaseEvent], StepRule]:
+    """The ``@handle(..., correlate=...)`` rules of a method, by event class."""
+    rules: dict[type[BaseEvent], StepRule] = getattr(method, _STEP_MARK, {})
+    return rules
 
 
 def _mark(event_classes: tuple[type[BaseEvent], ...]) -> Callable[[F], F]:
@@ -76,6 +117,7 @@ class Subscriber:
     categories: tuple[str, ...]
     routes: tuple[Route, ...]
     options: SubscriberOptions = field(default_factory=SubscriberOptions)
+    process: Any = None  # a process manager's ``worker.engine.process.Process``
 
     @property
     def read_models(self) -> tuple[type[ReadModel], ...]:
@@ -98,7 +140,8 @@ class Subscriber:
         options = self.options
         if options.concurrency == 1:
             return None
-        return Concurrency(options.concurrency, options.partition_by or by_stream)
+        default = by_stream if self.process is None else self.process.partition
+        return Concurrency(options.concurrency, options.partition_by or default)
 
     def consumer_name(self, category: str) -> str:
         """The stable name of the consumer of ``category``: ``{name}:{category}``."""
@@ -191,6 +234,12 @@ def build_subscriber(
         raise RegistrationError(f"{cls.__qualname__} has no @on/@handle methods")
     who = f"{kind} {options.name or cls.__name__!r}"
     check_calls(who, cls, routes)
+    for route in routes:
+        if step_rules(getattr(cls, route.method_name)):
+            raise RegistrationError(
+                f"{who}: {_where(cls, route)} has correlate=/start=/end=, which only a process "
+                "manager's handlers take (register it with @domain.process_manager)"
+            )
     categories = subscribed_categories(
         who, cls, routes, options.stream_categories, options.aggregates
     )

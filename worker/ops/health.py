@@ -30,6 +30,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from worker.engine import lease
 from worker.engine.state import READY, UP, ConsumerState
+from worker.ops.process_metrics import ProcessCollector
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -216,6 +217,8 @@ class HealthServer:
         self._collector = ConsumerCollector(consumers)
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(self._collector)
+        self._processes = ProcessCollector(consumers)
+        self._registry.register(self._processes)
         for default in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self._registry.register(default)  # process_*, python_info, python_gc_*
         self.port = port
@@ -264,6 +267,7 @@ class HealthServer:
             return "503 Service Unavailable", f"not ready: {states}\n".encode(), "text/plain"
         if path == "/metrics":
             await self._refresh_heads()
+            await self._processes.refresh(self._store)
             return "200 OK", generate_latest(self._registry), "text/plain; version=0.0.4"
         return "404 Not Found", b"not found\n", "text/plain"
 

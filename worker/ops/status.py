@@ -1,4 +1,5 @@
-"""What ``worker status`` shows: every consumer's position, lag, state, owner and parked count."""
+"""What ``worker status`` shows: every consumer's position, lag, state, owner and parked count;
+and ``worker processes``: every process manager's instances and deadlines."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import anyio
 from worker.engine import pauses
 from worker.engine import queries as q
 from worker.engine.dead_letters import PostgresParkedMessages
+from worker.engine.deadlines import DeadlineCounts, PostgresDeadlines
 from worker.engine.state import ConsumerState
 from worker.read import generations
 from worker.store.message_store import MessageStore
@@ -221,6 +223,57 @@ async def projection_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Pro
                 live=found[0] if found else None,
                 building=found[1] if found else None,
                 lag=sum(c.lag_messages for c in live),
+                states=sorted({c.state for c in live}),
+            )
+        )
+    return report
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """One process manager as ``worker processes`` reports it."""
+
+    name: str
+    category: str  # of its instances' streams
+    categories: list[str]  # it reads
+    instances: int
+    active: int  # not ended
+    deadlines_pending: int
+    deadlines_due: int  # pending and due now (a running worker delivers them)
+    deadlines_fired: int
+    deadlines_cancelled: int
+    deadlines_failed: int  # given up after max_attempts (see the worker's log)
+    states: list[str]  # its consumers' states
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+async def process_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[ProcessStatus]:
+    """Every process manager of the domain: its instances, deadlines and consumers' states."""
+    processes = [s for s in domain.subscribers if s.process is not None]
+    if not processes:
+        return []
+    consumers = {c.consumer: c for c in await consumer_status(pool, domain)}
+    counts = {c.process: c for c in await PostgresDeadlines(pool).counts()}
+    report = []
+    for subscriber in processes:
+        category = subscriber.process.category
+        instances, active = await pool.fetchrow(q.PROCESS_INSTANCES, category) or (0, 0)
+        found = counts.get(subscriber.name, DeadlineCounts(subscriber.name, 0, 0, 0, 0, 0))
+        live = [consumers[slot.name] for slot in subscriber.slots() if slot.name in consumers]
+        report.append(
+            ProcessStatus(
+                name=subscriber.name,
+                category=category,
+                categories=list(subscriber.categories),
+                instances=instances,
+                active=active,
+                deadlines_pending=found.pending,
+                deadlines_due=found.due,
+                deadlines_fired=found.fired,
+                deadlines_cancelled=found.cancelled,
+                deadlines_failed=found.failed,
                 states=sorted({c.state for c in live}),
             )
         )

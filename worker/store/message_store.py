@@ -143,6 +143,13 @@ class MessageStore:
             )
         return first + len(rest)
 
+    async def lock_category(self, stream_name: str, conn: Connection) -> None:
+        """Take the lock ``write_message`` takes on ``stream_name``'s category, in ``conn``'s
+        transaction until it ends: what is read of the category after it cannot change before
+        this transaction writes (every writer of the category waits for it)."""
+        check_stream_name(stream_name)
+        await conn.execute(q.ACQUIRE_LOCK, stream_name)
+
     # -- reading -----------------------------------------------------------------------------
 
     async def read_stream(

@@ -69,6 +69,10 @@ POSITION_OF_ID: LiteralString = "SELECT position FROM message_store.messages WHE
 
 STREAM_VERSION: LiteralString = "SELECT message_store.stream_version($1)"
 
+# The lock write_message takes on the stream's category, taken ahead (held until the
+# transaction ends): a writer that reads a stream first and writes it later holds it in between.
+ACQUIRE_LOCK: LiteralString = "SELECT message_store.acquire_lock($1)"
+
 # The newest global position in a category (an index scan backwards, one row).
 CATEGORY_HEAD: LiteralString = """
 SELECT global_position

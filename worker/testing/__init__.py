@@ -20,6 +20,10 @@ Stand-ins (each held to its PostgreSQL twin by a contract suite in ``tests/contr
 Harness: ``project(Subscriber, in_stream(stream, *events), ...)`` returns a ``Projected`` with
 the rows, the emitted messages, the parked messages and the positions.
 
+Process managers: ``given_process(Fulfillment, in_stream(...))`` runs one over events on a
+``FakeClock``; the ``ProcessRun`` shows instances, commands and deadlines (``MemoryDeadlines``),
+and ``advance(seconds)`` delivers the deadlines that fall due.
+
 Aggregates: ``given(*events).when(command).then(...)`` checks an aggregate's behaviour in memory
 (``aggregates``). The pytest plugin (``plugin``, installed with the package) gives tests a real
 PostgreSQL with MessageDB, a fresh database per test, and ``run_until_caught_up``.
@@ -33,6 +37,7 @@ from worker.errors import InMemorySQLError
 from worker.testing.aggregates import Given, Then, given, replay
 from worker.testing.backend import MemoryBackend
 from worker.testing.connection import MemoryConnection, MemoryTransactions
+from worker.testing.deadlines import FakeClock, MemoryDeadlines
 from worker.testing.harness import Projected, StreamEvent, in_stream, project
 from worker.testing.message_store import (
     MemoryMessage,
@@ -42,13 +47,16 @@ from worker.testing.message_store import (
 )
 from worker.testing.parked import MemoryParked, MemoryParkedMessages
 from worker.testing.positions import MemoryPositionStore
+from worker.testing.process import ProcessRun, given_process
 from worker.testing.table import MemoryReadModels, MemoryRows, MemoryTable
 
 __all__ = [
+    "FakeClock",
     "Given",
     "InMemorySQLError",
     "MemoryBackend",
     "MemoryConnection",
+    "MemoryDeadlines",
     "MemoryMessage",
     "MemoryMessageStore",
     "MemoryParked",
@@ -59,10 +67,12 @@ __all__ = [
     "MemoryTable",
     "MemoryTransactions",
     "ParkedMessage",
+    "ProcessRun",
     "Projected",
     "StreamEvent",
     "Then",
     "given",
+    "given_process",
     "group_member",
     "hash_64",
     "in_stream",

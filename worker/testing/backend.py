@@ -14,6 +14,7 @@ from worker.engine.contact import Contact
 from worker.engine.lease import DEFAULT_TTL
 from worker.engine.standing import Standing
 from worker.testing.connection import MemoryTransactions
+from worker.testing.deadlines import MemoryDeadlines
 from worker.testing.message_store import MemoryMessageStore
 from worker.testing.parked import MemoryParkedMessages
 from worker.testing.positions import MemoryPositionStore
@@ -122,6 +123,7 @@ class MemoryBackend:
         parked: MemoryParkedMessages | None = None,
         tables: MemoryReadModels | None = None,
         transactions: MemoryTransactions | None = None,
+        deadlines: MemoryDeadlines | None = None,
     ) -> None:
         self.memory_store = store if store is not None else MemoryMessageStore()
         # The engine names its PostgreSQL message store; the stand-in answers the same calls.
@@ -130,6 +132,7 @@ class MemoryBackend:
         self.positions = positions or MemoryPositionStore()
         self.parked = parked or MemoryParkedMessages()
         self.tables = tables or MemoryReadModels()
+        self.deadlines = deadlines or MemoryDeadlines()
         self.paused: set[str] = set()
         self.standings = MemoryStandings(self.positions, self.paused)
         self.leases: dict[str, MemoryLease] = {}

@@ -27,6 +27,7 @@ import structlog
 
 from worker.engine.consumer import Consumer
 from worker.engine.lifecycle import Mode, Until
+from worker.engine.process import ProcessManager, registered_process
 from worker.engine.retry import RetryPolicy, is_transient
 from worker.engine.subscriber import Subscriber, build_subscriber, registered_declaration
 from worker.engine.tuning import ConsumerOptions
@@ -37,6 +38,7 @@ from worker.store.message import NewMessage
 from worker.store.stream_name import check_stream_name
 from worker.testing.backend import MemoryBackend
 from worker.testing.connection import MemoryTransactions
+from worker.testing.deadlines import MemoryDeadlines
 from worker.testing.message_store import MemoryMessage, MemoryMessageStore
 from worker.testing.parked import MemoryParked, MemoryParkedMessages
 from worker.testing.positions import MemoryPositionStore
@@ -90,6 +92,8 @@ class Projected:
     """Consumers halted by ``on_failure="stop"`` -> the error that stopped them."""
     instances: dict[str, Any] = field(default_factory=dict)
     """Consumer name -> the subscriber instance its handlers ran on."""
+    deadlines: MemoryDeadlines = field(default_factory=MemoryDeadlines)
+    """Process managers' deadlines (due by ``deadlines.clock``)."""
 
     def rows(self, model: type[M]) -> list[M]:
         """Every row of a read model, sorted by key."""
@@ -131,6 +135,7 @@ async def project(
     instance: Any = None,
     after: Projected | None = None,
     max_emitted: int = 100_000,
+    deadlines: MemoryDeadlines | None = None,
 ) -> Projected:
     """Run a projector or event handler over ``events`` in memory; what it left behind.
 
@@ -142,6 +147,8 @@ async def project(
     instance per consumer). ``after``: carry on from an earlier run's state (its messages, rows,
     positions and parked messages). ``max_emitted`` guards against handlers that keep writing
     into the categories they read: the run stops with an error after writing that many.
+    ``deadlines``: where a process manager's deadlines are kept (default: ``after``'s, or new
+    ones on a clock that stands still).
     """
     described = _describe(subscriber, domain)
     store, read_models, positions, parked = _state(events, after)
@@ -150,14 +157,22 @@ async def project(
             await store.write(stream_name, _new_message(message))
     mark = store.messages()[-1].global_position if store.messages() else 0
     transactions = _Guarded(store, len(store) + max_emitted, max_emitted)
+    deadlines = deadlines or (after.deadlines if after is not None else MemoryDeadlines())
     backend = MemoryBackend(
-        store, positions=positions, parked=parked, tables=read_models, transactions=transactions
+        store,
+        positions=positions,
+        parked=parked,
+        tables=read_models,
+        transactions=transactions,
+        deadlines=deadlines,
     )
     policy = _Policy(
         max_attempts=max_attempts or described.options.max_attempts or 3,
         action=on_failure or described.options.on_failure or "park",
     )
-    result = Projected(described, store, read_models, positions, parked, transactions, emitted=[])
+    result = Projected(
+        described, store, read_models, positions, parked, transactions, [], deadlines=deadlines
+    )
     size = batch_size or described.options.batch_size or 1000
     options = ConsumerOptions(batch_size=size, policy=policy, position_interval=0.0)
     declared = _declared(subscriber, described, domain)
@@ -200,6 +215,8 @@ def _describe(subscriber: type[Any] | Subscriber, domain: Subscriptions | None) 
             if found.cls is subscriber:
                 return found
         raise RegistrationError(f"{subscriber.__qualname__} is not registered in this domain")
+    if isinstance(subscriber, type) and issubclass(subscriber, ProcessManager):
+        return registered_process(subscriber)
     return build_subscriber(subscriber, kind="projector")
 
 

@@ -248,6 +248,11 @@ class MemoryMessageStore:
         stream = self._streams.get(stream_name)
         return stream[-1][3] if stream else -1
 
+    async def lock_category(self, stream_name: str, conn: Connection) -> None:
+        """MessageDB's category lock: nothing to wait for in memory (one writer at a time)."""
+        check_stream_name(stream_name)
+        joined(conn)
+
     # -- reading -----------------------------------------------------------------------------
 
     async def read_stream(

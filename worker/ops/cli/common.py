@@ -47,7 +47,9 @@ def whole_number(what: str) -> Callable[[str], int]:
     """A parser for an option or argument that takes a whole number (0 or more): anything else
     is a ``UsageError`` naming ``what`` (one line, exit 2), not a usage box."""
 
-    def parse(text: str) -> int:
+    def parse(text: str | int) -> int:
+        if isinstance(text, int):  # the option's default, given as it is
+            return text
         if re.fullmatch(r"[0-9]{1,18}", text.strip()) is None:
             raise UsageError(f"{what} must be a whole number (0 or more), got {text!r}")
         return int(text)

@@ -12,7 +12,18 @@ import asyncpg
 import typer
 
 from worker.errors import WorkerError
-from worker.ops.cli import common, config, db, dlq, embedded, events, pause, projections, run
+from worker.ops.cli import (
+    common,
+    config,
+    db,
+    dlq,
+    embedded,
+    events,
+    pause,
+    processes,
+    projections,
+    run,
+)
 from worker.store.read_schema import ROLES_HELP
 
 app = typer.Typer(
@@ -22,6 +33,7 @@ app = typer.Typer(
 )
 app.add_typer(run.app)
 app.add_typer(projections.app)
+app.add_typer(processes.app)
 app.add_typer(pause.app)
 app.add_typer(config.app)
 app.add_typer(db.app, name="db")

@@ -25,7 +25,8 @@ from rich.progress import (
 from worker.engine import operations
 from worker.errors import UsageError
 from worker.ops.cli import common, output
-from worker.ops.status import consumer_status, projection_status
+from worker.ops.cli.processes import process_table
+from worker.ops.status import consumer_status, process_status, projection_status
 from worker.ops.status import watch as watch_status
 from worker.store import privileges
 
@@ -81,6 +82,8 @@ def status(
         typer.echo(json.dumps(rows, indent=2))
         return
     output.console().print(_status_table(rows))
+    if process_rows := _rows(process_status):
+        output.console().print(process_table(process_rows))
 
 
 def _rows(report: StatusReport) -> list[dict[str, Any]]:
@@ -217,8 +220,21 @@ def reset(
         bool,
         typer.Option(help="Allow a position beyond the category head (skips what comes)."),
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", help="Reset a process manager's consumer without asking."),
+    ] = False,
 ) -> None:
-    """Set a consumer's position (it resumes with the message after it)."""
+    """Set a consumer's position (it resumes with the message after it).
+
+    A process manager's consumer asks first (or takes --yes): its instances pass over the
+    events they handled before, but handle every event they never saw, issuing commands.
+    """
+
+    application = common.load_app()
+    if not yes:
+        slot = operations.slot_named(application.domain, consumer)
+        confirm_process_reset(slot.subscriber, consumer, to)
 
     async def work(application: App, pool: asyncpg.Pool[Any]) -> int:
         domain = application.domain
@@ -226,8 +242,20 @@ def reset(
             pool, application.database, domain, consumer, to, wait=wait, force=force
         )
 
-    before = common.with_pool(work)
+    before = common.with_pool(work, app=application)
     typer.echo(f"{consumer}: position {before} -> {to}")
+
+
+def confirm_process_reset(subscriber: Subscriber, consumer: str, to: int) -> None:
+    """Ask before moving a process manager's consumer (it may issue commands again)."""
+    if subscriber.process is None:
+        return
+    typer.confirm(
+        f"{consumer} is a consumer of process manager {subscriber.name!r}: from position {to} "
+        "its instances pass over events they handled before but handle those they never saw, "
+        "issuing their commands and deadlines. Reset it?",
+        abort=True,
+    )
 
 
 @app.command("rebuild")

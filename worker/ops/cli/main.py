@@ -12,7 +12,18 @@ import asyncpg
 import typer
 
 from worker.errors import WorkerError
-from worker.ops.cli import common, config, db, dlq, embedded, events, pause, projections, run
+from worker.ops.cli import (
+    common,
+    config,
+    console,
+    db,
+    dlq,
+    embedded,
+    events,
+    pause,
+    projections,
+    run,
+)
 from worker.store.read_schema import ROLES_HELP
 
 app = typer.Typer(
@@ -24,6 +35,7 @@ app.add_typer(run.app)
 app.add_typer(projections.app)
 app.add_typer(pause.app)
 app.add_typer(config.app)
+app.add_typer(console.app)
 app.add_typer(db.app, name="db")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(events.app, name="events")

@@ -41,7 +41,8 @@ HEADERS = {
     ),
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    # Not "no-referrer": with it, Chromium sends `Origin: null` on the console's own forms.
+    "referrer-policy": "same-origin",
     "cache-control": "no-store",
 }
 

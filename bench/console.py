@@ -119,7 +119,8 @@ class ConsoleProcess:
             [sys.executable, "-c", READER, url], stdout=subprocess.PIPE, text=True
         )
         assert self.reader.stdout is not None
-        self.reader.stdout.readline()  # the first event: the stream is open and flowing
+        for _ in range(2):  # two events: the stream is open and the console past its start
+            self.reader.stdout.readline()
 
     def _url(self) -> str:
         deadline = time.monotonic() + 30

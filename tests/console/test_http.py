@@ -228,3 +228,19 @@ def test_no_page_shows_the_database_password(database_dsn: str) -> None:
         for path in ("/", "/parked", "/projections"):
             text = client.get(path).text
             assert "pw-s3cret-991" not in text and TOKEN not in text, path
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "[::1]"])
+def test_a_loopback_console_answers_to_loopback_names_only(database_dsn: str, host: str) -> None:
+    """A page of another site whose name resolves to 127.0.0.1 (DNS rebinding) reads
+    nothing: its requests carry its own name in Host."""
+    from worker.ops.console.security import allowed_hosts
+
+    for client in console_client(database_dsn, hosts=allowed_hosts(host)):
+        assert client.get("/", headers={"host": "localhost:8800"}).status_code == 200
+        assert client.get("/", headers={"host": "[::1]:8800"}).status_code == 200
+        refused = client.get("/", headers={"host": "rebound.example:8800"})
+        assert refused.status_code == 421, refused.text
+        assert refused.text == "refused: this console answers to its loopback address only"
+        assert "frame-ancestors 'none'" in refused.headers["content-security-policy"]
+    assert allowed_hosts("0.0.0.0") == ()

@@ -8,14 +8,16 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import asyncpg
+import structlog
 
 from worker.ops.status import watch
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from worker.domain import Domain
     from worker.ops.status import Frame
+
+log = structlog.get_logger("worker.console")
 
 # The span of the rate charts, in seconds.
 SPAN = 60.0
@@ -32,11 +34,21 @@ class Live:
         self.rates: dict[str, deque[float]] = {}
         self._size = math.ceil(SPAN / interval) + 1
         self._changed = anyio.Event()
+        self.problem: str | None = None
 
     async def run(self, pool: asyncpg.Pool[Any], domain: Domain) -> None:
-        """Look at every consumer each ``interval`` seconds, until cancelled."""
-        async for frame in watch(pool, domain, self.interval):
-            self.record(frame)
+        """Look at every consumer each ``interval`` seconds, until cancelled. While the
+        database cannot be read, ``problem`` says why (the pages show it with the last
+        frame) and the looks go on."""
+        while True:
+            try:
+                async for frame in watch(pool, domain, self.interval):
+                    self.problem = None
+                    self.record(frame)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+                self.problem = f"the status cannot be read: {error}"
+                log.warning("console status unreadable", error=str(error))
+                await anyio.sleep(self.interval)
 
     def record(self, frame: Frame) -> None:
         """Take ``frame`` as the latest and wake everyone waiting for it."""

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from worker.errors import UsageError
 
@@ -69,6 +70,25 @@ def check_start(host: str, token: str | None, allow_actions: bool) -> None:
         raise UsageError("--allow-actions needs a token: set WORKER_CONSOLE__TOKEN")
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+
+
+def allowed_hosts(host: str) -> tuple[str, ...]:
+    """The Host names the console answers to when listening on ``host``: loopback names on
+    a loopback address; any (empty) on another, where a token guards it."""
+    return (*LOOPBACK_NAMES, host.strip("[]")) if is_loopback(host) else ()
+
+
+def _host_name(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            try:
+                return urlsplit("//" + value.decode("latin-1")).hostname or ""
+            except ValueError:  # a malformed port or address
+                return ""
+    return ""
+
+
 def token_matches(given: str, token: str | None) -> bool:
     """Whether ``given`` is the console's token (constant time; never with no token set)."""
     return token is not None and hmac.compare_digest(given.encode(), token.encode())
@@ -115,13 +135,17 @@ class Guard:
     """ASGI middleware: gives each request its session (``request.state.session``, a cookie
     for a new one) and every response the security headers."""
 
-    def __init__(self, app: ASGIApp, sessions: Sessions) -> None:
+    def __init__(self, app: ASGIApp, sessions: Sessions, hosts: tuple[str, ...] = ()) -> None:
         self.app = app
         self.sessions = sessions
+        self.hosts = hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self.hosts and _host_name(scope) not in self.hosts:
+            await _refuse_host(send)
             return
         session = self.sessions.find(_cookie(scope))
         new_id = None
@@ -140,6 +164,14 @@ class Guard:
             await send(message)
 
         await self.app(scope, receive, guarded)
+
+
+async def _refuse_host(send: Send) -> None:
+    body = b"refused: this console answers to its loopback address only"
+    headers = [(b"content-type", b"text/plain; charset=utf-8")]
+    headers += [(k.encode(), v.encode()) for k, v in HEADERS.items()]
+    await send({"type": "http.response.start", "status": 421, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def origin_problem(request: Request) -> str | None:

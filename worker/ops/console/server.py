@@ -68,7 +68,7 @@ def create_app(app: App, options: Options) -> Starlette:
         Route("/actions/{name}", act, methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    middleware = [Middleware(Guard, sessions=Sessions())]
+    middleware = [Middleware(Guard, sessions=Sessions(), hosts=options.hosts)]
     return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
 
 

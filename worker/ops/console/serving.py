@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from worker.errors import UsageError
-from worker.ops.console.security import check_start
+from worker.ops.console.security import allowed_hosts, check_start
 from worker.ops.console.state import Options
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def serve(app: App, host: str, port: int, *, allow_actions: bool) -> None:
             f"the console needs the `console` extra ({error.name} is missing): "
             "pip install 'worker[console]'"
         ) from None
-    options = Options(allow_actions, token, section.operator, section.refresh)
+    options = Options(allow_actions, token, section.operator, section.refresh, allowed_hosts(host))
     config = uvicorn.Config(
         create_app(app, options),
         host=host,

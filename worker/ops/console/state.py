@@ -24,6 +24,10 @@ class Options:
     token: str | None = None
     operator: str = "operator"
     refresh: float = 2.0
+    # The names a request's Host header may give (empty: any). On a loopback address the
+    # console answers only to loopback names, so a page of another site whose name was made
+    # to resolve to 127.0.0.1 (DNS rebinding) reads nothing.
+    hosts: tuple[str, ...] = ()
 
 
 @dataclass

@@ -84,7 +84,7 @@ def _session(request: Request) -> Session:
 
 async def _content(console: Console, page: str) -> dict[str, Any]:
     if page == "overview":
-        return pages.overview(console, await console.live.newer(0))
+        return pages.overview(console, await console.live.fresh())
     if page == "parked":
         return await pages.parked(console)
     return await pages.projections(console)
@@ -145,18 +145,19 @@ async def events(request: Request) -> Response:
 
     async def stream() -> AsyncIterator[str]:
         seen = 0
-        while True:
-            frame = await console.live.newer(seen)
-            seen = console.live.number
-            context = {
-                "console": console,
-                "actions": console.options.allow_actions,
-                "csrf": session.csrf,
-                **await _content(console, page),
-            }
-            html = templates.get_template(FRAGMENT[page]).render(context)
-            data = "".join(f"data: {line}\n" for line in html.splitlines())
-            yield f"event: update\nid: {frame.at.isoformat()}\n{data}\n"
+        async with console.live.watching():
+            while True:
+                frame = await console.live.newer(seen)
+                seen = console.live.number
+                context = {
+                    "console": console,
+                    "actions": console.options.allow_actions,
+                    "csrf": session.csrf,
+                    **await _content(console, page),
+                }
+                html = templates.get_template(FRAGMENT[page]).render(context)
+                data = "".join(f"data: {line}\n" for line in html.splitlines())
+                yield f"event: update\nid: {frame.at.isoformat()}\n{data}\n"
 
     return StreamingResponse(stream(), media_type="text/event-stream")
 

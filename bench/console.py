@@ -60,6 +60,8 @@ RESULTS = ROOT / "bench" / "results" / "console.json"
 ENGINE_DATABASE = "worker_bench_console"
 BIG_DATABASE = "worker_bench_console_big"
 TIMED_RUNS = 7
+# The console process's CPU seconds per second of each run beside it.
+CONSOLE_CPU: list[float] = []
 
 # The console process's application: bench.engine's no-op projector, as the worker runs it.
 APP_MODULE = """
@@ -133,6 +135,11 @@ class ConsoleProcess:
             time.sleep(0.05)
         raise AssertionError("the console did not start within 30 s")
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the console process has used so far."""
+        fields = Path(f"/proc/{self.console.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         for process in (self.reader, self.console):
             process.terminate()
@@ -146,7 +153,10 @@ async def beside_console(
     """``run`` while a console serves an open overview stream (started before, stopped after)."""
     console = await anyio.to_thread.run_sync(ConsoleProcess, dsn, folder)
     try:
-        return await run()
+        before = console.cpu_seconds()
+        count, seconds = await run()
+        CONSOLE_CPU.append((console.cpu_seconds() - before) / seconds)
+        return count, seconds
     finally:
         await anyio.to_thread.run_sync(console.stop)
 
@@ -175,6 +185,7 @@ async def engine_cost(options: Options) -> dict[str, Any]:
         "beside": statistics.median(beside),
         "ratios": ratios,
         "ratio": statistics.median(ratios),
+        "console_cpu_share": statistics.median(CONSOLE_CPU),
         "machine": await server_info(dsn),
     }
 
@@ -287,6 +298,7 @@ def report(figures: dict[str, Any]) -> Iterator[str]:
         yield f"  without a console        {engine['without']:,.0f} events/s"
         yield f"  beside a console + SSE   {engine['beside']:,.0f} events/s"
         yield f"  ratio (median of pairs)  {engine['ratio']:.0%} ({spread})"
+        yield f"  console process CPU      {engine['console_cpu_share']:.1%} of one core"
     big = figures["overview"]
     yield f"overview on {big['messages']:,} messages (filled in {big['fill_seconds']:.0f} s):"
     yield f"  consumer_status          {big['consumer_status_ms']:.1f} ms"

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
-PAGES = ("overview", "parked", "projections")
 TEMPLATE = {"overview": "overview.html", "parked": "parked.html", "projections": "projections.html"}
 
 

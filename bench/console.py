@@ -48,8 +48,16 @@ from bench.engine import (
     server_info,
     write_events,
 )
-from worker import BaseEvent, Domain, configure_logging, connect, load_settings, on
-from worker.ops.status import consumer_status, projection_status, watch
+from worker import (
+    BaseEvent,
+    Domain,
+    configure_logging,
+    connect,
+    create_pool,
+    load_settings,
+    on,
+)
+from worker.admin import consumer_status, projection_status, watch_status
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -269,13 +277,11 @@ async def overview_cost(options: Options) -> dict[str, Any]:
     dsn = await fresh_database(server_dsn(), BIG_DATABASE)
     figures = await fill(dsn, options.messages)
     domain = overview_domain()
-    from worker.store.database import create_pool
-
     pool = await create_pool(dsn, min_size=1, max_size=4)
     try:
 
         async def frame() -> None:
-            looks = watch(pool, domain, interval=0.001, count=2)
+            looks = watch_status(pool, domain, interval=0.001, count=2)
             async for _ in looks:
                 pass
 

@@ -1,10 +1,14 @@
 """Database administration for scripts, benchmarks and tools beside the worker: databases on a
 server, the embedded server, the NOTIFY trigger, read-model table names, the process's garbage
-collector. A public module (like ``worker`` and ``worker.testing``): what it names stays.
+collector; and what ``worker status`` and ``worker projections`` report (``consumer_status``,
+``watch_status``, ``projection_status``). A public module (like ``worker`` and
+``worker.testing``): what it names stays.
 """
 
 from worker.ops.collector import tune as tune_collector
 from worker.ops.settings import MessageDBSettings
+from worker.ops.status import consumer_status, projection_status
+from worker.ops.status import watch as watch_status
 from worker.read.model import physical as table_name
 from worker.read.model import view_name
 from worker.store.database import is_embedded, start_embedded, with_database
@@ -14,7 +18,9 @@ from worker.store.schema import set_notify_trigger
 
 __all__ = [
     "MessageDBSettings",
+    "consumer_status",
     "is_embedded",
+    "projection_status",
     "quote_identifier",
     "set_notify_trigger",
     "start_embedded",
@@ -22,5 +28,6 @@ __all__ = [
     "tune_collector",
     "utc_time",
     "view_name",
+    "watch_status",
     "with_database",
 ]

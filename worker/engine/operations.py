@@ -22,6 +22,7 @@ from worker.engine.lease import Lease, owner_id
 from worker.engine.positions import PostgresPositionStore, reset_held
 from worker.engine.rebuild import RebuildOutcome, check_rights, find_projector, rebuild
 from worker.errors import ReplayFailedError, UsageError, WorkerError
+from worker.store import queries as store_queries
 from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
@@ -161,6 +162,40 @@ async def parked(pool: asyncpg.Pool[Any], dead_letter_id: int) -> dict[str, Any]
     if row is None:
         raise WorkerError(f"no parked message with id {dead_letter_id}")
     return row
+
+
+async def parked_message(pool: asyncpg.Pool[Any], dead_letter_id: int) -> dict[str, Any] | None:
+    """One parked message's row with the stored message itself under ``"message"`` (its
+    ``data`` and ``metadata``; ``None`` when the store no longer has it); ``None`` when there is
+    no parked message with that id."""
+    row = await PostgresParkedMessages(pool).show(dead_letter_id)
+    if row is not None:
+        row["message"] = await message_of(pool, row)
+    return row
+
+
+async def message_of(pool: asyncpg.Pool[Any], row: dict[str, Any]) -> dict[str, Any] | None:
+    """The stored message a parked message's row names (``data``, ``metadata``, ``time``);
+    ``None`` when the store no longer has it."""
+    message = await pool.fetchrow(store_queries.MESSAGE_BODY, row["global_position"])
+    return None if message is None else dict(message)
+
+
+# Says how to name what a replay or a discard acts on.
+NAMED = "give a parked message id, or both --consumer and --stream"
+
+
+async def parked_target(
+    pool: asyncpg.Pool[Any], dead_letter_id: int | None, consumer: str | None, stream: str | None
+) -> tuple[str, str]:
+    """The (consumer, stream) a replay acts on: the parked message's, or the ones named;
+    ``UsageError`` when neither is given whole."""
+    if dead_letter_id is not None:
+        row = await parked(pool, dead_letter_id)
+        return row["consumer"], row["stream_name"]
+    if consumer is None or stream is None:
+        raise UsageError(NAMED)
+    return consumer, stream
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ OTHER_VARIABLES = frozenset(
     {
         CONFIG_ENV,
         "WORKER_DEPLOY_CHECKS",
+        "WORKER_BROWSER_CHECKS",
         "WORKER_PROTEAN_CHECKS",
         "WORKER_IMAGE_CACHE",
         "WORKER_IMAGE_STORE_LIMIT_MB",
@@ -163,6 +164,18 @@ class TelemetrySettings(_Section):
     metrics_interval: float = Field(default=60.0, gt=0)  # seconds between metric exports
 
 
+class ConsoleSettings(_Section):
+    """``[console]``: the operators' web console (``worker console``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8800, ge=0, le=65535)
+    # Needed for every action, and to listen on any address but the loopback one; set it from
+    # the environment (WORKER_CONSOLE__TOKEN), never in the file.
+    token: SecretStr | None = None
+    operator: str = "operator"  # who the action log lines name beside the remote address
+    refresh: float = Field(default=2.0, gt=0)  # seconds between the pages' live updates
+
+
 class Settings(BaseSettings):
     """Everything configurable, validated once at start."""
 
@@ -178,6 +191,7 @@ class Settings(BaseSettings):
     message_db: MessageDBSettings = MessageDBSettings()
     worker: WorkerSettings = WorkerSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
+    console: ConsoleSettings = ConsoleSettings()
     config_file: Path | None = None
 
     @classmethod

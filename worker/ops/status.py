@@ -18,7 +18,7 @@ from worker.read import generations
 from worker.store.message_store import MessageStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator
 
     import asyncpg
 
@@ -160,7 +160,7 @@ class Frame:
 
 async def watch(
     pool: asyncpg.Pool[Any], domain: Domain, interval: float, count: int | None = None
-) -> AsyncIterator[Frame]:
+) -> AsyncGenerator[Frame, None]:
     """A ``Frame`` every ``interval`` seconds (``count`` of them, or until cancelled)."""
     store = MessageStore(pool)
     before: dict[str, int] = {}

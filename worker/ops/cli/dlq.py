@@ -11,7 +11,6 @@ from worker.engine import operations
 from worker.engine.dead_letters import PostgresParkedMessages
 from worker.errors import UsageError, WorkerError
 from worker.ops.cli import common, output
-from worker.store import queries as store_queries
 
 if TYPE_CHECKING:
     import asyncpg
@@ -22,7 +21,7 @@ app = typer.Typer(help="Parked messages (dead letters).", no_args_is_help=True)
 
 ID_HELP = "A parked message's id (`worker dlq list` shows them)."
 parse_id = common.whole_number("a parked message's id")
-NAMED = "give a parked message id, or both --consumer and --stream"
+NAMED = operations.NAMED
 
 
 @app.command("list")
@@ -100,11 +99,7 @@ def dlq_show(
     """Everything stored about one parked message, and the message itself."""
 
     async def work(_app: App, pool: asyncpg.Pool[Any]) -> dict[str, Any] | None:
-        row = await PostgresParkedMessages(pool).show(dead_letter_id)
-        if row is not None:
-            message = await pool.fetchrow(store_queries.MESSAGE_BODY, row["global_position"])
-            row["message"] = None if message is None else dict(message)
-        return row
+        return await operations.parked_message(pool, dead_letter_id)
 
     row = common.with_pool(work, read_only=True)
     if row is None:
@@ -113,16 +108,6 @@ def dlq_show(
         for key in ("data", "metadata"):
             row["message"][key] = _clip(row["message"][key], SHOW_LIMIT)
     typer.echo(json.dumps(row, default=str, indent=2))
-
-
-def _target(
-    row: dict[str, Any] | None, consumer: str | None, stream: str | None
-) -> tuple[str, str]:
-    if row is not None:
-        return row["consumer"], row["stream_name"]
-    if consumer is None or stream is None:
-        raise UsageError(NAMED)
-    return consumer, stream
 
 
 @app.command("replay")
@@ -138,8 +123,8 @@ def dlq_replay(
     """
 
     async def work(app: App, pool: asyncpg.Pool[Any]) -> operations.Replayed:
-        row = None if dead_letter_id is None else await operations.parked(pool, dead_letter_id)
-        consumer_name, stream_name = _target(row, consumer, stream)
+        target = await operations.parked_target(pool, dead_letter_id, consumer, stream)
+        consumer_name, stream_name = target
         settings = app.settings.worker
         domain = app.domain
         return await operations.replay(

@@ -15,6 +15,7 @@ from worker.errors import WorkerError
 from worker.ops.cli import (
     common,
     config,
+    console,
     db,
     dlq,
     embedded,
@@ -36,6 +37,7 @@ app.add_typer(projections.app)
 app.add_typer(processes.app)
 app.add_typer(pause.app)
 app.add_typer(config.app)
+app.add_typer(console.app)
 app.add_typer(db.app, name="db")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(events.app, name="events")

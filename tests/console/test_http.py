@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 
 from tests.console.conftest import CONSUMER, TOKEN, console_client, ledger_app
 from tests.faults._support import connect
-from worker import MessageStore, NewMessage
+from worker import MessageStore, NewMessage, follow
 
 if TYPE_CHECKING:
     from starlette.testclient import TestClient
@@ -88,7 +88,7 @@ def test_the_pages_show_consumers_parked_messages_and_projections(
 
 def test_every_response_carries_a_strict_policy(read_only: TestClient) -> None:
     """No script but the console's own file, no framing, no inline script on any page."""
-    for path in ("/", "/parked", "/projections", "/static/console.js"):
+    for path in ("/", "/parked", "/projections", "/messages", "/static/console.js"):
         response = read_only.get(path)
         assert response.status_code == 200, path
         policy = response.headers["content-security-policy"]
@@ -244,3 +244,66 @@ def test_a_loopback_console_answers_to_loopback_names_only(database_dsn: str, ho
         assert refused.text == "refused: this console answers to its loopback address only"
         assert "frame-ancestors 'none'" in refused.headers["content-security-policy"]
     assert allowed_hosts("0.0.0.0") == ()
+
+
+async def _caused(dsn: str) -> tuple[int, int]:
+    """An entry and a note it caused (Eventide's causation keys); their global positions."""
+    conn = await connect(dsn)
+    try:
+        store = MessageStore(conn)
+        entry = {"account_id": "a", "amount": 5, "note": "<script>alert(1)</script>"}
+        await store.write("ledger-a", NewMessage("Entered", entry))
+        cause = (await store.read_stream("ledger-a"))[0]
+        await store.write("note-a", NewMessage("Noted", {"text": "seen"}, follow(cause)))
+        note = (await store.read_stream("note-a"))[0]
+        return cause.global_position, note.global_position
+    finally:
+        await conn.close()
+
+
+def test_the_messages_page_lists_a_stream_and_a_category(
+    database_dsn: str, read_only: TestClient
+) -> None:
+    """A stream's messages and a category's newest, each linking to the message's own page."""
+    entry, note = anyio.run(_caused, database_dsn)
+    stream = read_only.get("/messages", params={"stream": "ledger-a"}).text
+    assert f'href="/messages?message={entry}"' in stream and "Entered" in stream
+    assert f"?message={note}" not in stream
+    category = read_only.get("/messages", params={"category": "note"}).text
+    assert f'href="/messages?message={note}"' in category and "Noted" in category
+
+
+def test_a_message_shows_its_data_escaped_and_its_causation_tree(
+    database_dsn: str, read_only: TestClient
+) -> None:
+    """A message's page shows its data (escaped, never run), its schema versions, and the
+    causation tree `worker events trace` builds: the note it caused one level below it."""
+    entry, note = anyio.run(_caused, database_dsn)
+    page = read_only.get("/messages", params={"message": str(entry)}).text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+    assert "schema version: stored" in page
+    assert re.search(rf'class="depth-0 focus" data-global="{entry}"', page), page
+    assert re.search(rf'class="depth-1" data-global="{note}"', page), page
+    from_note = read_only.get("/messages", params={"message": str(note)}).text
+    assert re.search(rf'class="depth-0" data-global="{entry}"', from_note), from_note
+    assert re.search(rf'class="depth-1 focus" data-global="{note}"', from_note), from_note
+
+
+@pytest.mark.parametrize(
+    ("query", "said"),
+    [
+        ({"message": "abc"}, "is neither a global position"),
+        ({"message": "987654"}, "no message at global position 987654"),
+        ({"stream": "ledger-a", "from": "x"}, "from must be a whole number"),
+        ({"category": "bad-category"}, "category"),
+    ],
+)
+def test_the_messages_page_says_what_is_wrong_with_a_query(
+    read_only: TestClient, query: dict[str, str], said: str
+) -> None:
+    """A malformed or unknown message, position or category is one line on the page."""
+    response = read_only.get("/messages", params=query)
+    assert response.status_code == 200
+    found = re.search(r'id="problem">([^<]*)<', response.text)
+    assert found is not None, response.text
+    assert said in html.unescape(found.group(1))

@@ -18,7 +18,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from worker.errors import PrivilegeError, WorkerError
-from worker.ops.console import actions, pages
+from worker.ops.console import actions, messages, pages
 from worker.ops.console.live import Live
 from worker.ops.console.security import Guard, Sessions, csrf_problem, origin_problem, token_matches
 from worker.ops.console.state import Console, Options
@@ -36,7 +36,12 @@ if TYPE_CHECKING:
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=HERE / "templates")
 
-TEMPLATE = {"overview": "overview.html", "parked": "parked.html", "projections": "projections.html"}
+TEMPLATE = {
+    "overview": "overview.html",
+    "parked": "parked.html",
+    "projections": "projections.html",
+    "messages": "messages.html",
+}
 
 
 def create_app(app: App, options: Options) -> Starlette:
@@ -61,6 +66,7 @@ def create_app(app: App, options: Options) -> Starlette:
         Route("/", overview),
         Route("/parked", parked),
         Route("/projections", projections),
+        Route("/messages", messages_page),
         Route("/events/{page}", events),
         Route("/signin", signin, methods=["POST"]),
         Route("/signout", signout, methods=["POST"]),
@@ -81,7 +87,9 @@ def _session(request: Request) -> Session:
     return session
 
 
-async def _content(console: Console, page: str) -> dict[str, Any]:
+async def _content(console: Console, page: str, request: Request) -> dict[str, Any]:
+    if page == "messages":
+        return await messages.messages(console, request.query_params)
     if page == "overview":
         return pages.overview(console, await console.live.fresh())
     if page == "parked":
@@ -111,7 +119,7 @@ async def render(
         "notice": notice,
         "error": error,
         "confirm": confirm,
-        **await _content(console, page),
+        **await _content(console, page, request),
     }
     return templates.TemplateResponse(request, TEMPLATE[page], context, status_code=status)
 
@@ -126,6 +134,10 @@ async def parked(request: Request) -> Response:
 
 async def projections(request: Request) -> Response:
     return await render(request, "projections")
+
+
+async def messages_page(request: Request) -> Response:
+    return await render(request, "messages")
 
 
 # -- live updates ---------------------------------------------------------------------------
@@ -152,7 +164,7 @@ async def events(request: Request) -> Response:
                     "console": console,
                     "actions": console.options.allow_actions,
                     "csrf": session.csrf,
-                    **await _content(console, page),
+                    **await _content(console, page, request),
                 }
                 html = templates.get_template(FRAGMENT[page]).render(context)
                 data = "".join(f"data: {line}\n" for line in html.splitlines())

@@ -66,8 +66,9 @@ async def shipped_order(store: MessageStore, dsn: str) -> tuple[str, list[Messag
 async def test_trace_of_an_order_placed_shows_what_it_set_off_in_order(
     store: MessageStore, database_dsn: str
 ) -> None:
-    """Tracing the OrderPlaced message shows the events its placing caused, in global order,
-    and below the shipment the notification command the handler wrote, in another category."""
+    """Tracing the OrderPlaced message shows what its placing caused, in global order: the
+    order's later events, with below the shipment the notification command the handler wrote,
+    and the fulfillment process's ReserveStock command, each in another category."""
     _, (placed, confirmed, shipped, command) = await shipped_order(store, database_dsn)
     result = await events(database_dsn, "trace", str(placed.global_position), "--json")
     assert result.code == 0, result
@@ -75,11 +76,13 @@ async def test_trace_of_an_order_placed_shows_what_it_set_off_in_order(
     assert tree["focus"] == placed.global_position and tree["missing_cause"] is None
     root = tree["root"]
     assert root["type"] == "OrderPlaced" and root["id"] == placed.id
-    assert [c["type"] for c in root["caused"]] == ["OrderConfirmed", "OrderShipped"]
-    assert [c["global_position"] for c in root["caused"]] == [
+    caused = root["caused"]
+    assert [c["type"] for c in caused] == ["OrderConfirmed", "OrderShipped", "ReserveStock"]
+    assert [c["global_position"] for c in caused[:2]] == [
         confirmed.global_position,
         shipped.global_position,
     ]
+    assert caused[2]["stream_name"].startswith("inventory:command-")
     (notification,) = root["caused"][1]["caused"]
     assert notification["type"] == "SendShipmentNotification"
     assert notification["stream_name"] == command.stream_name and notification["caused"] == []
@@ -92,9 +95,10 @@ async def test_trace_of_an_order_placed_shows_what_it_set_off_in_order(
         "OrderConfirmed",
         "OrderShipped",
         "SendShipmentNotification",
+        "ReserveStock",
     ], printed
     depth = [r.index("#") for r in rows]
-    assert depth[0] < depth[1] == depth[2] < depth[3], printed
+    assert depth[0] < depth[1] == depth[2] == depth[4] < depth[3], printed
     assert "this message" in rows[0], printed
 
 
@@ -374,7 +378,7 @@ async def test_output_in_a_pipe_is_never_cut(store: MessageStore, database_dsn: 
         (
             ("history", "Basket", "1"),
             2,
-            "no aggregate 'Basket' in domain 'shop' (known: Book, Order)",
+            "no aggregate 'Basket' in domain 'shop' (known: Book, Order, Payment, Reservation)",
         ),
         (("history", "Order", "none"), 1, "Order 'none' does not exist"),
     ],
@@ -433,6 +437,7 @@ async def test_install_names_the_table_ownership_the_indexes_need(
         await conn.execute(f"ALTER SCHEMA worker OWNER TO {role}")
         await conn.execute(f"ALTER TABLE worker.migrations OWNER TO {role}")
         await conn.execute(f"GRANT USAGE ON SCHEMA message_store TO {role}")
+        await conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")  # (the read models')
         installed = await worker(as_user(database_dsn, role), "db", "install", config=EXAMPLE_APP)
         assert installed.code == 1, installed
         assert len(installed.errors) == 1, installed
@@ -443,4 +448,31 @@ async def test_install_names_the_table_ownership_the_indexes_need(
     finally:
         await conn.execute("ALTER SCHEMA worker OWNER TO CURRENT_USER")
         await conn.execute("ALTER TABLE worker.migrations OWNER TO CURRENT_USER")
+        await conn.close()
+
+
+async def test_the_worker_schema_owner_migrates_it_without_create_on_the_database(
+    database_dsn: str, role: str
+) -> None:
+    """A role that owns the worker schema (and may create read-model tables) but may not create
+    schemas in the database applies a pending migration: the schema is created only when it is
+    missing (CREATE SCHEMA IF NOT EXISTS would need CREATE on the database even when it is
+    there)."""
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await conn.execute("DROP TABLE worker.deadlines")
+        await conn.execute("DELETE FROM worker.migrations WHERE version = 8")
+        await conn.execute(f"ALTER SCHEMA worker OWNER TO {role}")
+        for (table,) in await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'worker'"
+        ):
+            await conn.execute(f"ALTER TABLE worker.{table} OWNER TO {role}")
+        await conn.execute(f"GRANT USAGE ON SCHEMA message_store TO {role}")
+        await conn.execute(f"GRANT CREATE ON SCHEMA public TO {role}")
+        installed = await worker(as_user(database_dsn, role), "db", "install", config=EXAMPLE_APP)
+        assert installed.code == 0, installed
+        assert "0008_deadlines" in installed.stdout, installed
+        assert await conn.fetchval("SELECT to_regclass('worker.deadlines')") is not None
+    finally:
+        await conn.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER")
         await conn.close()

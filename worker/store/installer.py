@@ -26,6 +26,7 @@ from worker.store.schema import (
     CAUSATION_INDEXES,
     migrate,
     migrations,
+    pending_migrations,
     schema_version,
     set_notify_trigger,
 )
@@ -246,9 +247,8 @@ async def plan(
                 f"MessageDB {version} found in {Database.of(dsn).name}; this worker needs "
                 f"{SUPPORTED_SERIES}x"
             )
-        current = await schema_version(conn)
-        migrating = current < max(v for v, _, _ in migrations())
-        indexing = current < CAUSATION_INDEXES
+        pending = await pending_migrations(conn)
+        migrating, indexing = bool(pending), CAUSATION_INDEXES in pending
         trigger_change = (
             notify_trigger
             if version is None

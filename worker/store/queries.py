@@ -146,8 +146,13 @@ FROM pg_roles r WHERE r.rolname = current_user
 
 MESSAGE_DB_VERSION: LiteralString = "SELECT message_store.message_store_version()"
 
+# CREATE SCHEMA IF NOT EXISTS needs CREATE on the database even when the schema exists: it is
+# created only when missing, so the schema's owner migrates it without that right.
+WORKER_SCHEMA_EXISTS: LiteralString = "SELECT to_regnamespace('worker')"
+
+CREATE_WORKER_SCHEMA: LiteralString = "CREATE SCHEMA IF NOT EXISTS worker"
+
 MIGRATIONS_TABLE: LiteralString = """
-CREATE SCHEMA IF NOT EXISTS worker;
 CREATE TABLE IF NOT EXISTS worker.migrations (
     version    integer PRIMARY KEY,
     name       text NOT NULL,

@@ -39,6 +39,8 @@ async def migrate(conn: asyncpg.Connection[Any]) -> tuple[str, ...]:
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute(q.INSTALL_LOCK, q.INSTALL_LOCK_KEY)
+        if await conn.fetchval(q.WORKER_SCHEMA_EXISTS) is None:
+            await conn.execute(q.CREATE_WORKER_SCHEMA)
         await conn.execute(q.MIGRATIONS_TABLE)
         done = {row["version"] for row in await conn.fetch(q.APPLIED_MIGRATIONS)}
         for version, name, sql in migrations():
@@ -58,6 +60,14 @@ async def set_notify_trigger(conn: Connection, enabled: bool) -> bool:
             return False
         await conn.execute(q.CREATE_TRIGGER if enabled else q.DROP_TRIGGER)
     return True
+
+
+async def pending_migrations(conn: Connection) -> set[int]:
+    """The versions of the migrations ``migrate`` would apply (every one before the first)."""
+    every = {version for version, _, _ in migrations()}
+    if await conn.fetchval(q.MIGRATIONS_EXIST) is None:
+        return every
+    return every - {row["version"] for row in await conn.fetch(q.APPLIED_MIGRATIONS)}
 
 
 async def schema_version(conn: Connection) -> int:

@@ -16,7 +16,9 @@ from worker.engine import setup
 from worker.ops.loader import load_domain
 from worker.store import privileges
 from worker.store.database import Database, connect
+from worker.store.group_index import create_group_index
 from worker.store.installer import InstallReport, check_installed, install, install_lock
+from worker.store.queries import group_index_name
 
 if TYPE_CHECKING:
     from worker.domain import Domain
@@ -43,6 +45,7 @@ class Installed:
     setups: list[str] = field(default_factory=list)  # subscribers whose setup(conn) ran
     due: dict[str, str] = field(default_factory=dict)  # projection -> why a rebuild is due
     regranted: list[str] = field(default_factory=list)  # runtime roles granted again
+    group_indexes: list[str] = field(default_factory=list)  # consumer groups' indexes built
 
 
 async def install_application(
@@ -64,10 +67,17 @@ async def install_application(
         async with install_lock(conn):  # one install's read models and grants at a time
             if domain is not None:
                 await _prepare(conn, done, subscribers, schema)
+                done.group_indexes = await _index_groups(conn, subscribers)
             done.regranted = await privileges.regrant(conn, setup.read_schemas(schema, subscribers))
     finally:
         await conn.close()
     return done
+
+
+async def _index_groups(conn: Connection, subscribers: tuple[Subscriber, ...]) -> list[str]:
+    """Build the index of every consumer group size the subscribers use; the names built."""
+    sizes = sorted({s.options.group_size for s in subscribers if s.options.group_size > 1})
+    return [group_index_name(size) for size in sizes if await create_group_index(conn, size)]
 
 
 async def _prepare(

@@ -186,23 +186,23 @@ class MessageStore:
 
         The same rows as ``message_store.get_category_messages``: ``correlation`` keeps messages
         whose ``correlationStreamName`` is in that category; a consumer group member gets the
-        streams whose cardinal id hashes to it.
+        streams whose cardinal id hashes to it, read through its group size's index when
+        ``worker db install`` made one (``worker.store.group_index``).
         """
         check_category(category)
         _check_batch_size(batch_size)
         _check_group(consumer_group_member, consumer_group_size)
         if correlation is not None:
             check_category(correlation)
-        rows: list[Message] = await (conn or self._executor).fetch(
-            q.READ_CATEGORY,
-            category,
-            position,
-            batch_size,
-            correlation,
-            consumer_group_member,
-            consumer_group_size,
-            record_class=Message,
-        )
+        executor = conn or self._executor
+        args = (category, position, batch_size, correlation)
+        if consumer_group_size is None:
+            rows: list[Message] = await executor.fetch(q.READ_CATEGORY, *args, record_class=Message)
+        else:
+            statement = q.read_group(consumer_group_size)
+            rows = await executor.fetch(
+                statement, *args, consumer_group_member, record_class=Message
+            )
         return rows
 
     async def global_head(self) -> int | None:

@@ -29,7 +29,9 @@ async def create_group_index(conn: Connection, size: int) -> bool:
     """Build the index for groups of ``size`` unless it is there; True when it was built.
 
     Built concurrently (writers go on writing), so ``conn`` must not be in a transaction; an
-    index left invalid by an interrupted build is dropped and built again. Needs ownership of
+    index left invalid by an interrupted build is dropped and built again. The table is analyzed
+    afterwards: without statistics of the new expression the planner takes a member for a few
+    rows and sorts its whole share instead of walking the index. Needs ownership of
     ``message_store.messages`` (the role that installed MessageDB).
     """
     state = await conn.fetchval(q.GROUP_INDEX_STATE, q.group_index_name(size))
@@ -43,4 +45,5 @@ async def create_group_index(conn: Connection, size: int) -> bool:
     if state is False:
         await conn.execute(q.drop_group_index(size))
     await conn.execute(q.create_group_index(size))
+    await conn.execute(q.ANALYZE_MESSAGES)
     return True

@@ -89,6 +89,9 @@ def drop_group_index(size: int) -> str:
     return f"DROP INDEX CONCURRENTLY IF EXISTS message_store.{group_index_name(size)}"
 
 
+# The statistics of MessageDB's table, with those of a new index's expression.
+ANALYZE_MESSAGES: LiteralString = "ANALYZE message_store.messages"
+
 # Whether the index $1 exists on MessageDB's table (NULL: no) and is valid.
 GROUP_INDEX_STATE: LiteralString = """
 SELECT i.indisvalid

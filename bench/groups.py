@@ -41,9 +41,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from bench.engine import fresh_database, server_dsn
-from worker import MessageStore
-from worker.store.database import connect
-from worker.store.group_index import create_group_index
+from worker import MessageStore, connect
+from worker.admin import create_group_index
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

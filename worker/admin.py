@@ -1,5 +1,5 @@
 """Database administration for scripts, benchmarks and tools beside the worker: databases on a
-server, the embedded server, the NOTIFY trigger, read-model table names, the process's garbage
+server, the embedded server, the NOTIFY trigger, consumer groups' member indexes, read-model table names, the process's garbage
 collector. A public module (like ``worker`` and ``worker.testing``): what it names stays.
 """
 
@@ -8,12 +8,15 @@ from worker.ops.settings import MessageDBSettings
 from worker.read.model import physical as table_name
 from worker.read.model import view_name
 from worker.store.database import is_embedded, start_embedded, with_database
+from worker.store.group_index import create_group_index, group_index_ready
 from worker.store.installer import quote_identifier
 from worker.store.message import utc_time
 from worker.store.schema import set_notify_trigger
 
 __all__ = [
     "MessageDBSettings",
+    "create_group_index",
+    "group_index_ready",
     "is_embedded",
     "quote_identifier",
     "set_notify_trigger",

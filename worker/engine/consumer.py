@@ -211,6 +211,7 @@ class Consumer(ConsumerView):
         await self._refresh_parked(force=True)
         await self._check_pause(force=True)
         self.reader.restart()
+        self.reader.handed = standing.handed
         refill = Step.REFILLED if standing.refill_to is None else Step.REFILL
         await self.enter(Step.START, refill, report=True)
         self.log.info(

@@ -274,3 +274,64 @@ LIMIT 1
 PARKED_COUNTS: LiteralString = (
     "SELECT consumer, count(*) FROM worker.dead_letters GROUP BY consumer"
 )
+
+
+# -- consumer groups: the size of record and its hand-over ----------------------------------
+
+# Taken shared by a process about to take a member's lease (so the size it checks stays the
+# size of record until its lease is taken) and exclusively by a hand-over.
+GROUP_LOCK_SHARED: LiteralString = "SELECT pg_advisory_xact_lock_shared(22356, hashtext($1))"
+GROUP_LOCK: LiteralString = "SELECT pg_advisory_xact_lock(22356, hashtext($1))"
+
+GROUP_RECORD: LiteralString = """
+SELECT size, from_size, handed, pinned FROM worker.groups WHERE consumer = $1
+"""
+
+# The first size a group runs at becomes its size of record (a concurrent first start of
+# another size finds this one's row and stands by).
+FIRST_GROUP_SIZE: LiteralString = """
+INSERT INTO worker.groups (consumer, size) VALUES ($1, $2) ON CONFLICT (consumer) DO NOTHING
+"""
+
+# The sizes the positions of a consumer's plain name ($1) and group members ($2 prefix) were
+# kept at (1: the plain consumer), latest first; rebuilds' consumers (#g) are not counted.
+FORMER_SIZES: LiteralString = """
+SELECT CASE WHEN consumer = $1 THEN 1
+            ELSE substring(consumer from '/([0-9]+)$')::int END AS size
+FROM worker.positions
+WHERE consumer = $1 OR (left(consumer, length($2)) = $2 AND consumer !~ '#')
+GROUP BY 1 ORDER BY max(updated_at) DESC
+"""
+
+# Members ($1) whose lease a live process holds.
+LIVE_MEMBERS: LiteralString = """
+SELECT consumer FROM worker.leases WHERE consumer = ANY($1::text[]) AND expires_at > now()
+"""
+
+# The final positions of the members ($1) of the size handed over, in member order.
+MEMBER_POSITIONS: LiteralString = """
+SELECT coalesce(p.position, 0)
+FROM unnest($1::text[]) WITH ORDINALITY AS m(consumer, n)
+LEFT JOIN worker.positions p ON p.consumer = m.consumer
+ORDER BY m.n
+"""
+
+# A new member's start: the least final position of the former members.
+START_MEMBER: LiteralString = """
+INSERT INTO worker.positions AS p (consumer, position, high_water) VALUES ($1, $2, $2)
+ON CONFLICT (consumer) DO UPDATE
+SET position = EXCLUDED.position, high_water = EXCLUDED.position, updated_at = now()
+"""
+
+RECORD_HAND_OVER: LiteralString = """
+INSERT INTO worker.groups AS g (consumer, size, from_size, handed, pinned)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (consumer) DO UPDATE
+SET size = EXCLUDED.size, from_size = EXCLUDED.from_size, handed = EXCLUDED.handed,
+    pinned = EXCLUDED.pinned, resized_at = now()
+"""
+
+# Parked messages of the members ($1) of a size about to be handed over.
+PARKED_OF_MEMBERS: LiteralString = """
+SELECT count(*) FROM worker.dead_letters WHERE consumer = ANY($1::text[])
+"""

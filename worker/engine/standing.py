@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from worker.engine import pauses
+from worker.engine import handover, pauses
 from worker.engine import queries as q
 from worker.engine.positions import seed_from_former_slots
 from worker.read import generations
@@ -26,6 +26,9 @@ class Standing:
     position: int = 0
     high_water: int = 0
     refill_to: int | None = None
+    # After its group was resized: (the size before, its members' final positions), whose
+    # messages it leaves out up to the furthest of them (``worker.engine.handover``).
+    handed: tuple[int, tuple[int, ...]] | None = None
 
 
 class PostgresStanding:
@@ -40,7 +43,18 @@ class PostgresStanding:
         row = await self._pool.fetchrow(q.LOAD_CURSOR, consumer)
         if row is None:
             return None
-        return Standing(row[0] or 0, row[1] or 0, row[2])
+        return Standing(row[0] or 0, row[1] or 0, row[2], await self._handed(consumer))
+
+    async def _handed(self, consumer: str) -> tuple[int, tuple[int, ...]] | None:
+        """What a member of a resized group leaves out (see ``Standing.handed``)."""
+        group = handover.group_of(consumer)
+        if group is None:
+            return None
+        async with self._pool.acquire() as conn:
+            found = await handover.record(conn, group[0])
+        if found is None or found.size != group[1] or found.from_size is None:
+            return None
+        return found.from_size, found.handed
 
     async def load_or_seed(
         self, consumer: str, slot: Slot, store: MessageStore, log: Any, seeds: bool

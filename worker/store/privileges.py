@@ -37,6 +37,7 @@ _WORKER_TABLES = (
     "aggregate_state",
     "paused",
     "setups",
+    "groups",
 )
 
 # MessageDB's role: its install grants it exactly what a client of the store needs.

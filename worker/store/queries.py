@@ -60,6 +60,34 @@ LIMIT $3
 """
 
 
+# A consumer's read just after a resize handed its streams over from a group of ``from_size``
+# (1: a plain consumer): READ_CATEGORY ($1-$4), or read_group's member ($5) when ``size`` is
+# given, without the messages each stream's former owner had handled: those at or below that
+# owner's final position in the last parameter (bigint[], by former member).
+@cache
+def read_handed(size: int | None, from_size: int) -> str:
+    """The read of a consumer of a group of ``size`` (None: a plain consumer) after a resize
+    from ``from_size``."""
+    member = "" if size is None else f"AND {_member_bucket(size)} = $5"
+    handed = "$5" if size is None else "$6"
+    if from_size == 1:
+        owner_position = f"({handed}::bigint[])[1]"
+    else:
+        owner_position = f"coalesce(({handed}::bigint[])[{_member_bucket(from_size)} + 1], 0)"
+    return f"""
+SELECT {_COLUMNS}
+FROM message_store.messages
+WHERE message_store.category(stream_name) = $1
+  {member}
+  AND global_position >= $2
+  AND ($4::text IS NULL
+       OR message_store.category(metadata->>'correlationStreamName') = $4)
+  AND global_position > {owner_position}
+ORDER BY global_position
+LIMIT $3
+"""
+
+
 def _member_bucket(size: int) -> str:
     if type(size) is not int or size < 1:
         raise ValueError(f"a consumer group size is a positive int, got {size!r}")

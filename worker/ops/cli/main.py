@@ -12,7 +12,18 @@ import asyncpg
 import typer
 
 from worker.errors import WorkerError
-from worker.ops.cli import common, config, db, dlq, embedded, events, pause, projections, run
+from worker.ops.cli import (
+    common,
+    config,
+    db,
+    dlq,
+    embedded,
+    events,
+    group,
+    pause,
+    projections,
+    run,
+)
 from worker.store.read_schema import ROLES_HELP
 
 app = typer.Typer(
@@ -28,6 +39,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(events.app, name="events")
 app.add_typer(embedded.app, name="embedded")
+app.add_typer(group.app, name="group")
 
 ConfigOption = Annotated[
     Path | None,

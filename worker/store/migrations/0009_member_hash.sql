@@ -12,3 +12,19 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
       17)::bit(64)::bigint
   END
 $$;
+
+-- The size of record of each subscriber's consumer of a category ('{name}:{category}'): only
+-- its members of that size (the plain consumer for 1) may take their leases. A resize hands the
+-- streams over in one transaction: it fences the members of the size before, records their
+-- final positions here (`handed`, by member), and starts the new members at the least of them;
+-- a new member then skips each message whose former owner had handled it (its global position
+-- at or below that owner's final position). `pinned`: set by `worker group resize`, so a process
+-- of another size stands by instead of handing the group over when the members stop.
+CREATE TABLE worker.groups (
+    consumer   text PRIMARY KEY,
+    size       integer NOT NULL CHECK (size >= 1),
+    from_size  integer CHECK (from_size >= 1),
+    handed     bigint[],
+    pinned     boolean NOT NULL DEFAULT false,
+    resized_at timestamptz NOT NULL DEFAULT now()
+);

@@ -1,6 +1,7 @@
 """Database administration for scripts, benchmarks and tools beside the worker: databases on a
-server, the embedded server, the NOTIFY trigger, consumer groups' member indexes, read-model table names, the process's garbage
-collector. A public module (like ``worker`` and ``worker.testing``): what it names stays.
+server, the embedded server, the NOTIFY trigger, consumer groups' member indexes, read-model
+table names, the process's garbage collector. A public module (like ``worker`` and
+``worker.testing``): what it names stays.
 """
 
 from worker.ops.collector import tune as tune_collector

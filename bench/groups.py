@@ -203,7 +203,7 @@ async def one_run(dsn: str, size: int, events: int, handler: str, us: int) -> fl
     try:
         await conn.execute(
             "DELETE FROM message_store.messages; DELETE FROM worker.positions; "
-            "DELETE FROM worker.leases"
+            "DELETE FROM worker.leases; DELETE FROM worker.groups"
         )
         with tempfile.TemporaryDirectory() as folder:
             times = Path(folder) / "times"

@@ -8,8 +8,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from worker import MessageStore, NewMessage
+from tests.cli import worker
+from worker import BaseEvent, Context, Domain, MessageStore, NewMessage, handle
 from worker.errors import PrivilegeError
+from worker.ops.install import install_application
+from worker.ops.settings import Settings
 from worker.store import queries as q
 from worker.store.group_index import create_group_index, group_index_ready
 
@@ -144,3 +147,40 @@ def test_a_group_size_must_be_a_positive_int() -> None:
     for bad in (0, -1, True, "2"):
         with pytest.raises(ValueError, match="consumer group size"):
             q.read_group(bad)  # type: ignore[arg-type]
+
+
+def grouped_domain() -> Domain:
+    domain = Domain("grouped")
+
+    @domain.event(category="parcel")
+    class Scanned(BaseEvent):
+        where: str
+
+    for name, size in (("sorter", 4), ("router", 2), ("counter", 1)):
+
+        @domain.event_handler(name=name, stream_categories=["parcel"], group_size=size)
+        class Handler:
+            @handle(Scanned)
+            async def scanned(self, event: Scanned, ctx: Context) -> None:
+                pass
+
+    return domain
+
+
+async def test_install_builds_the_index_of_every_group_size_the_subscribers_use(
+    database_dsn: str,
+) -> None:
+    """`worker db install` builds one index per group size in use (none for single
+    consumers), and finds them there the next time."""
+    settings = Settings()
+    done = await install_application(settings, grouped_domain(), database_dsn)
+    assert done.group_indexes == ["worker_group_2", "worker_group_4"]
+    again = await install_application(settings, grouped_domain(), database_dsn)
+    assert again.group_indexes == []
+
+
+async def test_group_resize_answers_an_unknown_subscriber_in_one_line(database_dsn: str) -> None:
+    """`worker group resize` with a name no subscriber has exits 2 naming the known ones."""
+    done = await worker(database_dsn, "group", "resize", "nosuch", "3")
+    assert done.code == 2, str(done)
+    assert done.errors == ["error: no subscriber named 'nosuch' (subscribers: balances)"], str(done)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from worker.engine import handover
-from worker.errors import WorkerError
+from worker.errors import UsageError
 from worker.ops.cli import common
 from worker.store.group_index import group_index_ready
 from worker.store.queries import group_index_name
@@ -31,10 +31,10 @@ def _bases(app: App, name: str) -> list[str]:
     found = [s for s in app.domain.subscribers if s.name == subscriber]
     if not found:
         known = ", ".join(sorted(s.name for s in app.domain.subscribers))
-        raise WorkerError(f"no subscriber named {subscriber!r} (subscribers: {known})")
+        raise UsageError(f"no subscriber named {subscriber!r} (subscribers: {known})")
     categories = found[0].categories
     if category and category not in categories:
-        raise WorkerError(
+        raise UsageError(
             f"{subscriber} does not subscribe to {category!r} ({', '.join(categories)})"
         )
     return [f"{subscriber}:{c}" for c in ([category] if category else categories)]

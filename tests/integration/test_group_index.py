@@ -183,4 +183,6 @@ async def test_group_resize_answers_an_unknown_subscriber_in_one_line(database_d
     """`worker group resize` with a name no subscriber has exits 2 naming the known ones."""
     done = await worker(database_dsn, "group", "resize", "nosuch", "3")
     assert done.code == 2, str(done)
-    assert done.errors == ["error: no subscriber named 'nosuch' (subscribers: balances)"], str(done)
+    assert done.errors == ["worker: error: no subscriber named 'nosuch' (subscribers: balances)"], (
+        str(done)
+    )

@@ -159,23 +159,27 @@ async def server(events: int, rounds: int) -> None:
 # -- throughput ---------------------------------------------------------------------------
 
 
-async def caught_up(conn: asyncpg.Connection[Any], size: int) -> bool:
-    """Whether the members of a group of ``size`` (1: the single consumer) each handled the last
-    message of their share."""
+async def targets(conn: asyncpg.Connection[Any], size: int) -> dict[str, int]:
+    """The last message of each member's share (of the category, for 1), by consumer name."""
     rows = await conn.fetch(
         """
-        SELECT coalesce(p.position, 0) >= s.last
-        FROM (SELECT CASE WHEN $1 = 1 THEN 'work:work'
-                     ELSE format('work:work@%s/%s', member, $1) END AS consumer,
-                     max(global_position) AS last
-              FROM (SELECT global_position, (@ worker.member_hash(stream_name)) % $1 AS member
-                    FROM message_store.messages) m
-              GROUP BY member) s
-        LEFT JOIN worker.positions p ON p.consumer = s.consumer
+        SELECT CASE WHEN $1 = 1 THEN 'work:work'
+                    ELSE format('work:work@%s/%s', (@ worker.member_hash(stream_name)) % $1, $1)
+               END, max(global_position)
+        FROM message_store.messages GROUP BY 1
         """,
         size,
     )
-    return all(row[0] for row in rows)
+    return {row[0]: row[1] for row in rows}
+
+
+async def caught_up(conn: asyncpg.Connection[Any], last: dict[str, int]) -> bool:
+    """Whether every member has handled the last message of its share (``targets``)."""
+    rows = await conn.fetch(
+        "SELECT consumer, position FROM worker.positions WHERE consumer = ANY($1::text[])",
+        list(last),
+    )
+    return len(rows) == len(last) and all(row[1] >= last[row[0]] for row in rows)
 
 
 async def held(conn: asyncpg.Connection[Any], size: int) -> bool:
@@ -225,7 +229,8 @@ async def one_run(dsn: str, size: int, events: int, handler: str, us: int) -> fl
                 await wait_for(partial(held, conn, size), "every member held")
                 async with conn.transaction():
                     await write_events(conn, events)
-                await wait_for(partial(caught_up, conn, size), "every event handled")
+                last = await targets(conn, size)
+                await wait_for(partial(caught_up, conn, last), "every event handled")
             finally:
                 for process in processes:
                     process.terminate()

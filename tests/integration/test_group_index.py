@@ -14,7 +14,11 @@ from worker.errors import PrivilegeError
 from worker.ops.install import install_application
 from worker.ops.settings import Settings
 from worker.store import queries as q
-from worker.store.group_index import create_group_index, group_index_ready
+from worker.store.group_index import (
+    check_group_index_rights,
+    create_group_index,
+    group_index_ready,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -133,11 +137,13 @@ async def test_an_invalid_index_is_built_again(pool: asyncpg.Pool[Any]) -> None:
 
 async def test_a_role_that_does_not_own_the_table_is_refused(database_dsn: str, role: str) -> None:
     """Building the index needs the owner of MessageDB's table: another role gets one error
-    naming the index and the table."""
+    naming the index and the table, from the build and from the check an install makes first."""
     conn = await asyncpg.connect(database_dsn, user=role)
     try:
         with pytest.raises(PrivilegeError, match=r"worker_group_2 .* message_store\.messages"):
             await create_group_index(conn, 2)
+        with pytest.raises(PrivilegeError, match=r"worker_group_4 .* message_store\.messages"):
+            await check_group_index_rights(conn, [4, 8])  # before an install changes anything
     finally:
         await conn.close()
 

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from worker.engine import setup
+from worker.errors import DatabaseMissingError
 from worker.ops.loader import load_domain
 from worker.store import privileges
 from worker.store.database import Database, connect
-from worker.store.group_index import create_group_index
+from worker.store.group_index import check_group_index_rights, create_group_index
 from worker.store.installer import InstallReport, check_installed, install, install_lock
 from worker.store.queries import group_index_name
 
@@ -55,6 +56,7 @@ async def install_application(
     dsn = settings.database(dsn)
     schema = settings.worker.read_model_schema
     subscribers: tuple[Subscriber, ...] = domain.subscribers if domain is not None else ()
+    await _check_group_indexes(dsn, subscribers)
     report = await install(
         dsn,
         settings.message_db,
@@ -74,9 +76,28 @@ async def install_application(
     return done
 
 
+def _group_sizes(subscribers: tuple[Subscriber, ...]) -> list[int]:
+    return sorted({s.options.group_size for s in subscribers if s.options.group_size > 1})
+
+
+async def _check_group_indexes(dsn: Database, subscribers: tuple[Subscriber, ...]) -> None:
+    """Refuse before any change when the role could not build a missing member index."""
+    sizes = _group_sizes(subscribers)
+    if not sizes:
+        return
+    try:
+        conn = await connect(dsn)
+    except DatabaseMissingError:
+        return  # created by this install, with MessageDB's table its own
+    try:
+        await check_group_index_rights(conn, sizes)
+    finally:
+        await conn.close()
+
+
 async def _index_groups(conn: Connection, subscribers: tuple[Subscriber, ...]) -> list[str]:
     """Build the index of every consumer group size the subscribers use; the names built."""
-    sizes = sorted({s.options.group_size for s in subscribers if s.options.group_size > 1})
+    sizes = _group_sizes(subscribers)
     return [group_index_name(size) for size in sizes if await create_group_index(conn, size)]
 
 

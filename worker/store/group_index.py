@@ -38,12 +38,24 @@ async def create_group_index(conn: Connection, size: int) -> bool:
     if state:
         return False
     if not await conn.fetchval(q.OWNS_MESSAGES):
-        raise PrivilegeError(
-            f"cannot create index {q.group_index_name(size)} for consumer groups of {size}: "
-            "the role does not own message_store.messages (run it as MessageDB's owner)"
-        )
+        _refuse(size)
     if state is False:
         await conn.execute(q.drop_group_index(size))
     await conn.execute(q.create_group_index(size))
     await conn.execute(q.ANALYZE_MESSAGES)
     return True
+
+
+async def check_group_index_rights(conn: Connection, sizes: list[int]) -> None:
+    """Before an install changes anything: one ``PrivilegeError`` when indexes of ``sizes`` are
+    missing and the role could not build them (MessageDB's table is another role's)."""
+    missing = [size for size in sizes if not await group_index_ready(conn, size)]
+    if missing and await conn.fetchval(q.OWNS_MESSAGES) is False:
+        _refuse(missing[0])
+
+
+def _refuse(size: int) -> None:
+    raise PrivilegeError(
+        f"cannot create index {q.group_index_name(size)} for consumer groups of {size}: "
+        "the role does not own message_store.messages (run it as MessageDB's owner)"
+    )

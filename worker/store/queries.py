@@ -128,9 +128,10 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relname = $1 AND n.nspname = 'message_store'
 """
 
-# Whether the current role owns MessageDB's table (an index on it needs that).
+# Whether the current role owns MessageDB's table (an index on it needs that); NULL when the
+# table is not there yet (whoever installs MessageDB will own it).
 OWNS_MESSAGES: LiteralString = """
-SELECT coalesce(bool_or(pg_has_role(c.relowner, 'USAGE')), false)
+SELECT bool_or(pg_has_role(c.relowner, 'USAGE'))
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = 'message_store' AND c.relname = 'messages'
 """

@@ -7,9 +7,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from tests.cli import worker
-from worker import BaseEvent, Context, Domain, MessageStore, NewMessage, handle
+from tests.integration.test_engine import FAST
+from worker import BaseEvent, Context, Domain, MessageStore, NewMessage, Runner, handle
 from worker.errors import PrivilegeError
 from worker.ops.install import install_application
 from worker.ops.settings import Settings
@@ -192,3 +194,30 @@ async def test_group_resize_answers_an_unknown_subscriber_in_one_line(database_d
     assert done.errors == ["worker: error: no subscriber named 'nosuch' (subscribers: balances)"], (
         str(done)
     )
+
+
+async def test_a_member_without_its_index_says_so_when_it_starts(database_dsn: str) -> None:
+    """Members whose group size has no index warn at start that they scan the category (the
+    single consumer does not); once the indexes are built, they start without a word of it."""
+    event = (
+        "consumer group member reads without its index, scanning the category: "
+        "run `worker db install` with this group_size"
+    )
+
+    async def warned() -> list[str]:
+        with capture_logs() as logs:
+            await Runner(grouped_domain(), database_dsn, FAST).run(
+                until_caught_up=True, handle_signals=False
+            )
+        return sorted(e["consumer"] for e in logs if e["event"] == event)
+
+    assert await warned() == [f"router:parcel@{m}/2" for m in range(2)] + [
+        f"sorter:parcel@{m}/4" for m in range(4)
+    ]
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        for size in (2, 4):
+            await create_group_index(conn, size)
+    finally:
+        await conn.close()
+    assert await warned() == []

@@ -313,9 +313,10 @@ async def test_resizing_a_consumer_group_keeps_the_read_model_exact(
 async def test_a_resize_while_a_member_lags_starts_new_members_at_the_least_position(
     store: MessageStore, pool: asyncpg.Pool[Any], database_dsn: str
 ) -> None:
-    """A group of 2 whose member 1 lags behind member 0 is resized to 3: every new member
-    starts at the lagging member's position (replaying what member 0 had applied, exactly),
-    so nothing member 1 had not applied yet is skipped."""
+    """A group of 2 whose member 1 lags behind member 0 is resized to 3: the group is handed
+    over with both final positions, every new member starts at the lagging member's position
+    (leaving out what member 0 had applied), so nothing member 1 had not applied yet is
+    skipped and nothing is applied twice."""
     from worker import NewMessage
 
     paid = 0
@@ -343,8 +344,10 @@ async def test_a_resize_while_a_member_lags_starts_new_members_at_the_least_posi
     assert lagging < ahead
     with capture_logs() as logs:
         await run(3)
-    seeded = [e["position"] for e in logs if e["event"].startswith("position seeded")]
-    assert seeded == [lagging] * 3
+    handed = [e for e in logs if e["event"] == "consumer group handed over"]
+    assert [(e["from_size"], e["size"], e["handed"], e["start"]) for e in handed] == [
+        (2, 3, [ahead, lagging], lagging)
+    ]
     assert [r[:3] for r in await tally(pool)] == [
         (f"a{k}", len(range(k, paid, 7)), sum(range(k, paid, 7))) for k in range(7)
     ]

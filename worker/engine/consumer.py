@@ -209,6 +209,13 @@ class Consumer(ConsumerView):
         await self._refresh_parked(force=True)
         await self._check_pause(force=True)
         self.reader.restart()
+        self.reader.handed = standing.handed
+        if not standing.indexed:
+            self.log.warning(
+                "consumer group member reads without its index, scanning the category: "
+                "run `worker db install` with this group_size",
+                size=self.slot.size,
+            )
         refill = Step.REFILLED if standing.refill_to is None else Step.REFILL
         await self.enter(Step.START, refill, report=True)
         self.log.info(

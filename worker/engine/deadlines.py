@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
-from worker.engine import queries as q
+from worker.engine import process_queries as q
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -25,6 +25,7 @@ import anyio
 import asyncpg
 import structlog
 
+from worker.engine import handover
 from worker.engine import queries as q
 from worker.engine.contact import Contact
 from worker.engine.retry import is_disconnection, is_transient
@@ -72,6 +73,7 @@ class Lease:
         self.holder: str | None = None  # who holds it, when another process does
         self.lost: str | None = None  # why the lease was lost, once it was
         self._acquired = False
+        self._other_size = False  # the last try found the group at another size
         self._valid_until = 0.0
         self._limiter: anyio.CapacityLimiter | None = None  # the group token held with it
         self.contact = Contact()  # whether its round trips reach the database
@@ -102,6 +104,8 @@ class Lease:
         """
         try:
             taken = await self._take()
+            if not taken and self._other_size:
+                taken = await self._hand_over() and await self._take()
             self.contact.reached()
         finally:
             if not self._acquired and not keep_connection:
@@ -114,6 +118,9 @@ class Lease:
         try:
             async with conn.transaction():
                 await conn.execute(q.LEASE_LOCK_TIMEOUT)  # a commit in flight holds the row briefly
+                self._other_size = False
+                if (refused := await handover.admit(conn, self.consumer)) is not None:
+                    return await self._refused(conn, refused)
                 row = await conn.fetchrow(q.LEASE_FOR_TAKING, self.consumer)
                 if row is not None and not (row["released"] or row["expired"] or row["gone"]):
                     self.holder = row["owner"]
@@ -140,6 +147,32 @@ class Lease:
         else:
             log.debug("lease acquired", consumer=self.consumer, epoch=epoch)
         return True
+
+    async def _refused(self, conn: asyncpg.Connection[Any], reason: str) -> bool:
+        """Another size is the group's: stand by (``holder`` says why), and say so once."""
+        if self.holder != reason:
+            log.warning(
+                "consumer group of another size: standing by", consumer=self.consumer, reason=reason
+            )
+        self.holder, self._other_size = reason, True
+        return False
+
+    async def _hand_over(self) -> bool:
+        """Hand the group over to this process's size once no member of its size of record is
+        held (``worker.engine.handover``); whether it was."""
+        group = handover.group_of(self.consumer)
+        assert group is not None
+        try:
+            return (
+                await handover.hand_over(await self._connection(), *group, force=False) is not None
+            )
+        except handover.HandOverError as error:
+            if self.lost != str(error):
+                log.error(
+                    "consumer group not handed over", consumer=self.consumer, error=str(error)
+                )
+            self.lost = str(error)
+            return False
 
     def _own(self, row: asyncpg.Record, previous: int) -> bool:
         """Whether the lease being taken was this one's own (the epoch it last held, not given

@@ -1,5 +1,6 @@
 """The worker schema's named queries for the engine: positions, leases, parked messages,
-refills; values are always parameters."""
+refills, consumer groups' sizes; values are always parameters. (Process managers' deadlines
+and instances: ``worker.engine.process_queries``.)"""
 
 from __future__ import annotations
 
@@ -275,75 +276,62 @@ PARKED_COUNTS: LiteralString = (
     "SELECT consumer, count(*) FROM worker.dead_letters GROUP BY consumer"
 )
 
-# -- deadlines of process managers (worker.engine.deadlines) -----------------------------------
+# -- consumer groups: the size of record and its hand-over ----------------------------------
 
-# A step's deadline; written again by a step handled again after a reset, it stays as it was.
-SCHEDULE_DEADLINE: LiteralString = """
-INSERT INTO worker.deadlines (id, process, consumer, instance, name, due_at, type, data, metadata)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9::text::jsonb)
-ON CONFLICT (id) DO NOTHING
+# Taken shared by a process about to take a member's lease (so the size it checks stays the
+# size of record until its lease is taken) and exclusively by a hand-over.
+GROUP_LOCK_SHARED: LiteralString = "SELECT pg_advisory_xact_lock_shared(22356, hashtext($1))"
+GROUP_LOCK: LiteralString = "SELECT pg_advisory_xact_lock(22356, hashtext($1))"
+
+GROUP_RECORD: LiteralString = """
+SELECT size, from_size, handed, pinned FROM worker.groups WHERE consumer = $1
 """
 
-# A later step cancels an instance's pending deadlines of one name (NULL: all of them).
-CANCEL_DEADLINES: LiteralString = """
-UPDATE worker.deadlines SET cancelled_at = now()
-WHERE instance = $1 AND ($2::text IS NULL OR name = $2)
-  AND fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL
+# The first size a group runs at becomes its size of record (a concurrent first start of
+# another size finds this one's row and stands by).
+FIRST_GROUP_SIZE: LiteralString = """
+INSERT INTO worker.groups (consumer, size) VALUES ($1, $2) ON CONFLICT (consumer) DO NOTHING
 """
 
-# The consumer's deadlines due at $2, earliest first.
-DUE_DEADLINES: LiteralString = """
-SELECT id::text, process, consumer, instance, name, due_at, type, data::text, metadata::text,
-       attempts
-FROM worker.deadlines
-WHERE consumer = $1 AND due_at <= $2
-  AND fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL
-ORDER BY due_at, id
-LIMIT $3
+# The sizes the positions of a consumer's plain name ($1) and group members ($2 prefix) were
+# kept at (1: the plain consumer), latest first; rebuilds' consumers (#g) are not counted.
+FORMER_SIZES: LiteralString = """
+SELECT CASE WHEN consumer = $1 THEN 1
+            ELSE substring(consumer from '/([0-9]+)$')::int END AS size
+FROM worker.positions
+WHERE consumer = $1 OR (left(consumer, length($2)) = $2 AND consumer !~ '#')
+GROUP BY 1 ORDER BY max(updated_at) DESC
 """
 
-# When the consumer's next deadline is due (NULL: none pending).
-NEXT_DEADLINE: LiteralString = """
-SELECT min(due_at) FROM worker.deadlines
-WHERE consumer = $1 AND fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL
+# Members ($1) whose lease a live process holds.
+LIVE_MEMBERS: LiteralString = """
+SELECT consumer FROM worker.leases WHERE consumer = ANY($1::text[]) AND expires_at > now()
 """
 
-# Marks a deadline fired in its delivery's transaction, unless a step cancelled it or another
-# delivery fired it first (the row lock orders them: the later one finds it gone).
-FIRE_DEADLINE: LiteralString = """
-UPDATE worker.deadlines SET fired_at = now()
-WHERE id = $1 AND fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL
-RETURNING id
+# The final positions of the members ($1) of the size handed over, in member order.
+MEMBER_POSITIONS: LiteralString = """
+SELECT coalesce(p.position, 0)
+FROM unnest($1::text[]) WITH ORDINALITY AS m(consumer, n)
+LEFT JOIN worker.positions p ON p.consumer = m.consumer
+ORDER BY m.n
 """
 
-# A delivery failed: its attempt and error are kept; it is due again at $4, or ($3 true)
-# marked failed for good.
-DEADLINE_FAILED: LiteralString = """
-UPDATE worker.deadlines
-SET attempts = attempts + 1, error = $2, failed_at = CASE WHEN $3 THEN now() END, due_at = $4
-WHERE id = $1
+# A new member's start: the least final position of the former members.
+START_MEMBER: LiteralString = """
+INSERT INTO worker.positions AS p (consumer, position, high_water) VALUES ($1, $2, $2)
+ON CONFLICT (consumer) DO UPDATE
+SET position = EXCLUDED.position, high_water = EXCLUDED.position, updated_at = now()
 """
 
-# Counts of deadlines for `worker status` and the metrics, per process manager.
-DEADLINE_COUNTS: LiteralString = """
-SELECT process,
-       count(*) FILTER (WHERE fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL)
-           AS pending,
-       count(*) FILTER (WHERE fired_at IS NULL AND cancelled_at IS NULL AND failed_at IS NULL
-                        AND due_at <= $1) AS due,
-       count(*) FILTER (WHERE fired_at IS NOT NULL) AS fired,
-       count(*) FILTER (WHERE cancelled_at IS NOT NULL) AS cancelled,
-       count(*) FILTER (WHERE failed_at IS NOT NULL) AS failed
-FROM worker.deadlines GROUP BY process ORDER BY process
+RECORD_HAND_OVER: LiteralString = """
+INSERT INTO worker.groups AS g (consumer, size, from_size, handed, pinned)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (consumer) DO UPDATE
+SET size = EXCLUDED.size, from_size = EXCLUDED.from_size, handed = EXCLUDED.handed,
+    pinned = EXCLUDED.pinned, resized_at = now()
 """
 
-# A process manager's instances: every stream of its category, ended or not (by its last
-# transition's is_complete). For `worker processes` and the metrics, not a hot path.
-PROCESS_INSTANCES: LiteralString = """
-SELECT count(*) AS instances, count(*) FILTER (WHERE NOT ended) AS active
-FROM (
-    SELECT DISTINCT ON (stream_name) coalesce((data->>'is_complete')::boolean, false) AS ended
-    FROM message_store.messages WHERE message_store.category(stream_name) = $1
-    ORDER BY stream_name, position DESC
-) last
+# Parked messages of the members ($1) of a size about to be handed over.
+PARKED_OF_MEMBERS: LiteralString = """
+SELECT count(*) FROM worker.dead_letters WHERE consumer = ANY($1::text[])
 """

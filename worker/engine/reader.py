@@ -36,6 +36,7 @@ class Reader:
         self._head_checked = False  # whether the position is known not to be beyond the head
         self._ahead: list[Message] | None = None  # the next batch, read ahead
         self._quiet = 0  # polls in a row that found nothing new
+        self.handed: tuple[int, tuple[int, ...]] | None = None  # see ``Standing.handed``
 
     def lag_seconds(self, now: float | None = None) -> float | None:
         """How far behind the present its handling may be: ``now`` (wall clock) minus the time
@@ -56,12 +57,16 @@ class Reader:
 
     async def read(self, after: int, limit: int | None = None) -> list[Message]:
         """Up to ``limit`` (a batch) messages of the category after global position ``after``."""
+        handed = self.handed
+        if handed is not None and after >= max(handed[1]):
+            handed = self.handed = None  # past every message a former owner had handled
         return await self._store.read_category(
             self.category,
             after + 1,
             limit or self._options.batch_size,
             consumer_group_member=self._slot.member,
             consumer_group_size=self._slot.size,
+            handed=handed,
         )
 
     async def next(self, batches: Batches) -> int:

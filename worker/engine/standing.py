@@ -4,13 +4,14 @@ seeding of a slot seen for the first time."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from worker.engine import pauses
+from worker.engine import handover, pauses
 from worker.engine import queries as q
 from worker.engine.positions import seed_from_former_slots
 from worker.read import generations
+from worker.store.group_index import group_index_ready
 
 if TYPE_CHECKING:
     import asyncpg
@@ -26,6 +27,17 @@ class Standing:
     position: int = 0
     high_water: int = 0
     refill_to: int | None = None
+    # After its group was resized: (the size before, its members' final positions), whose
+    # messages it leaves out up to the furthest of them (``worker.engine.handover``).
+    handed: tuple[int, tuple[int, ...]] | None = None
+    indexed: bool = True  # False: a group member whose size has no member index
+
+
+def _handed(found: handover.Record | None, size: int) -> tuple[int, tuple[int, ...]] | None:
+    """What a member of a resized group leaves out (see ``Standing.handed``)."""
+    if found is None or found.size != size or found.from_size is None:
+        return None
+    return found.from_size, found.handed
 
 
 class PostgresStanding:
@@ -42,6 +54,16 @@ class PostgresStanding:
             return None
         return Standing(row[0] or 0, row[1] or 0, row[2])
 
+    async def _grouped(self, consumer: str, standing: Standing) -> Standing:
+        """``standing`` with what its consumer group adds (``handed``, ``indexed``)."""
+        group = handover.group_of(consumer)
+        if group is None:
+            return standing
+        async with self._pool.acquire() as conn:
+            found = await handover.record(conn, group[0])
+            indexed = group[1] == 1 or await group_index_ready(conn, group[1])
+        return replace(standing, handed=_handed(found, group[1]), indexed=indexed)
+
     async def load_or_seed(
         self, consumer: str, slot: Slot, store: MessageStore, log: Any, seeds: bool
     ) -> Standing:
@@ -50,7 +72,7 @@ class PostgresStanding:
         if standing is None and seeds:
             await self.seed(slot, store, log)
             standing = await self.load(consumer)
-        return standing or Standing()
+        return await self._grouped(consumer, standing or Standing())
 
     async def seed(self, slot: Slot, store: MessageStore, log: Any) -> None:
         """A consumer seen for the first time: a group member after a resize starts where the

@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from worker.engine import setup
+from worker.errors import DatabaseMissingError
 from worker.ops.loader import load_domain
 from worker.store import privileges
 from worker.store.database import Database, connect
+from worker.store.group_index import check_group_index_rights, create_group_index
 from worker.store.installer import InstallReport, check_installed, install, install_lock
+from worker.store.queries import group_index_name
 
 if TYPE_CHECKING:
     from worker.domain import Domain
@@ -43,6 +46,7 @@ class Installed:
     setups: list[str] = field(default_factory=list)  # subscribers whose setup(conn) ran
     due: dict[str, str] = field(default_factory=dict)  # projection -> why a rebuild is due
     regranted: list[str] = field(default_factory=list)  # runtime roles granted again
+    group_indexes: list[str] = field(default_factory=list)  # consumer groups' indexes built
 
 
 async def install_application(
@@ -52,6 +56,7 @@ async def install_application(
     dsn = settings.database(dsn)
     schema = settings.worker.read_model_schema
     subscribers: tuple[Subscriber, ...] = domain.subscribers if domain is not None else ()
+    await _check_group_indexes(dsn, subscribers)
     report = await install(
         dsn,
         settings.message_db,
@@ -64,10 +69,36 @@ async def install_application(
         async with install_lock(conn):  # one install's read models and grants at a time
             if domain is not None:
                 await _prepare(conn, done, subscribers, schema)
+                done.group_indexes = await _index_groups(conn, subscribers)
             done.regranted = await privileges.regrant(conn, setup.read_schemas(schema, subscribers))
     finally:
         await conn.close()
     return done
+
+
+def _group_sizes(subscribers: tuple[Subscriber, ...]) -> list[int]:
+    return sorted({s.options.group_size for s in subscribers if s.options.group_size > 1})
+
+
+async def _check_group_indexes(dsn: Database, subscribers: tuple[Subscriber, ...]) -> None:
+    """Refuse before any change when the role could not build a missing member index."""
+    sizes = _group_sizes(subscribers)
+    if not sizes:
+        return
+    try:
+        conn = await connect(dsn)
+    except DatabaseMissingError:
+        return  # created by this install, with MessageDB's table its own
+    try:
+        await check_group_index_rights(conn, sizes)
+    finally:
+        await conn.close()
+
+
+async def _index_groups(conn: Connection, subscribers: tuple[Subscriber, ...]) -> list[str]:
+    """Build the index of every consumer group size the subscribers use; the names built."""
+    sizes = _group_sizes(subscribers)
+    return [group_index_name(size) for size in sizes if await create_group_index(conn, size)]
 
 
 async def _prepare(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from worker.engine import queries as q
+from worker.engine import process_queries as q
 from worker.engine.deadlines import PostgresDeadlines
 from worker.engine.steps import ProcessSteps
 

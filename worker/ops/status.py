@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from worker.engine import pauses
+from worker.engine import pauses, process_queries
 from worker.engine import queries as q
 from worker.engine.dead_letters import PostgresParkedMessages
 from worker.engine.deadlines import DeadlineCounts, PostgresDeadlines
@@ -259,7 +259,10 @@ async def process_status(pool: asyncpg.Pool[Any], domain: Domain) -> list[Proces
     report = []
     for subscriber in processes:
         category = subscriber.process.category
-        instances, active = await pool.fetchrow(q.PROCESS_INSTANCES, category) or (0, 0)
+        instances, active = await pool.fetchrow(process_queries.PROCESS_INSTANCES, category) or (
+            0,
+            0,
+        )
         found = counts.get(subscriber.name, DeadlineCounts(subscriber.name, 0, 0, 0, 0, 0))
         live = [consumers[slot.name] for slot in subscriber.slots() if slot.name in consumers]
         report.append(

@@ -189,28 +189,56 @@ class MessageStore:
         correlation: str | None = None,
         consumer_group_member: int | None = None,
         consumer_group_size: int | None = None,
+        handed: tuple[int, Sequence[int]] | None = None,
         conn: Connection | None = None,
     ) -> list[Message]:
         """Up to ``batch_size`` messages of a category from global ``position``, in global order.
 
         The same rows as ``message_store.get_category_messages``: ``correlation`` keeps messages
         whose ``correlationStreamName`` is in that category; a consumer group member gets the
-        streams whose cardinal id hashes to it.
+        streams whose cardinal id hashes to it, read through its group size's index when
+        ``worker db install`` made one (``worker.store.group_index``). ``handed``: (the
+        size before a resize, the final positions of its members): leave out each message whose
+        stream's former owner had handled it.
         """
         check_category(category)
         _check_batch_size(batch_size)
         _check_group(consumer_group_member, consumer_group_size)
         if correlation is not None:
             check_category(correlation)
-        rows: list[Message] = await (conn or self._executor).fetch(
-            q.READ_CATEGORY,
-            category,
-            position,
-            batch_size,
-            correlation,
-            consumer_group_member,
-            consumer_group_size,
-            record_class=Message,
+        executor = conn or self._executor
+        args = (category, position, batch_size, correlation)
+        if handed is not None:
+            group = (
+                None
+                if consumer_group_size is None
+                else (consumer_group_member, consumer_group_size)
+            )
+            return await self._read_handed(executor, args, group, handed)
+        if consumer_group_size is None:
+            rows: list[Message] = await executor.fetch(q.READ_CATEGORY, *args, record_class=Message)
+        else:
+            statement = q.read_group(consumer_group_size)
+            rows = await executor.fetch(
+                statement, *args, consumer_group_member, record_class=Message
+            )
+        return rows
+
+    async def _read_handed(
+        self,
+        executor: Executor,
+        args: tuple[object, ...],
+        group: tuple[int | None, int] | None,
+        handed: tuple[int, Sequence[int]],
+    ) -> list[Message]:
+        """A read after a resize (see ``read_category``)."""
+        from_size, positions = handed
+        if len(positions) != from_size:
+            raise ValueError(f"{len(positions)} final positions for a group of {from_size}")
+        statement = q.read_handed(None if group is None else group[1], from_size)
+        grouped = () if group is None else (group[0],)
+        rows: list[Message] = await executor.fetch(
+            statement, *args, *grouped, list(positions), record_class=Message
         )
         return rows
 

@@ -38,6 +38,7 @@ _WORKER_TABLES = (
     "paused",
     "setups",
     "deadlines",
+    "groups",
 )
 
 # MessageDB's role: its install grants it exactly what a client of the store needs.

@@ -4,6 +4,7 @@ Values are always parameters; the few identifiers go through named builders belo
 
 from __future__ import annotations
 
+from functools import cache
 from typing import LiteralString
 
 # The columns of a Message, in MessageDB's order; data and metadata as JSON text (decoded on
@@ -25,8 +26,8 @@ LIMIT $3
 """
 
 # Same predicate and order as message_store.get_category_messages (category, position,
-# correlation category, consumer group member/size), as one static statement so it is prepared
-# once per connection instead of being planned anew on every call.
+# correlation category) for a consumer outside a group (read_group below is a member's), as one
+# static statement so it is prepared once per connection instead of being planned on every call.
 READ_CATEGORY: LiteralString = f"""
 SELECT {_COLUMNS}
 FROM message_store.messages
@@ -34,10 +35,105 @@ WHERE message_store.category(stream_name) = $1
   AND global_position >= $2
   AND ($4::text IS NULL
        OR message_store.category(metadata->>'correlationStreamName') = $4)
-  AND ($6::bigint IS NULL
-       OR MOD(@message_store.hash_64(message_store.cardinal_id(stream_name)), $6) = $5)
 ORDER BY global_position
 LIMIT $3
+"""
+
+
+# A consumer group member's share of a category: the rows READ_CATEGORY returns for member $5 of
+# a group of ``size`` (the same streams: worker.member_hash equals MessageDB's
+# hash_64(cardinal_id(stream_name))). The size is part of the text, so the statement matches the
+# expression of that size's index (``group_index``) and reads only the member's rows through it.
+@cache
+def read_group(size: int) -> str:
+    """READ_CATEGORY for the members of a group of ``size`` (an int, checked)."""
+    return f"""
+SELECT {_COLUMNS}
+FROM message_store.messages
+WHERE message_store.category(stream_name) = $1
+  AND {_member_bucket(size)} = $5
+  AND global_position >= $2
+  AND ($4::text IS NULL
+       OR message_store.category(metadata->>'correlationStreamName') = $4)
+ORDER BY global_position
+LIMIT $3
+"""
+
+
+# A consumer's read just after a resize handed its streams over from a group of ``from_size``
+# (1: a plain consumer): READ_CATEGORY ($1-$4), or read_group's member ($5) when ``size`` is
+# given, without the messages each stream's former owner had handled: those at or below that
+# owner's final position in the last parameter (bigint[], by former member).
+@cache
+def read_handed(size: int | None, from_size: int) -> str:
+    """The read of a consumer of a group of ``size`` (None: a plain consumer) after a resize
+    from ``from_size``."""
+    member = "" if size is None else f"AND {_member_bucket(size)} = $5"
+    handed = "$5" if size is None else "$6"
+    if from_size == 1:
+        owner_position = f"({handed}::bigint[])[1]"
+    else:
+        owner_position = f"coalesce(({handed}::bigint[])[{_member_bucket(from_size)} + 1], 0)"
+    return f"""
+SELECT {_COLUMNS}
+FROM message_store.messages
+WHERE message_store.category(stream_name) = $1
+  {member}
+  AND global_position >= $2
+  AND ($4::text IS NULL
+       OR message_store.category(metadata->>'correlationStreamName') = $4)
+  AND global_position > {owner_position}
+ORDER BY global_position
+LIMIT $3
+"""
+
+
+def _member_bucket(size: int) -> str:
+    if type(size) is not int or size < 1:
+        raise ValueError(f"a consumer group size is a positive int, got {size!r}")
+    return f"((@ worker.member_hash(stream_name)) % {size})"
+
+
+def group_index_name(size: int) -> str:
+    """The name of the index that serves the members of groups of ``size``."""
+    _member_bucket(size)
+    return f"worker_group_{size}"
+
+
+# The index a group of ``size`` reads through: each member's rows of a category in global order.
+# Built without blocking writers (so not in a transaction); an index left invalid by a failed
+# build is dropped first (GROUP_INDEX_STATE says which).
+def create_group_index(size: int) -> str:
+    """CREATE INDEX for the members of groups of ``size``."""
+    return (
+        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {group_index_name(size)} "
+        f"ON message_store.messages (message_store.category(stream_name), "
+        f"({_member_bucket(size)}), global_position)"
+    )
+
+
+def drop_group_index(size: int) -> str:
+    """DROP INDEX of the index for groups of ``size`` (an invalid one, before building it anew)."""
+    return f"DROP INDEX CONCURRENTLY IF EXISTS message_store.{group_index_name(size)}"
+
+
+# The statistics of MessageDB's table, with those of a new index's expression.
+ANALYZE_MESSAGES: LiteralString = "ANALYZE message_store.messages"
+
+# Whether the index $1 exists on MessageDB's table (NULL: no) and is valid.
+GROUP_INDEX_STATE: LiteralString = """
+SELECT i.indisvalid
+FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname = $1 AND n.nspname = 'message_store'
+"""
+
+# Whether the current role owns MessageDB's table (an index on it needs that); NULL when the
+# table is not there yet (whoever installs MessageDB will own it).
+OWNS_MESSAGES: LiteralString = """
+SELECT bool_or(pg_has_role(c.relowner, 'USAGE'))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = 'message_store' AND c.relname = 'messages'
 """
 
 GLOBAL_HEAD: LiteralString = "SELECT max(global_position) FROM message_store.messages"

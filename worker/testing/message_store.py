@@ -88,6 +88,13 @@ def group_member(stream_name: str, size: int) -> int | None:
     return None if ident is None else abs(hash_64(ident)) % size
 
 
+def _handled_before(message: MemoryMessage, from_size: int, positions: Sequence[int]) -> bool:
+    """Whether the stream's owner before a resize had handled the message (a stream without an
+    id had an owner only when the size before was 1, the plain consumer)."""
+    owner = 0 if from_size == 1 else group_member(message[1], from_size)
+    return owner is not None and message[4] <= positions[owner]
+
+
 def _correlation_category(metadata: str | None) -> str | None:
     """``category(metadata->>'correlationStreamName')``, as MessageDB's filter computes it."""
     if metadata is None:
@@ -292,6 +299,7 @@ class MemoryMessageStore:
         correlation: str | None = None,
         consumer_group_member: int | None = None,
         consumer_group_size: int | None = None,
+        handed: tuple[int, Sequence[int]] | None = None,
         conn: Connection | None = None,
     ) -> list[MemoryMessage]:
         """Up to ``batch_size`` messages of a category from global ``position``, in global
@@ -312,6 +320,8 @@ class MemoryMessageStore:
                 consumer_group_size is not None
                 and group_member(message[1], consumer_group_size) != consumer_group_member
             ):
+                continue
+            if handed is not None and _handled_before(message, *handed):
                 continue
             found.append(message)
             if len(found) == batch_size:

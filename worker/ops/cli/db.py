@@ -40,6 +40,8 @@ def db_install() -> None:
         typer.echo("setup(conn) run for: " + ", ".join(done.setups))
     for name, reason in done.due.items():
         typer.echo(f"rebuild due for {name}: {reason}")
+    if done.group_indexes:
+        typer.echo("consumer group indexes built: " + ", ".join(done.group_indexes))
     if done.regranted:
         typer.echo("runtime roles granted again: " + ", ".join(done.regranted))
 

@@ -20,6 +20,7 @@ from worker.ops.cli import (
     dlq,
     embedded,
     events,
+    group,
     pause,
     processes,
     projections,
@@ -42,6 +43,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(dlq.app, name="dlq")
 app.add_typer(events.app, name="events")
 app.add_typer(embedded.app, name="embedded")
+app.add_typer(group.app, name="group")
 
 ConfigOption = Annotated[
     Path | None,

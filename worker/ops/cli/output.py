@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.console import Console
 from rich.table import Column, Table
 
@@ -27,3 +29,15 @@ def console() -> Console:
     markup, no emoji codes: rich would print ``book_catalog:book:fact`` with a book emoji)."""
     width = None if sys.stdout.isatty() else _UNBOUNDED
     return Console(width=width, markup=False, emoji=False, highlight=False)
+
+
+def printed_plainly(rows: list[dict[str, Any]], *, as_json: bool, none: str) -> bool:
+    """Print ``rows`` as JSON (``as_json``), or ``none`` when there are none; whether done
+    (else the caller prints its table)."""
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return True
+    if not rows:
+        typer.echo(none)
+        return True
+    return False

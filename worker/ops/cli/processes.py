@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -27,11 +26,7 @@ def processes(
     """Every process manager: its instances (all, active), its deadlines (pending, due now,
     fired, cancelled, failed) and its consumers' states."""
     rows = process_rows()
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo("no process managers in this domain")
+    if output.printed_plainly(rows, as_json=as_json, none="no process managers in this domain"):
         return
     output.console().print(process_table(rows))
 

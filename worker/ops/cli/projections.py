@@ -166,11 +166,7 @@ def projections(
     the one a rebuild is filling; the lag and states of its live consumers.
     """
     rows = _rows(projection_status)
-    if as_json:
-        typer.echo(json.dumps(rows, indent=2))
-        return
-    if not rows:
-        typer.echo("no projections in this domain")
+    if output.printed_plainly(rows, as_json=as_json, none="no projections in this domain"):
         return
     table = output.table(
         "projection",

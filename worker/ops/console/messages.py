@@ -17,19 +17,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from worker.ops.console.state import Console
-    from worker.store.message import Message
 
 SHOWN = 100  # messages a stream or a category lists at most
-
-
-def _row(message: Message) -> dict[str, Any]:
-    return {
-        "global_position": message.global_position,
-        "stream_name": message.stream_name,
-        "position": message.position,
-        "type": message.type,
-        "time": message.time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
 
 
 def _text(value: Any) -> str:
@@ -76,10 +65,10 @@ async def messages(console: Console, query: Mapping[str, str]) -> dict[str, Any]
         elif wanted["stream"]:
             start = _start(query.get("from", ""))
             rows = await MessageStore(console.pool).read_stream(wanted["stream"], start, SHOWN)
-            found["rows"] = [_row(m) for m in rows]
+            found["rows"] = [browser.message_json(m) for m in rows]
         elif wanted["category"]:
             rows = await finder.newest(console.pool, wanted["category"], SHOWN)
-            found["rows"] = [_row(m) for m in rows]
+            found["rows"] = [browser.message_json(m) for m in rows]
     except WorkerError as problem:
         found["problem"] = str(problem)
     return found

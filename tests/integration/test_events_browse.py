@@ -90,7 +90,7 @@ async def test_trace_of_an_order_placed_shows_what_it_set_off_in_order(
     printed = await events(database_dsn, "trace", str(placed.global_position))
     assert printed.code == 0, printed
     rows = [line for line in printed.stdout.splitlines() if "#" in line]
-    assert [r.split("#", 1)[1].split()[1] for r in rows] == [
+    assert [r.split("#", 1)[1].split()[1] for r in rows][:5] == [
         "OrderPlaced",
         "OrderConfirmed",
         "OrderShipped",
@@ -99,6 +99,8 @@ async def test_trace_of_an_order_placed_shows_what_it_set_off_in_order(
     ], printed
     depth = [r.index("#") for r in rows]
     assert depth[0] < depth[1] == depth[2] == depth[4] < depth[3], printed
+    # (The inventory desk may have answered ReserveStock in the same run: below it, deeper.)
+    assert all(d > depth[4] for d in depth[5:]), printed
     assert "this message" in rows[0], printed
 
 

@@ -41,12 +41,13 @@ async def test_a_resize_under_load_through_kills_applies_every_deposit_once(
     database_dsn: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two processes run a group of 2 mid catch-up; four processes of size 3 stand by; deposits
-    keep coming while `worker group resize balances 3` runs and one old holder is killed -9 at
-    the same moment; then a new member's holder is killed -9 mid catch-up and the standby takes
-    it over. The projector counts every deposit with plain SQL (no idempotence of its own):
-    each account's total, count and last seq match the ledger, with no deposit out of
-    sequence, and the old processes never handle anything again."""
+    """Two processes run a group of 2 mid catch-up (paused while four processes of size 3 start
+    and stand by, resumed before the resize); deposits keep coming while `worker group resize
+    balances 3` runs and one old holder is killed -9 at the same moment; then a new member's
+    holder is killed -9 mid catch-up and the standby takes it over. The projector counts every
+    deposit with plain SQL (no idempotence of its own): each account's total, count and last
+    seq match the ledger, with no deposit out of sequence, and the old processes never handle
+    anything again."""
     seed = random.randrange(1_000_000)
     print(f"seed {seed}")
     rng = random.Random(seed)
@@ -59,11 +60,17 @@ async def test_a_resize_under_load_through_kills_applies_every_deposit_once(
         return all(len(started(w)) == 1 and w.returncode is None for w in old)
 
     await wait_until(old_members_run, 30, "both members of 2 to run", *old)
+    # Paused while the size-3 processes start (however long they take), so the old members are
+    # still mid catch-up when the resize comes; resumed just before it.
+    paused = await worker(database_dsn, "pause", "balances", "--reason", "standbys start")
+    assert paused.code == 0, str(paused)
     monkeypatch.setenv("COUNTER_GROUP_SIZE", "3")
     new = [await workers.start(max_group_slots=1) for _ in range(4)]
     for process in new:
         await process.wait_logged(STANDING_BY, within=30)
     assert await read_model(monitor) != ledger.accounts, "caught up before the resize"
+    resumed = await worker(database_dsn, "resume", "balances")
+    assert resumed.code == 0, str(resumed)
 
     writer = await connect(database_dsn)
     try:

@@ -141,15 +141,23 @@ async def main() -> None:
 anyio.run(main)
 '
 
-say "worker run --until-caught-up (runtime DSN)"
+# The example's handlers write commands other consumers read (the fulfillment process, its
+# desks): a consumer that caught up before a later one wrote to its category has lag again, so
+# the run is repeated (at most twelve times: the fulfillment chain is seven hops deep) until every
+# consumer is at its category's head.
+say "worker run --until-caught-up (runtime DSN), until no consumer has lag"
 start=$SECONDS
-run_in "$RUNTIME_DSN" worker run --until-caught-up >/dev/null 2>"$CACHE/image-test-run.log" || {
-    tail -n 20 "$CACHE/image-test-run.log" >&2
-    fail "worker run --until-caught-up"
-}
-say "caught up in $((SECONDS - start)) s"
+for round in $(seq 1 12); do
+    run_in "$RUNTIME_DSN" worker run --until-caught-up >/dev/null 2>"$CACHE/image-test-run.log" || {
+        tail -n 20 "$CACHE/image-test-run.log" >&2
+        fail "worker run --until-caught-up"
+    }
+    status=$(run_in "$RUNTIME_DSN" worker status --json)
+    python3 -c 'import json, sys; sys.exit(any(r["lag_messages"] for r in json.loads(sys.argv[1])))' \
+        "$status" && break
+done
+say "caught up in $((SECONDS - start)) s ($round run(s))"
 
-status=$(run_in "$RUNTIME_DSN" worker status --json)
 python3 - "$status" <<'EOF' || fail "worker status"
 import json
 import sys

@@ -90,3 +90,23 @@ async def test_a_parked_message_is_replayed_alike_on_both_backends(backend: Back
     assert handlers.handled == [("pay-b", 5), ("pay-a", 13), ("pay-a", 7)]
     assert await backend.parked.parked("ledger:pay") == []
     assert await backend.positions.load("ledger:pay") == 3
+
+
+async def test_positions_left_for_later_are_committed_once_caught_up(backend: Backend) -> None:
+    """Full batches whose handlers write nothing may leave their position for later
+    (``position_interval``); once caught up, the consumer commits the last one: the stored
+    position is the category head, and the consumer's committed position says so."""
+    for n in range(20):  # two full batches: both may leave their position for later
+        await backend.store.write(f"pay-{n}", Paid(account=f"pay-{n}", amount=n).to_message())
+    handlers = Ledger()
+    handlers.refused.clear()
+    options = ConsumerOptions(batch_size=10, position_interval=60.0)
+    subscriber = ledger().subscribers[0]
+    consumer = Consumer(
+        subscriber, "pay", waker=Waker(), options=options, backend=backend, instance=handlers
+    )
+    await run(consumer)
+    head = await backend.store.category_head("pay")
+    assert len(handlers.handled) == 20
+    assert (consumer.position, consumer.committed) == (head, head)
+    assert await backend.positions.load("ledger:pay") == head

@@ -203,6 +203,23 @@ def test_a_handler_without_correlation_is_refused() -> None:
             def placed(self, event: Placed, ctx: Context) -> None: ...
 
 
+def test_a_correlation_by_a_field_the_event_lacks_is_refused() -> None:
+    """A misspelt ``correlate=`` is refused at registration, naming the field meant (it would
+    otherwise find no instance for any event)."""
+    local = Domain("pmmisspelt")
+
+    @local.event(category="order")
+    class Placed(BaseEvent):
+        order_id: str
+
+    with pytest.raises(RegistrationError, match=r"'ordr_id', which is no field of it .*'order_id'"):
+
+        @local.process_manager()
+        class Misspelt(ProcessManager):
+            @handle(Placed, correlate="ordr_id", start=True)
+            def placed(self, event: Placed, ctx: Context) -> None: ...
+
+
 def test_correlate_on_an_event_handler_is_refused() -> None:
     """start=/correlate= belong to process managers only."""
     local = Domain("pmhandler")

@@ -12,6 +12,7 @@ transaction, with the commands and the consumer's position. ``worker.engine.step
 
 from __future__ import annotations
 
+import difflib
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -197,6 +198,7 @@ def _rules(
                 f"{route.event_class.type_name()} without correlate=: say which field of it "
                 "holds the instance id, e.g. @handle(OrderPlaced, correlate='order_id')"
             )
+        _check_field(who, cls, route, rule.correlate)
         rules[(route.method_name, route.event_class)] = rule
     if not any(rule.start for rule in rules.values()):
         raise RegistrationError(
@@ -223,3 +225,17 @@ def registered_process(cls: type[Any]) -> Subscriber:
             f"{cls.__qualname__} is not registered: decorate it with @domain.process_manager"
         )
     return found
+
+
+def _check_field(who: str, cls: type[Any], route: Route, field: str) -> None:
+    """Refuse a ``correlate=`` that names no field of the event (a misspelt one would find no
+    instance for every event)."""
+    fields = list(route.event_class.model_fields)
+    if field in fields:
+        return
+    close = difflib.get_close_matches(field, fields, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (its fields: {', '.join(fields)})"
+    raise RegistrationError(
+        f"{who}: {cls.__name__}.{route.method_name} correlates "
+        f"{route.event_class.type_name()} by {field!r}, which is no field of it{hint}"
+    )
